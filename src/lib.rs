@@ -1,0 +1,7 @@
+//! rdna1-images: reproducible, smoke-tested Docker images of PyTorch for AMD RDNA1 GPUs.
+//!
+//! The pure core (recipe, render, context, smoke judging, host detection) needs no daemon;
+//! `engine` is the only module that talks to Docker, and `pipeline` sequences the stages.
+
+pub mod recipe;
+pub mod smoke;

@@ -1,0 +1,854 @@
+//! The YAML recipe: one file per stack, parsed strictly and validated before anything runs.
+//!
+//! Every error names the file, the line and column, and the field, and says what is allowed:
+//! a user who mistypes a key in a recipe for a two-hour build should learn it in a second.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::smoke::SmokeSpec;
+
+/// The recipes shipped with the tool, so `rdna1-images build rocm52` works from any folder.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("rocm52", include_str!("../recipes/rocm52.yaml")),
+    ("rocm62", include_str!("../recipes/rocm62.yaml")),
+];
+
+/// Files that embedded recipes refer to (`files:` and `source.patches`), keyed by their path
+/// relative to the recipes folder.
+pub const EMBEDDED_FILES: &[(&str, &[u8])] = &[(
+    "patches/pytorch-2.4.1-aotriton-guard.patch",
+    include_bytes!("../recipes/patches/pytorch-2.4.1-aotriton-guard.patch"),
+)];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Recommended,
+    Advanced,
+    Experimental,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Recommended => "recommended",
+            Status::Advanced => "advanced",
+            Status::Experimental => "experimental",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Plain name; must equal the file stem.
+    pub name: String,
+    pub description: String,
+    pub status: Status,
+    /// ROCm release the stack is built on ("5.2", "6.2"); "none" for CPU fixtures.
+    pub rocm: String,
+    pub base: Base,
+    pub gpu: Gpu,
+    pub python: Python,
+    #[serde(default)]
+    pub system_packages: SystemPackages,
+    /// Environment baked into the image (`ENV`), in this order.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Exactly one of `wheels:`, `source:` or `preinstalled:`.
+    #[serde(with = "serde_yaml::with::singleton_map")]
+    pub pytorch: PyTorch,
+    /// Extra files from the recipes folder copied into the build context, relative paths.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Extra shell steps run after PyTorch is installed (one `RUN` each).
+    #[serde(default)]
+    pub steps: Vec<String>,
+    pub smoke: SmokeSpec,
+    /// Seconds since the epoch used for every timestamp the build writes (labels, history,
+    /// file mtimes where the engine allows it).
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Base {
+    /// Image reference with a tag, e.g. `ubuntu:jammy-20260901.2`.
+    pub image: String,
+    /// Content digest `sha256:<64 hex>`; the image is pulled by it.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Why the base is not pinned (required when `digest` is absent).
+    #[serde(default)]
+    pub unpinned_reason: Option<String>,
+}
+
+impl Base {
+    /// The reference the Dockerfile's `FROM` uses: `image@digest` when pinned.
+    pub fn reference(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}@{}", self.image, d),
+            None => self.image.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    /// The gfx target the image is built and labelled for.
+    pub target: String,
+    /// Per supported gfx target: the `HSA_OVERRIDE_GFX_VERSION` it needs, or null for native.
+    pub targets: BTreeMap<String, Option<String>>,
+}
+
+impl Gpu {
+    /// The override baked into the image: the one the primary target needs.
+    pub fn hsa_override(&self) -> Option<&str> {
+        self.targets.get(&self.target).and_then(|o| o.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Python {
+    /// Major.minor, e.g. "3.10".
+    pub version: String,
+    /// The interpreter inside the image.
+    #[serde(default = "default_python_bin")]
+    pub bin: String,
+}
+
+fn default_python_bin() -> String {
+    "python3".to_string()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemPackages {
+    /// `name` or `name=version` (apt syntax).
+    #[serde(default)]
+    pub apt: Vec<String>,
+    /// Why unversioned packages are acceptable (e.g. a dated base image already fixes them).
+    #[serde(default)]
+    pub unpinned_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum PyTorch {
+    /// Prebuilt wheels, installed with `pip --require-hashes`.
+    Wheels(Wheels),
+    /// Built from source in a builder stage.
+    Source(Source),
+    /// Already in the base image (test fixtures on the local Debian base).
+    Preinstalled(Preinstalled),
+}
+
+impl PyTorch {
+    pub fn version(&self) -> &str {
+        match self {
+            PyTorch::Wheels(w) => &w.torch_version,
+            PyTorch::Source(s) => &s.version,
+            PyTorch::Preinstalled(p) => &p.version,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PyTorch::Wheels(_) => "wheels",
+            PyTorch::Source(_) => "source",
+            PyTorch::Preinstalled(_) => "preinstalled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wheels {
+    /// The torch version the wheels carry, e.g. "1.13.1+rocm5.2".
+    pub torch_version: String,
+    /// Where the files below come from (documentation and `lock`).
+    pub index: String,
+    /// Every package pip installs, each pinned to one file and its sha256.
+    pub packages: Vec<Wheel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wheel {
+    pub name: String,
+    pub version: String,
+    /// Full URL of the wheel, or absent for packages from pip's default index.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// sha256 of the file(s) pip may pick; at least one.
+    #[serde(default)]
+    pub sha256: Vec<String>,
+    /// Why a hash could not be confirmed, shown by `check`.
+    #[serde(default)]
+    pub unconfirmed: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The torch version the build produces, e.g. "2.4.1".
+    pub version: String,
+    pub repository: String,
+    /// Tag or branch, for people.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// Full 40-hex commit the build checks out and verifies.
+    pub commit: String,
+    /// `PYTORCH_ROCM_ARCH` entries.
+    pub arch: Vec<String>,
+    /// Build environment (USE_ROCM, USE_FLASH_ATTENTION...).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Patches (relative to the recipes folder), applied in order with `git apply`.
+    #[serde(default)]
+    pub patches: Vec<String>,
+    /// Base of the runtime stage (defaults to the builder base).
+    #[serde(default)]
+    pub runtime_base: Option<Base>,
+    /// torchvision built against the same torch.
+    #[serde(default)]
+    pub torchvision: Option<SourceRepo>,
+    /// Shell commands that must succeed after the build (verification of gfx code objects).
+    #[serde(default)]
+    pub verify: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRepo {
+    pub version: String,
+    pub repository: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preinstalled {
+    /// The torch version the base image carries.
+    pub version: String,
+}
+
+/// Where a recipe came from: the error messages and the build context need it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    Embedded,
+    Dir(PathBuf),
+}
+
+/// A parsed, validated recipe plus the text and files it was read from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub recipe: Recipe,
+    /// The file name as shown in errors (`recipes/rocm52.yaml` or a real path).
+    pub file: String,
+    pub text: String,
+    pub origin: Origin,
+}
+
+impl Loaded {
+    /// Contents of a file the recipe refers to (patch, extra file), relative to the recipes folder.
+    pub fn read_file(&self, rel: &str) -> Result<Vec<u8>, RecipeError> {
+        let bad = |msg: String| RecipeError::at(&self.file, &self.text, &["files"], msg);
+        if !is_safe_relative(rel) {
+            return Err(bad(format!(
+                "file `{rel}` must be a relative path inside the recipes folder (no `..`, no leading `/`)"
+            )));
+        }
+        match &self.origin {
+            Origin::Embedded => EMBEDDED_FILES
+                .iter()
+                .find(|(p, _)| *p == rel)
+                .map(|(_, b)| b.to_vec())
+                .ok_or_else(|| bad(format!("file `{rel}` is not embedded in this binary"))),
+            Origin::Dir(dir) => std::fs::read(dir.join(rel))
+                .map_err(|e| bad(format!("cannot read `{}`: {e}", dir.join(rel).display()))),
+        }
+    }
+}
+
+fn is_safe_relative(p: &str) -> bool {
+    let path = Path::new(p);
+    !p.is_empty()
+        && path.is_relative()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// A recipe problem: file, line, column, field path, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipeError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl RecipeError {
+    /// An error about `path` (field names and list indices), located in `text` when possible.
+    pub fn at(file: &str, text: &str, path: &[&str], message: impl Into<String>) -> Self {
+        let loc = locate(text, path);
+        RecipeError {
+            file: file.to_string(),
+            line: loc.map(|l| l.0),
+            column: loc.map(|l| l.1),
+            field: display_path(path),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RecipeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if !self.field.is_empty() {
+            write!(f, ": field `{}`", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for RecipeError {}
+
+/// Problems finding a recipe by name.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("recipe name `{0}` is not a plain name (letters, digits, `-`, `_`; no paths): use `--recipes DIR` to read recipes from another folder")]
+    NotAName(String),
+    #[error("unknown recipe `{name}`; recipes in {place}: {}", known.join(", "))]
+    Unknown {
+        name: String,
+        place: String,
+        known: Vec<String>,
+    },
+    #[error("cannot read recipes folder {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] RecipeError),
+}
+
+fn display_path(path: &[&str]) -> String {
+    let mut s = String::new();
+    for p in path {
+        if p.parse::<usize>().is_ok() {
+            s.push_str(&format!("[{p}]"));
+        } else {
+            if !s.is_empty() {
+                s.push('.');
+            }
+            s.push_str(p);
+        }
+    }
+    s
+}
+
+/// Finds the (line, column), 1-based, of a field path in block-style YAML.
+///
+/// serde_yaml reports positions for syntax and type errors but not for values that pass
+/// deserialization and fail validation; this walks the indentation to find them (all our
+/// recipes are block style). When the leaf is missing it returns the deepest parent found,
+/// which is where the user has to add it.
+pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let lines: Vec<YamlLine> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let t = l.trim_start();
+            (!t.is_empty() && !t.starts_with('#')).then(|| YamlLine {
+                number: i + 1,
+                indent: l.len() - t.len(),
+                text: t.to_string(),
+            })
+        })
+        .collect();
+    locate_in(&lines, path)
+}
+
+#[derive(Clone)]
+struct YamlLine {
+    number: usize,
+    indent: usize,
+    text: String,
+}
+
+fn locate_in(block: &[YamlLine], path: &[&str]) -> Option<(usize, usize)> {
+    let (part, rest) = path.split_first()?;
+    let first = block.first()?;
+    let indent = first.indent;
+    // The lines that belong to the entry starting at block[i]: deeper ones, plus list items
+    // at the same indent under a mapping key (`key:\n- a`).
+    let children = |i: usize| -> &[YamlLine] {
+        let own = &block[i];
+        let is_item = own.text.starts_with("- ") || own.text == "-";
+        let len = block[i + 1..]
+            .iter()
+            .take_while(|l| {
+                l.indent > own.indent
+                    || (!is_item && l.indent == own.indent && l.text.starts_with("- "))
+            })
+            .count();
+        &block[i + 1..i + 1 + len]
+    };
+    let at_level = |l: &YamlLine| l.indent == indent;
+    let (i, col) = if let Ok(n) = part.parse::<usize>() {
+        let i = block
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| at_level(l) && (l.text.starts_with("- ") || l.text == "-"))
+            .nth(n)?
+            .0;
+        (i, indent + 2)
+    } else {
+        let key = format!("{part}:");
+        let i = block
+            .iter()
+            .position(|l| at_level(l) && (l.text.starts_with(&key) || l.text.starts_with(&format!("\"{part}\":"))))?;
+        (i, indent)
+    };
+    let here = (block[i].number, col + 1);
+    if rest.is_empty() {
+        return Some(here);
+    }
+    let mut sub: Vec<YamlLine> = Vec::new();
+    if part.parse::<usize>().is_ok() {
+        // `- key: v` opens a mapping whose keys sit two columns right of the dash.
+        let item = &block[i].text[2.min(block[i].text.len())..];
+        if !item.trim().is_empty() {
+            sub.push(YamlLine {
+                number: block[i].number,
+                indent: indent + 2,
+                text: item.trim_start().to_string(),
+            });
+        }
+    }
+    sub.extend(children(i).iter().cloned());
+    Some(locate_in(&sub, rest).unwrap_or(here))
+}
+
+/// Parses and validates one recipe. `file` is how errors name it.
+pub fn parse(file: &str, text: &str) -> Result<Recipe, RecipeError> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    let recipe: Recipe = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let loc = inner.location();
+        let msg = explain_serde(&inner.to_string());
+        RecipeError {
+            file: file.to_string(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            field: if path == "." { String::new() } else { path },
+            message: msg,
+        }
+    })?;
+    validate(file, text, &recipe)?;
+    Ok(recipe)
+}
+
+/// serde_yaml's messages end with " at line N column M"; we print the place ourselves.
+fn explain_serde(msg: &str) -> String {
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    msg.to_string()
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// A recipe name: what may follow `rdna1-images build`.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
+    let err = |path: &[&str], msg: String| Err(RecipeError::at(file, text, path, msg));
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if !is_plain_name(&r.name) {
+        return err(
+            &["name"],
+            format!(
+                "`{}` is not a plain name: use lowercase letters, digits, `-` and `_`",
+                r.name
+            ),
+        );
+    }
+    if r.name != stem {
+        return err(
+            &["name"],
+            format!(
+                "`{}` must match the file name `{stem}.yaml` (the name is how the recipe is found)",
+                r.name
+            ),
+        );
+    }
+    validate_base(file, text, &r.base, &["base"])?;
+    if !r.gpu.targets.contains_key(&r.gpu.target) {
+        return err(
+            &["gpu", "target"],
+            format!(
+                "`{}` must be one of the keys of `gpu.targets` ({})",
+                r.gpu.target,
+                r.gpu.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    for (t, o) in &r.gpu.targets {
+        if !t.starts_with("gfx") || t.len() < 6 {
+            return err(
+                &["gpu", "targets", t],
+                format!("`{t}` is not a gfx target (like gfx1010)"),
+            );
+        }
+        if let Some(o) = o {
+            let parts: Vec<&str> = o.split('.').collect();
+            if parts.len() != 3 || parts.iter().any(|p| p.parse::<u32>().is_err()) {
+                return err(
+                    &["gpu", "targets", t],
+                    format!("override `{o}` must look like 10.3.0 (major.minor.stepping) or be null"),
+                );
+            }
+        }
+    }
+    if r.env.contains_key("HSA_OVERRIDE_GFX_VERSION") {
+        return err(
+            &["env", "HSA_OVERRIDE_GFX_VERSION"],
+            "set the override per target in `gpu.targets`, not in `env` (run adjusts it to the detected GPU)".into(),
+        );
+    }
+    if r.env.get("MIOPEN_FIND_ENFORCE").map(|v| v.trim()) == Some("3")
+        || r.env.get("MIOPEN_FIND_ENFORCE").map(|v| v.trim().to_ascii_uppercase())
+            == Some("SEARCH".into())
+    {
+        return err(
+            &["env", "MIOPEN_FIND_ENFORCE"],
+            "MIOPEN_FIND_ENFORCE=3 (SEARCH) makes a single Conv2d take over 2000 s on RDNA1; leave it unset".into(),
+        );
+    }
+    for k in r.env.keys() {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return err(
+                &["env", k],
+                format!("`{k}` is not an environment variable name"),
+            );
+        }
+    }
+    let pv: Vec<&str> = r.python.version.split('.').collect();
+    if pv.len() != 2 || pv.iter().any(|p| p.parse::<u32>().is_err()) {
+        return err(
+            &["python", "version"],
+            format!(
+                "`{}` must be major.minor, like 3.10 (quote it in YAML: \"3.10\")",
+                r.python.version
+            ),
+        );
+    }
+    for (i, p) in r.system_packages.apt.iter().enumerate() {
+        if p.is_empty()
+            || !p.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b)
+            })
+        {
+            return err(
+                &["system_packages", "apt", &i.to_string()],
+                format!("`{p}` is not an apt package (`name` or `name=version`)"),
+            );
+        }
+    }
+    match &r.pytorch {
+        PyTorch::Wheels(w) => {
+            if w.packages.is_empty() {
+                return err(
+                    &["pytorch", "wheels", "packages"],
+                    "list at least the torch wheel".into(),
+                );
+            }
+            for (i, p) in w.packages.iter().enumerate() {
+                let idx = i.to_string();
+                for h in &p.sha256 {
+                    if !is_hex(h, 64) {
+                        return err(
+                            &["pytorch", "wheels", "packages", &idx, "sha256"],
+                            format!("`{h}` is not a sha256 (64 lowercase hex digits)"),
+                        );
+                    }
+                }
+                if p.sha256.is_empty() {
+                    return err(
+                        &["pytorch", "wheels", "packages", &idx, "sha256"],
+                        format!(
+                            "package `{}` has no sha256: pip installs with --require-hashes (run `rdna1-images lock {}` to fill it in)",
+                            p.name, r.name
+                        ),
+                    );
+                }
+                if let Some(u) = &p.url {
+                    if !u.starts_with("https://") {
+                        return err(
+                            &["pytorch", "wheels", "packages", &idx, "url"],
+                            format!("`{u}` must be an https URL"),
+                        );
+                    }
+                }
+            }
+        }
+        PyTorch::Source(s) => {
+            if !is_hex(&s.commit, 40) {
+                return err(
+                    &["pytorch", "source", "commit"],
+                    format!("`{}` must be a full 40-hex commit id", s.commit),
+                );
+            }
+            if s.arch.is_empty() {
+                return err(
+                    &["pytorch", "source", "arch"],
+                    "name at least one gfx target (PYTORCH_ROCM_ARCH): no GPU is visible during a build".into(),
+                );
+            }
+            if let Some(tv) = &s.torchvision {
+                if !is_hex(&tv.commit, 40) {
+                    return err(
+                        &["pytorch", "source", "torchvision", "commit"],
+                        format!("`{}` must be a full 40-hex commit id", tv.commit),
+                    );
+                }
+            }
+            if let Some(rb) = &s.runtime_base {
+                validate_base(file, text, rb, &["pytorch", "source", "runtime_base"])?;
+            }
+            for (i, p) in s.patches.iter().enumerate() {
+                if !is_safe_relative(p) {
+                    return err(
+                        &["pytorch", "source", "patches", &i.to_string()],
+                        format!("`{p}` must be a relative path inside the recipes folder"),
+                    );
+                }
+            }
+        }
+        PyTorch::Preinstalled(_) => {}
+    }
+    for (i, f) in r.files.iter().enumerate() {
+        if !is_safe_relative(f) {
+            return err(
+                &["files", &i.to_string()],
+                format!("`{f}` must be a relative path inside the recipes folder"),
+            );
+        }
+    }
+    crate::smoke::validate_spec(&r.smoke).map_err(|(path, msg)| {
+        let mut full = vec!["smoke"];
+        full.extend(path.iter().map(|s| s.as_str()));
+        RecipeError::at(file, text, &full, msg)
+    })?;
+    Ok(())
+}
+
+fn validate_base(file: &str, text: &str, b: &Base, path: &[&str]) -> Result<(), RecipeError> {
+    let at = |field: &str, msg: String| {
+        let mut p = path.to_vec();
+        p.push(field);
+        Err(RecipeError::at(file, text, &p, msg))
+    };
+    if b.image.is_empty() || b.image.contains('@') || b.image.contains(char::is_whitespace) {
+        return at(
+            "image",
+            format!(
+                "`{}` must be an image reference with a tag and without a digest (put the digest in `digest`)",
+                b.image
+            ),
+        );
+    }
+    match (&b.digest, &b.unpinned_reason) {
+        (Some(d), _) => {
+            if !(d.starts_with("sha256:") && is_hex(&d[7..], 64)) {
+                return at(
+                    "digest",
+                    format!("`{d}` must be sha256:<64 lowercase hex digits>"),
+                );
+            }
+        }
+        (None, Some(reason)) if !reason.trim().is_empty() => {}
+        (None, _) => {
+            return at(
+                "digest",
+                "missing: pin the base with `digest: sha256:...` or say why not in `unpinned_reason`"
+                    .into(),
+            )
+        }
+    }
+    Ok(())
+}
+
+/// The recipe set a command works on.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub source: Origin,
+}
+
+impl Catalog {
+    pub fn embedded() -> Self {
+        Catalog {
+            source: Origin::Embedded,
+        }
+    }
+    pub fn dir(dir: impl Into<PathBuf>) -> Self {
+        Catalog {
+            source: Origin::Dir(dir.into()),
+        }
+    }
+
+    fn place(&self) -> String {
+        match &self.source {
+            Origin::Embedded => "the recipes built into this binary".into(),
+            Origin::Dir(d) => d.display().to_string(),
+        }
+    }
+
+    /// Recipe names, sorted.
+    pub fn names(&self) -> Result<Vec<String>, LookupError> {
+        let mut names: Vec<String> = match &self.source {
+            Origin::Embedded => EMBEDDED.iter().map(|(n, _)| n.to_string()).collect(),
+            Origin::Dir(dir) => std::fs::read_dir(dir)
+                .map_err(|source| LookupError::Dir {
+                    dir: dir.clone(),
+                    source,
+                })?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let p = e.path();
+                    (p.extension().and_then(|x| x.to_str()) == Some("yaml"))
+                        .then(|| p.file_stem()?.to_str().map(String::from))
+                        .flatten()
+                })
+                .filter(|n| is_plain_name(n))
+                .collect(),
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// Finds, parses and validates one recipe by name.
+    pub fn load(&self, name: &str) -> Result<Loaded, LookupError> {
+        if !is_plain_name(name) {
+            return Err(LookupError::NotAName(name.to_string()));
+        }
+        let unknown = || -> LookupError {
+            LookupError::Unknown {
+                name: name.to_string(),
+                place: self.place(),
+                known: self.names().unwrap_or_default(),
+            }
+        };
+        let (file, text, origin) = match &self.source {
+            Origin::Embedded => {
+                let (_, text) = EMBEDDED
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(unknown)?;
+                (
+                    format!("recipes/{name}.yaml"),
+                    text.to_string(),
+                    Origin::Embedded,
+                )
+            }
+            Origin::Dir(dir) => {
+                let path = dir.join(format!("{name}.yaml"));
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
+                    Err(source) => {
+                        return Err(LookupError::Dir {
+                            dir: path,
+                            source,
+                        })
+                    }
+                };
+                (path.display().to_string(), text, Origin::Dir(dir.clone()))
+            }
+        };
+        let recipe = parse(&file, &text)?;
+        Ok(Loaded {
+            recipe,
+            file,
+            text,
+            origin,
+        })
+    }
+
+    /// Every recipe, each parsed on its own so one bad file does not hide the others.
+    pub fn load_all(&self) -> Result<Vec<Result<Loaded, LookupError>>, LookupError> {
+        Ok(self.names()?.iter().map(|n| self.load(n)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "name: x\nbase:\n  image: a:b\n  digest: sha256:zz\nsmoke:\n  cases:\n    - name: medium\n      limit_s: 5\n    - name: large\n      limit_s: 10\n";
+
+    #[test]
+    fn locate_finds_nested_keys_and_list_items() {
+        assert_eq!(locate(DOC, &["name"]), Some((1, 1)));
+        assert_eq!(locate(DOC, &["base", "digest"]), Some((4, 3)));
+        assert_eq!(locate(DOC, &["smoke", "cases", "1"]), Some((9, 7)));
+        assert_eq!(locate(DOC, &["smoke", "cases", "1", "limit_s"]), Some((10, 7)));
+        assert_eq!(locate(DOC, &["smoke", "cases", "0", "limit_s"]), Some((8, 7)));
+        // A missing leaf falls back to the deepest part found.
+        assert_eq!(locate(DOC, &["base", "nope"]), Some((2, 1)));
+        assert_eq!(locate(DOC, &["nope"]), None);
+        let seq = "a:\n- x: 1\n  y: 2\n- x: 3\n";
+        assert_eq!(locate(seq, &["a", "1", "x"]), Some((4, 3)));
+        assert_eq!(locate(seq, &["a", "0", "y"]), Some((3, 3)));
+    }
+
+    #[test]
+    fn plain_names() {
+        assert!(is_plain_name("rocm52"));
+        assert!(is_plain_name("fixture-ok_2"));
+        assert!(!is_plain_name("../rocm52"));
+        assert!(!is_plain_name("recipes/rocm52.yaml"));
+        assert!(!is_plain_name(""));
+        assert!(!is_plain_name("ROCM"));
+    }
+
+    #[test]
+    fn embedded_recipes_parse() {
+        let cat = Catalog::embedded();
+        for name in cat.names().unwrap() {
+            cat.load(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
