@@ -3,6 +3,7 @@
 //! The pure core (recipe, render, context, smoke judging, host detection) needs no daemon;
 //! `engine` is the only module that talks to Docker, and `pipeline` sequences the stages.
 
+pub mod doctor;
 pub mod host;
 pub mod recipe;
 pub mod smoke;
