@@ -6,4 +6,5 @@
 pub mod doctor;
 pub mod host;
 pub mod recipe;
+pub mod run_plan;
 pub mod smoke;
