@@ -560,7 +560,7 @@ fn access_problems(files: &[&DeviceFile], engine: &EngineStatus, out: &mut Vec<P
     let consequence = if rootless {
         "rootless Docker opens the devices as you, so GPU containers fail"
     } else {
-        "containers of rootful Docker run as root and still open it, but rootless Docker, `--user` runs and ROCm tools on the host cannot"
+        "containers of rootful Docker run as root and open them anyway, but rootless Docker, `--user` runs and ROCm tools on the host cannot"
     };
     let unknown: Vec<&&DeviceFile> = files
         .iter()
@@ -1052,7 +1052,12 @@ mod tests {
         assert!(p.fix.contains("sudo usermod -aG render $USER"), "{}", p.fix);
         // Rootful Docker opens them as root anyway: a warning, and still ready.
         assert_eq!(p.severity, Severity::Warning);
-        assert!(p.what.contains("rootful"), "{}", p.what);
+        assert!(
+            p.what
+                .contains("rootful Docker run as root and open them anyway"),
+            "{}",
+            p.what
+        );
         assert_eq!(exit_code(&d, Focus::Gpu), 0);
         let v = json(&d);
         assert_eq!(v["host"]["kfd"]["access"], "denied");
