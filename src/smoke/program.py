@@ -414,6 +414,7 @@ def case_entry(case, spec, status, error=None, timeout_s=None):
         "tolerance": spec["tolerance"],
         "error": error,
         "timeout_s": spec["case_timeout_s"] if timeout_s is None else timeout_s,
+        "phase": None,
         "miopen_log": None,
         "rerun": None,
     }
@@ -478,7 +479,7 @@ def run_case(workdir, tag, case, spec, level, timeout_s, why, extra_env=None):
     run = run_child(
         ["--run-case", json.dumps(payload)], workdir, tag, timeout_s, extra_env=extra_env
     )
-    out = {"timeout_s": timeout_s, "stderr_path": run.stderr_path}
+    out = {"timeout_s": timeout_s, "stderr_path": run.stderr_path, "phase": run.phase}
     if run.timed_out:
         out["status"] = "timeout"
         out["error"] = "case " + timeout_message(run, timeout_s, why)
@@ -505,7 +506,7 @@ def run_one(workdir, index, case, spec, level, budget, gpu_missing):
         return entry
     progress("case `%s` (%s): running, watchdog %s s" % (case["name"], shape_text(case), fmt_s(timeout_s)))
     first = run_case(workdir, "case%d" % index, case, spec, level, timeout_s, why)
-    for key in ("status", "first_s", "steady_s", "runs", "rel_error", "error", "timeout_s"):
+    for key in ("status", "first_s", "steady_s", "runs", "rel_error", "error", "timeout_s", "phase"):
         if key in first:
             entry[key] = first[key]
     if entry["status"] not in ("ok", "mismatch", "error", "timeout"):
@@ -757,7 +758,7 @@ def run_conv_case(payload, result):
     t0 = time.perf_counter()
     y = F.conv2d(xd, wd, bd, padding=pad)
     sync()
-    result["first_s"] = time.perf_counter() - t0
+    result["first_s"] = round(time.perf_counter() - t0, 6)
     errors = [rel_error(y)]
 
     set_phase("warmup on %s" % device)
@@ -771,7 +772,7 @@ def run_conv_case(payload, result):
         t0 = time.perf_counter()
         y = F.conv2d(xd, wd, bd, padding=pad)
         sync()
-        runs.append(time.perf_counter() - t0)
+        runs.append(round(time.perf_counter() - t0, 6))
         result["runs"] = runs
         errors.append(rel_error(y))
     result["steady_s"] = statistics.median(runs) if runs else None
