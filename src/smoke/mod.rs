@@ -1,12 +1,82 @@
 //! The smoke test: what a recipe asks of its image, the report the in-container program
 //! prints, and the judging of one against the other.
+//!
+//! Everything here is pure (no daemon, no clock): the engine runs [`command`] in a container
+//! with networking off, hands its stdout to [`parse_report`], and [`judge`] decides whether the
+//! image may be tagged. A container killed at its hard limit becomes [`timed_out_report`], which
+//! judges as a failure like any other.
+//!
+//! Why a first-call limit and not just a steady time: on RDNA1 (gfx1010) medium and large
+//! convolutions hang or crawl in MIOpen's kernel search, which happens on the first call in a
+//! fresh container (DOMAIN.md section 7). The steady time (median after a warm-up) shows
+//! stability; a persisted MIOpen cache makes later first calls fast.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+mod judge;
+mod report;
+mod table;
+#[cfg(test)]
+mod test_fixtures;
+
+pub use judge::{judge, CaseOutcome, CaseVerdict, Judgement};
+pub use report::{
+    failed_report, parse_report, timed_out_report, CaseReport, CaseStatus, ParseError, SmokeReport,
+    REPORT_MARKER, REPORT_SCHEMA,
+};
+pub use table::table;
 
 /// The in-container program, copied into every image at [`PROGRAM_PATH`].
 pub const PROGRAM: &str = include_str!("program.py");
 /// Where the program lives inside images.
 pub const PROGRAM_PATH: &str = "/opt/rdna1-images/smoke.py";
+
+/// How much of the smoke test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Conv2d on the GPU (`/dev/kfd` and `/dev/dri` passed), compared with a CPU reference.
+    Gpu,
+    /// The same program on the CPU: versions, imports, Conv2d (machines without an AMD GPU).
+    Cpu,
+    /// Nothing is tested; only with an explicit flag, and said in the output.
+    Skip,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Gpu => "gpu",
+            Level::Cpu => "cpu",
+            Level::Skip => "skip",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The smoke container's command (`Cmd`): the program, the level and the spec as JSON.
+///
+/// At [`Level::Skip`] the program only reports versions and runs no case. The program prints
+/// its report whatever its exit code (0 all cases ok, 1 a failure, 2 bad arguments), so read
+/// the logs before looking at the exit code.
+pub fn command(spec: &SmokeSpec, level: Level, python_bin: &str) -> Vec<String> {
+    let spec_json = serde_json::to_string(spec).expect("a SmokeSpec always serializes to JSON");
+    vec![
+        python_bin.to_string(),
+        PROGRAM_PATH.to_string(),
+        "--level".to_string(),
+        level.to_string(),
+        "--spec".to_string(),
+        spec_json,
+    ]
+}
 
 /// The recipe's `smoke:` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,29 +148,46 @@ fn default_kernel() -> u32 {
     3
 }
 
+/// True for a number above zero; false for zero, negatives and NaN (YAML has `.nan`).
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
 /// Checks what serde cannot: returns the field path (below `smoke`) and the message.
 pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
     let bad = |p: &[&str], m: String| Err((p.iter().map(|s| s.to_string()).collect(), m));
     if s.cases.is_empty() {
         return bad(&["cases"], "list at least one Conv2d case".into());
     }
-    if !(s.case_timeout_s > 0.0) {
-        return bad(&["case_timeout_s"], "must be a positive number of seconds".into());
+    if !positive(s.case_timeout_s) {
+        return bad(
+            &["case_timeout_s"],
+            "must be a positive number of seconds".into(),
+        );
     }
-    if !(s.container_timeout_s > 0.0) {
-        return bad(&["container_timeout_s"], "must be a positive number of seconds".into());
+    if !positive(s.container_timeout_s) {
+        return bad(
+            &["container_timeout_s"],
+            "must be a positive number of seconds".into(),
+        );
     }
     if s.repeat == 0 {
-        return bad(&["repeat"], "must be at least 1 (the steady time is their median)".into());
+        return bad(
+            &["repeat"],
+            "must be at least 1 (the steady time is their median)".into(),
+        );
     }
-    if !(s.tolerance > 0.0) {
+    if !positive(s.tolerance) {
         return bad(&["tolerance"], "must be a positive number".into());
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, c) in s.cases.iter().enumerate() {
         let idx = i.to_string();
         if !names.insert(c.name.as_str()) {
-            return bad(&["cases", &idx, "name"], format!("case name `{}` is used twice", c.name));
+            return bad(
+                &["cases", &idx, "name"],
+                format!("case name `{}` is used twice", c.name),
+            );
         }
         for (field, v) in [
             ("in_channels", c.in_channels),
@@ -114,16 +201,66 @@ pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
             }
         }
         if let Some(l) = c.limit_s {
-            if !(l > 0.0) {
-                return bad(&["cases", &idx, "limit_s"], "must be a positive number of seconds".into());
+            if !positive(l) {
+                return bad(
+                    &["cases", &idx, "limit_s"],
+                    "must be a positive number of seconds".into(),
+                );
             }
             if l > s.case_timeout_s {
                 return bad(
                     &["cases", &idx, "limit_s"],
-                    format!("{l} s is longer than the watchdog `case_timeout_s` ({} s)", s.case_timeout_s),
+                    format!(
+                        "{l} s is longer than the watchdog `case_timeout_s` ({} s)",
+                        s.case_timeout_s
+                    ),
                 );
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smoke::test_fixtures::spec;
+
+    #[test]
+    fn command_runs_the_program_with_the_level_and_the_spec_as_json() {
+        let spec = spec();
+        let cmd = command(&spec, Level::Gpu, "python3");
+        assert_eq!(
+            cmd[..5],
+            [
+                "python3",
+                "/opt/rdna1-images/smoke.py",
+                "--level",
+                "gpu",
+                "--spec"
+            ]
+        );
+        let back: SmokeSpec = serde_json::from_str(&cmd[5]).unwrap();
+        assert_eq!(back, spec);
+        assert_eq!(command(&spec, Level::Cpu, "/usr/bin/python3.10")[3], "cpu");
+    }
+
+    #[test]
+    fn levels_read_and_print_as_lowercase_words() {
+        use clap::ValueEnum;
+        assert_eq!(Level::Gpu.to_string(), "gpu");
+        assert_eq!(Level::from_str("skip", false), Ok(Level::Skip));
+        assert_eq!(serde_json::to_string(&Level::Cpu).unwrap(), "\"cpu\"");
+        assert_eq!(
+            serde_json::from_str::<Level>("\"gpu\"").unwrap(),
+            Level::Gpu
+        );
+    }
+
+    #[test]
+    fn the_program_is_embedded_and_speaks_the_same_schema() {
+        assert!(PROGRAM.starts_with("#!/usr/bin/env python3"));
+        assert!(PROGRAM.contains(&format!("SCHEMA = {REPORT_SCHEMA}\n")));
+        assert!(PROGRAM.contains(&format!("REPORT_MARKER = \"{REPORT_MARKER}\"")));
+    }
 }

@@ -1,0 +1,578 @@
+//! Judging a report against the recipe's `smoke:` section: the rule that decides the tag.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::report::secs;
+use super::{CaseReport, CaseStatus, Level, SmokeReport, SmokeSpec};
+
+/// The verdict on one report. `passed` is true exactly when `findings` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judgement {
+    pub passed: bool,
+    /// Why it failed, one sentence each, naming the case and the limit.
+    pub findings: Vec<String>,
+    /// What a reader should know but does not fail the test (the level, reruns, extra cases).
+    pub notes: Vec<String>,
+    /// One per case of the spec, in the spec's order.
+    pub cases: Vec<CaseVerdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseVerdict {
+    pub name: String,
+    pub outcome: CaseOutcome,
+    /// This case's part of [`Judgement::findings`].
+    pub findings: Vec<String>,
+}
+
+/// How one case came out, worst reason first when there are several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseOutcome {
+    Pass,
+    /// Correct, but the first call took longer than `limit_s`.
+    Slow,
+    Mismatch,
+    Error,
+    Timeout,
+    /// The spec has it, the report does not.
+    Missing,
+    /// Level skip: nothing ran.
+    Skipped,
+}
+
+impl fmt::Display for CaseOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CaseOutcome::Pass => "pass",
+            CaseOutcome::Slow => "SLOW",
+            CaseOutcome::Mismatch => "MISMATCH",
+            CaseOutcome::Error => "ERROR",
+            CaseOutcome::Timeout => "TIMEOUT",
+            CaseOutcome::Missing => "MISSING",
+            CaseOutcome::Skipped => "skipped",
+        })
+    }
+}
+
+/// Decides whether the image passed the smoke test at `level`.
+///
+/// Fails on: a program error; a report for another level; `expect.torch` / `expect.python`
+/// (and `expect.hip` at level gpu) not matching as version prefixes; at level gpu, no GPU; any
+/// spec case missing or not `ok`; a relative error above the recipe's tolerance; a first call
+/// over `limit_s` (at every level, so a cpu run checks the same numbers). Level skip passes
+/// with a note and checks nothing.
+pub fn judge(spec: &SmokeSpec, level: Level, report: &SmokeReport) -> Judgement {
+    let mut findings = Vec::new();
+    let mut notes = Vec::new();
+
+    if level == Level::Skip {
+        notes.push("smoke test skipped on request (level skip): the image was not tested".into());
+        let cases = spec
+            .cases
+            .iter()
+            .map(|c| CaseVerdict {
+                name: c.name.clone(),
+                outcome: CaseOutcome::Skipped,
+                findings: Vec::new(),
+            })
+            .collect();
+        return Judgement {
+            passed: true,
+            findings,
+            notes,
+            cases,
+        };
+    }
+
+    if let Some(error) = &report.error {
+        findings.push(format!("the smoke program failed: {}", first_line(error)));
+    }
+    match report.level {
+        Some(l) if l == level => {}
+        Some(l) => findings.push(format!("the report is for level `{l}`, expected `{level}`")),
+        None => findings.push(format!("the report names no level, expected `{level}`")),
+    }
+    // After a program error, fields it never learned are consequences, not findings.
+    let reported = report.error.is_none();
+    let expect = &spec.expect;
+    findings.extend(version_finding(
+        "python",
+        &report.python,
+        &expect.python,
+        reported,
+    ));
+    findings.extend(version_finding(
+        "torch",
+        &report.torch,
+        &expect.torch,
+        reported,
+    ));
+    match level {
+        Level::Gpu => {
+            findings.extend(version_finding("HIP", &report.hip, &expect.hip, reported));
+            match report.cuda_available {
+                Some(true) => {}
+                Some(false) => findings.push(
+                    "level gpu: torch.cuda.is_available() is False in the container, so no case \
+                     ran on a GPU"
+                        .into(),
+                ),
+                None if reported => findings
+                    .push("level gpu: the report does not say whether a GPU was available".into()),
+                None => {}
+            }
+        }
+        Level::Cpu => {
+            notes.push("level cpu: the Conv2d cases ran on the CPU; the GPU was not tested".into())
+        }
+        Level::Skip => unreachable!("handled above"),
+    }
+
+    let mut cases = Vec::new();
+    let mut missing = Vec::new();
+    for case in &spec.cases {
+        let verdict = match report.cases.iter().find(|r| r.name == case.name) {
+            Some(got) => judge_case(spec, case, got, &mut notes),
+            None => {
+                missing.push(format!("`{}`", case.name));
+                CaseVerdict {
+                    name: case.name.clone(),
+                    outcome: CaseOutcome::Missing,
+                    findings: Vec::new(),
+                }
+            }
+        };
+        findings.extend(verdict.findings.iter().cloned());
+        cases.push(verdict);
+    }
+    if !missing.is_empty() {
+        findings.push(format!(
+            "no result in the report for case(s) {}",
+            missing.join(", ")
+        ));
+    }
+    for extra in report
+        .cases
+        .iter()
+        .filter(|r| !spec.cases.iter().any(|c| c.name == r.name))
+    {
+        notes.push(format!(
+            "case `{}` is in the report but not in the recipe: ignored",
+            extra.name
+        ));
+    }
+
+    Judgement {
+        passed: findings.is_empty(),
+        findings,
+        notes,
+        cases,
+    }
+}
+
+fn judge_case(
+    spec: &SmokeSpec,
+    case: &super::Case,
+    got: &CaseReport,
+    notes: &mut Vec<String>,
+) -> CaseVerdict {
+    let name = &case.name;
+    let mut findings = Vec::new();
+    let mut outcome = CaseOutcome::Pass;
+
+    let asked = (
+        case.in_channels,
+        case.out_channels,
+        case.size,
+        case.batch,
+        case.kernel,
+    );
+    let ran = (
+        got.in_channels,
+        got.out_channels,
+        got.size,
+        got.batch,
+        got.kernel,
+    );
+    if asked != ran {
+        findings.push(format!(
+            "case `{name}`: ran {} but the recipe asks for {}: the image has a stale spec",
+            shape(ran),
+            shape(asked)
+        ));
+        worsen(&mut outcome, CaseOutcome::Error);
+    }
+
+    match got.status {
+        CaseStatus::Timeout => {
+            let which = if got.timeout_s == spec.case_timeout_s {
+                "case_timeout_s".to_string()
+            } else {
+                format!(
+                    "what remained of container_timeout_s = {} s",
+                    secs(spec.container_timeout_s)
+                )
+            };
+            let mut msg = format!(
+                "case `{name}` timed out after {} s ({which})",
+                secs(got.timeout_s)
+            );
+            if let Some(phase) = &got.phase {
+                msg.push_str(&format!(", in phase `{phase}`"));
+            }
+            findings.push(msg);
+            worsen(&mut outcome, CaseOutcome::Timeout);
+        }
+        CaseStatus::Error => {
+            let why = got
+                .error
+                .as_deref()
+                .map(first_line)
+                .unwrap_or("no error message");
+            findings.push(format!("case `{name}` failed: {why}"));
+            worsen(&mut outcome, CaseOutcome::Error);
+        }
+        CaseStatus::Mismatch => {
+            findings.push(match got.rel_error {
+                Some(e) => mismatch_message(name, e, spec.tolerance),
+                None => format!(
+                    "case `{name}`: {}",
+                    got.error
+                        .as_deref()
+                        .map(first_line)
+                        .unwrap_or("result differs from the CPU reference")
+                ),
+            });
+            worsen(&mut outcome, CaseOutcome::Mismatch);
+        }
+        CaseStatus::Ok => {
+            // Judge against the recipe, not the tolerance the program was given.
+            match got.rel_error {
+                Some(e) if e <= spec.tolerance => {}
+                Some(e) => {
+                    findings.push(mismatch_message(name, e, spec.tolerance));
+                    worsen(&mut outcome, CaseOutcome::Mismatch);
+                }
+                None => {
+                    findings.push(format!(
+                        "case `{name}`: no error against the CPU reference was reported"
+                    ));
+                    worsen(&mut outcome, CaseOutcome::Error);
+                }
+            }
+            if got.runs.is_empty() {
+                findings.push(format!(
+                    "case `{name}`: no timed runs were reported (repeat = {})",
+                    spec.repeat
+                ));
+                worsen(&mut outcome, CaseOutcome::Error);
+            }
+            match (got.first_s, case.limit_s) {
+                (Some(first), Some(limit)) if first > limit => {
+                    findings.push(format!(
+                        "case `{name}`: first call took {first:.2} s, limit {} s",
+                        secs(limit)
+                    ));
+                    worsen(&mut outcome, CaseOutcome::Slow);
+                }
+                (Some(_), _) => {}
+                (None, _) => {
+                    findings.push(format!("case `{name}`: no first-call time was reported"));
+                    worsen(&mut outcome, CaseOutcome::Error);
+                }
+            }
+        }
+    }
+
+    if let Some(rerun) = &got.rerun {
+        let log = match &got.miopen_log {
+            Some(l) if !l.trim().is_empty() => " (MIOpen log tail in the report)",
+            _ => "",
+        };
+        notes.push(format!(
+            "case `{name}`: rerun with MIOpen logging: {rerun}{log}"
+        ));
+    }
+
+    CaseVerdict {
+        name: name.clone(),
+        outcome,
+        findings,
+    }
+}
+
+fn worsen(current: &mut CaseOutcome, o: CaseOutcome) {
+    if rank(o) > rank(*current) {
+        *current = o;
+    }
+}
+
+fn rank(o: CaseOutcome) -> u8 {
+    match o {
+        CaseOutcome::Pass | CaseOutcome::Skipped => 0,
+        CaseOutcome::Slow => 1,
+        CaseOutcome::Mismatch => 2,
+        CaseOutcome::Error => 3,
+        CaseOutcome::Timeout => 4,
+        CaseOutcome::Missing => 5,
+    }
+}
+
+fn mismatch_message(name: &str, rel_error: f64, tolerance: f64) -> String {
+    format!(
+        "case `{name}`: result differs from the CPU reference: relative error {rel_error:.2e}, \
+         tolerance {tolerance:e}"
+    )
+}
+
+fn shape((cin, cout, size, batch, kernel): (u32, u32, u32, u32, u32)) -> String {
+    format!("{cin}->{cout} ch, input {batch}x{cin}x{size}x{size}, kernel {kernel}")
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim_end()
+}
+
+/// `actual` starts with `prefix` at a version boundary: `3.10` matches `3.10.12` but not
+/// `3.1`, and `1.1` does not match `1.13.1`.
+fn version_matches(actual: &str, prefix: &str) -> bool {
+    match actual.strip_prefix(prefix) {
+        Some(rest) => !rest.starts_with(|c: char| c.is_ascii_digit()),
+        None => false,
+    }
+}
+
+fn version_finding(
+    what: &str,
+    actual: &Option<String>,
+    expected: &Option<String>,
+    required: bool,
+) -> Option<String> {
+    let expected = expected.as_deref()?;
+    match actual.as_deref() {
+        Some(v) if version_matches(v, expected) => None,
+        Some(v) => Some(format!(
+            "{what} is `{v}`, the recipe expects a version starting with `{expected}`"
+        )),
+        None if required => Some(format!(
+            "{what} version not reported, the recipe expects a version starting with `{expected}`"
+        )),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smoke::test_fixtures::{cpu_spec, fixture, spec};
+    use crate::smoke::{parse_report, timed_out_report};
+
+    fn judged(name: &str, level: Level) -> Judgement {
+        judge(&spec(), level, &parse_report(&fixture(name)).unwrap())
+    }
+
+    fn outcomes(j: &Judgement) -> Vec<(&str, CaseOutcome)> {
+        j.cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.outcome))
+            .collect()
+    }
+
+    #[test]
+    fn the_rx_5700_xt_report_passes() {
+        let j = judged("gpu-pass-rx5700xt.out", Level::Gpu);
+        assert!(j.passed, "{:?}", j.findings);
+        assert!(j.findings.is_empty());
+        assert!(j.notes.is_empty(), "{:?}", j.notes);
+        assert_eq!(
+            outcomes(&j),
+            [
+                ("medium", CaseOutcome::Pass),
+                ("large", CaseOutcome::Pass),
+                ("xlarge", CaseOutcome::Pass)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_slow_first_call_fails_and_names_the_case_and_limit() {
+        let j = judged("gpu-slow-large.out", Level::Gpu);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings,
+            ["case `large`: first call took 12.40 s, limit 10 s"]
+        );
+        assert_eq!(j.cases[1].outcome, CaseOutcome::Slow);
+        assert_eq!(j.cases[0].outcome, CaseOutcome::Pass);
+    }
+
+    #[test]
+    fn a_mismatch_fails_with_the_error_and_the_tolerance() {
+        let j = judged("gpu-mismatch.out", Level::Gpu);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings,
+            ["case `medium`: result differs from the CPU reference: relative error 4.69e-1, tolerance 1e-3"]
+        );
+        assert_eq!(j.cases[0].outcome, CaseOutcome::Mismatch);
+        assert_eq!(j.notes, ["case `medium`: rerun with MIOpen logging: mismatch (MIOpen log tail in the report)"]);
+    }
+
+    #[test]
+    fn a_timeout_names_the_watchdog_and_where_it_hung() {
+        let j = judged("gpu-timeout-miopen-log.out", Level::Gpu);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings,
+            ["case `xlarge` timed out after 30 s (case_timeout_s), in phase `first call on cuda`"]
+        );
+        assert_eq!(
+            outcomes(&j),
+            [
+                ("medium", CaseOutcome::Pass),
+                ("large", CaseOutcome::Pass),
+                ("xlarge", CaseOutcome::Timeout)
+            ]
+        );
+        assert_eq!(
+            j.notes,
+            ["case `xlarge`: rerun with MIOpen logging: timeout (MIOpen log tail in the report)"]
+        );
+    }
+
+    #[test]
+    fn the_cpu_report_passes_at_level_cpu_with_a_note() {
+        let report = parse_report(&fixture("cpu-pass.out")).unwrap();
+        let j = judge(&cpu_spec(), Level::Cpu, &report);
+        assert!(j.passed, "{:?}", j.findings);
+        assert_eq!(
+            j.notes,
+            ["level cpu: the Conv2d cases ran on the CPU; the GPU was not tested"]
+        );
+    }
+
+    #[test]
+    fn a_cpu_report_is_not_a_gpu_pass() {
+        let report = parse_report(&fixture("cpu-pass.out")).unwrap();
+        let j = judge(&cpu_spec(), Level::Gpu, &report);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings,
+            [
+                "the report is for level `cpu`, expected `gpu`",
+                "HIP version not reported, the recipe expects a version starting with `5.2`",
+                "level gpu: torch.cuda.is_available() is False in the container, so no case ran on a GPU",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_torch_version_fails_but_hip_is_not_checked_at_cpu_level() {
+        let j = judged("wrong-torch.out", Level::Cpu);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings,
+            ["torch is `2.0.1+cpu`, the recipe expects a version starting with `1.13.1`"]
+        );
+    }
+
+    #[test]
+    fn no_gpu_at_level_gpu_fails_clearly() {
+        let j = judged("gpu-no-gpu.out", Level::Gpu);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings[0],
+            "HIP version not reported, the recipe expects a version starting with `5.2`"
+        );
+        assert_eq!(j.findings[1], "level gpu: torch.cuda.is_available() is False in the container, so no case ran on a GPU");
+        assert_eq!(
+            j.findings[2],
+            "case `medium` failed: level gpu needs a GPU, but torch.cuda.is_available() is False: this torch (1.13.1) is not a ROCm build (torch.version.hip is None), so it cannot use an AMD GPU. The smoke test never falls back to the CPU"
+        );
+        assert!(j.cases.iter().all(|c| c.outcome == CaseOutcome::Error));
+    }
+
+    #[test]
+    fn a_container_timeout_fails_with_the_limit_and_the_missing_cases() {
+        let spec = spec();
+        let j = judge(
+            &spec,
+            Level::Gpu,
+            &timed_out_report(&spec, Level::Gpu, 900.0),
+        );
+        assert!(!j.passed);
+        assert!(j.findings[0].starts_with(
+            "the smoke program failed: the smoke container timed out after 900 s (container_timeout_s) and was killed"
+        ));
+        assert_eq!(
+            j.findings.last().unwrap(),
+            "no result in the report for case(s) `medium`, `large`, `xlarge`"
+        );
+        assert!(j.cases.iter().all(|c| c.outcome == CaseOutcome::Missing));
+    }
+
+    #[test]
+    fn the_judge_uses_the_recipes_tolerance_not_the_reported_one() {
+        let mut spec = cpu_spec();
+        spec.tolerance = 1e-7;
+        let j = judge(
+            &spec,
+            Level::Cpu,
+            &parse_report(&fixture("cpu-pass.out")).unwrap(),
+        );
+        assert!(!j.passed);
+        assert!(j.findings[0].starts_with("case `medium`: result differs from the CPU reference: relative error 4.74e-7, tolerance 1e-7"), "{:?}", j.findings);
+    }
+
+    #[test]
+    fn a_stale_case_shape_and_an_extra_case_are_reported() {
+        let mut report = parse_report(&fixture("cpu-pass.out")).unwrap();
+        report.cases[0].out_channels = 64;
+        report.cases[2].name = "huge".into();
+        let j = judge(&cpu_spec(), Level::Cpu, &report);
+        assert_eq!(
+            j.findings,
+            [
+                "case `medium`: ran 16->64 ch, input 1x16x48x48, kernel 3 but the recipe asks for 16->32 ch, input 1x16x48x48, kernel 3: the image has a stale spec",
+                "no result in the report for case(s) `xlarge`",
+            ]
+        );
+        assert!(j
+            .notes
+            .contains(&"case `huge` is in the report but not in the recipe: ignored".to_string()));
+    }
+
+    #[test]
+    fn skip_passes_with_a_note_and_checks_nothing() {
+        let spec = spec();
+        let j = judge(
+            &spec,
+            Level::Skip,
+            &timed_out_report(&spec, Level::Skip, 1.0),
+        );
+        assert!(j.passed);
+        assert_eq!(
+            j.notes,
+            ["smoke test skipped on request (level skip): the image was not tested"]
+        );
+        assert!(j.cases.iter().all(|c| c.outcome == CaseOutcome::Skipped));
+    }
+
+    #[test]
+    fn version_prefixes_stop_at_a_version_boundary() {
+        assert!(version_matches("1.13.1+rocm5.2", "1.13.1"));
+        assert!(version_matches("3.10.12", "3.10"));
+        assert!(version_matches("5.2.21151-afdc89f8", "5.2"));
+        assert!(version_matches("3.10", "3.10"));
+        assert!(!version_matches("3.1.4", "3.10"));
+        assert!(!version_matches("1.13.1", "1.1"));
+        assert!(!version_matches("3.10.12", "3.1"));
+        assert!(!version_matches("2.0.1", "1.13"));
+    }
+}

@@ -1,0 +1,256 @@
+//! The smoke result as a person reads it in a terminal.
+
+use std::fmt::Write as _;
+
+use super::report::secs;
+use super::{CaseOutcome, Judgement, SmokeReport, SmokeSpec};
+
+/// How many lines of a failed case's MIOpen log the table shows (the JSON report has ~8 KB).
+const LOG_LINES: usize = 12;
+
+/// A header (versions, device, gfx target, override, environment), one row per case (shape,
+/// first call, steady median, limit, error, verdict), then the findings, the notes, and the
+/// end of the MIOpen log of any failed case. Plain ASCII, no colour: it also goes into CI logs.
+pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> String {
+    let mut out = String::new();
+    let level = report
+        .level
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "?".into());
+    let verdict = if judgement.passed { "PASSED" } else { "FAILED" };
+    let _ = writeln!(out, "smoke test (level {level}): {verdict}");
+
+    let none = "-".to_string();
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| none.clone());
+    let mut header: Vec<(&str, String)> = vec![
+        ("python", text(&report.python)),
+        (
+            "torch",
+            match (&report.torch, &report.hip) {
+                (None, _) => none.clone(),
+                (Some(t), Some(hip)) => format!("{t} (HIP {hip})"),
+                (Some(t), None) => format!("{t} (no HIP: not a ROCm build)"),
+            },
+        ),
+    ];
+    let gpu = match report.cuda_available {
+        Some(true) => "available",
+        Some(false) => "not available",
+        None => "unknown",
+    };
+    header.push((
+        "device",
+        format!(
+            "{} (GPU {gpu}, gfx target {})",
+            text(&report.device_name),
+            report
+                .gfx_target
+                .clone()
+                .unwrap_or_else(|| "unknown".into())
+        ),
+    ));
+    header.push((
+        "override",
+        match &report.hsa_override {
+            Some(v) => format!("HSA_OVERRIDE_GFX_VERSION={v}"),
+            None => "none".into(),
+        },
+    ));
+    let env: Vec<String> = report
+        .env
+        .iter()
+        .filter(|(k, _)| k.as_str() != "HSA_OVERRIDE_GFX_VERSION")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !env.is_empty() {
+        header.push(("env", env.join("\n")));
+    }
+    if let Some(e) = report.elapsed_s {
+        header.push(("took", format!("{} s", secs(e))));
+    }
+    for (key, value) in &header {
+        for (i, line) in value.lines().enumerate() {
+            let key = if i == 0 { *key } else { "" };
+            let _ = writeln!(out, "  {key:<9}{line}");
+        }
+    }
+    out.push('\n');
+
+    let mut rows = vec![[
+        "case".to_string(),
+        "shape".into(),
+        "first call".into(),
+        "steady (median)".into(),
+        "limit".into(),
+        "rel error".into(),
+        "verdict".into(),
+    ]];
+    for (case, verdict) in spec.cases.iter().zip(&judgement.cases) {
+        let got = report.cases.iter().find(|r| r.name == case.name);
+        let shape = format!(
+            "{}->{}, {}x{}x{}x{}, k{}",
+            case.in_channels,
+            case.out_channels,
+            case.batch,
+            case.in_channels,
+            case.size,
+            case.size,
+            case.kernel
+        );
+        let first = match got {
+            Some(g) if g.status == super::CaseStatus::Timeout => {
+                format!("> {} s", secs(g.timeout_s))
+            }
+            Some(g) => g.first_s.map(duration).unwrap_or_else(|| none.clone()),
+            None => none.clone(),
+        };
+        let steady = got
+            .and_then(|g| g.steady_s)
+            .map(duration)
+            .unwrap_or_else(|| none.clone());
+        let limit = case
+            .limit_s
+            .map(|l| format!("{} s", secs(l)))
+            .unwrap_or_else(|| "none".into());
+        let error = got
+            .and_then(|g| g.rel_error)
+            .map(|e| format!("{e:.1e}"))
+            .unwrap_or_else(|| none.clone());
+        let outcome = match verdict.outcome {
+            CaseOutcome::Missing if report.error.is_some() => "NOT RUN".to_string(),
+            o => o.to_string(),
+        };
+        rows.push([
+            case.name.clone(),
+            shape,
+            first,
+            steady,
+            limit,
+            error,
+            outcome,
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    // Numbers right-aligned so that their units line up.
+    let right = [false, false, true, true, true, true, false];
+    for (r, row) in rows.iter().enumerate() {
+        let mut line = String::from(" ");
+        for (i, cell) in row.iter().enumerate() {
+            line.push(' ');
+            if right[i] && r > 0 {
+                let _ = write!(line, "{cell:>w$}", w = widths[i]);
+            } else {
+                let _ = write!(line, "{cell:<w$}", w = widths[i]);
+            }
+            line.push(' ');
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+        if r == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "  {}", rule.join("  "));
+        }
+    }
+
+    if !judgement.findings.is_empty() {
+        let _ = writeln!(out, "\nfindings:");
+        for f in &judgement.findings {
+            let _ = writeln!(out, "  - {f}");
+        }
+    }
+    if !judgement.notes.is_empty() {
+        let _ = writeln!(out, "\nnotes:");
+        for n in &judgement.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
+    for case in &report.cases {
+        let Some(log) = case.miopen_log.as_deref().filter(|l| !l.trim().is_empty()) else {
+            continue;
+        };
+        let lines: Vec<&str> = log.lines().collect();
+        let start = lines.len().saturating_sub(LOG_LINES);
+        let _ = writeln!(
+            out,
+            "\nMIOpen log of the rerun of `{}` (last {} lines; the JSON report has more):",
+            case.name,
+            lines.len() - start
+        );
+        for l in &lines[start..] {
+            let _ = writeln!(out, "  | {l}");
+        }
+    }
+    out
+}
+
+/// A duration in the unit that keeps it short: `12.40 s`, `3.1 ms`, `85 us`.
+fn duration(s: f64) -> String {
+    if s >= 100.0 {
+        format!("{s:.0} s")
+    } else if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.1} ms", s * 1e3)
+    } else {
+        format!("{:.0} us", s * 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smoke::test_fixtures::{fixture, spec};
+    use crate::smoke::{judge, parse_report, timed_out_report, Level};
+
+    fn render(name: &str, level: Level) -> String {
+        let spec = spec();
+        let report = parse_report(&fixture(name)).unwrap();
+        table(&spec, &report, &judge(&spec, level, &report))
+    }
+
+    #[test]
+    fn the_passing_gpu_table_reads_well() {
+        let t = render("gpu-pass-rx5700xt.out", Level::Gpu);
+        insta::assert_snapshot!(t);
+    }
+
+    #[test]
+    fn the_timeout_table_shows_the_watchdog_findings_and_the_miopen_log() {
+        let t = render("gpu-timeout-miopen-log.out", Level::Gpu);
+        insta::assert_snapshot!(t);
+    }
+
+    #[test]
+    fn a_slow_case_is_marked_slow_with_its_limit() {
+        let t = render("gpu-slow-large.out", Level::Gpu);
+        assert!(t.starts_with("smoke test (level gpu): FAILED\n"), "{t}");
+        let row = t
+            .lines()
+            .find(|l| l.trim_start().starts_with("large "))
+            .unwrap();
+        assert!(row.contains("12.40 s"), "{row}");
+        assert!(row.contains("10 s"), "{row}");
+        assert!(row.ends_with("SLOW"), "{row}");
+        assert!(t.contains("\nfindings:\n  - case `large`: first call took 12.40 s, limit 10 s\n"));
+    }
+
+    #[test]
+    fn a_report_without_cases_lists_them_as_not_run() {
+        let spec = spec();
+        let report = timed_out_report(&spec, Level::Gpu, 900.0);
+        let t = table(&spec, &report, &judge(&spec, Level::Gpu, &report));
+        insta::assert_snapshot!(t);
+    }
+
+    #[test]
+    fn durations_pick_a_short_unit() {
+        assert_eq!(duration(12.404), "12.40 s");
+        assert_eq!(duration(0.0031), "3.1 ms");
+        assert_eq!(duration(0.000085), "85 us");
+        assert_eq!(duration(250.0), "250 s");
+    }
+}
