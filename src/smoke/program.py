@@ -587,7 +587,7 @@ def fill_missing_cases(report, spec):
     reason = report.get("error") or "not run"
     for case in spec["cases"]:
         if case["name"] not in done:
-            report["cases"].append(case_entry(case, spec, "error", "not run: %s" % reason))
+            report["cases"].append(case_entry(case, spec, "error", "no result: %s" % reason))
 
 
 def emit(report):
