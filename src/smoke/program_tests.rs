@@ -451,6 +451,7 @@ fn docker_cpu_level_passes_in_the_test_base_image() {
     spec.cases[0].limit_s = Some(5.0);
     spec.cases[1].limit_s = Some(10.0);
     let run = run_docker(&image, &spec, Level::Cpu);
+    eprintln!("{}", super::table(&spec, &run.report, &run.judgement));
     assert!(run.judgement.passed, "{:?}", run.judgement.findings);
     assert_eq!(run.code, Some(0));
     assert_eq!(run.report.cuda_available, Some(false));
