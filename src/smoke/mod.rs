@@ -16,6 +16,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod judge;
+#[cfg(test)]
+mod program_tests;
 mod report;
 mod table;
 #[cfg(test)]
@@ -171,6 +173,19 @@ pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
             "must be a positive number of seconds".into(),
         );
     }
+    // The program keeps a reserve of the container's limit to print its report, and shortens
+    // watchdogs to fit what is left: a container limit under one watchdog makes every case
+    // run short of its `case_timeout_s`.
+    if s.container_timeout_s <= s.case_timeout_s {
+        return bad(
+            &["container_timeout_s"],
+            format!(
+                "{} s is not longer than `case_timeout_s` ({} s): every case runs inside the \
+                 container, so give it at least the watchdog of each case plus a margin",
+                s.container_timeout_s, s.case_timeout_s
+            ),
+        );
+    }
     if s.repeat == 0 {
         return bad(
             &["repeat"],
@@ -243,6 +258,27 @@ mod tests {
         let back: SmokeSpec = serde_json::from_str(&cmd[5]).unwrap();
         assert_eq!(back, spec);
         assert_eq!(command(&spec, Level::Cpu, "/usr/bin/python3.10")[3], "cpu");
+    }
+
+    #[test]
+    fn validation_names_the_field_and_the_reason() {
+        let mut s = spec();
+        s.container_timeout_s = 30.0;
+        let (path, msg) = validate_spec(&s).unwrap_err();
+        assert_eq!(path, ["container_timeout_s"]);
+        assert!(
+            msg.starts_with("30 s is not longer than `case_timeout_s` (30 s)"),
+            "{msg}"
+        );
+        let mut s = spec();
+        s.cases[1].limit_s = Some(45.0);
+        let (path, msg) = validate_spec(&s).unwrap_err();
+        assert_eq!(path, ["cases", "1", "limit_s"]);
+        assert_eq!(
+            msg,
+            "45 s is longer than the watchdog `case_timeout_s` (30 s)"
+        );
+        assert_eq!(validate_spec(&spec()), Ok(()));
     }
 
     #[test]

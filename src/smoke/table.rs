@@ -33,22 +33,15 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
             },
         ),
     ];
-    let gpu = match report.cuda_available {
-        Some(true) => "available",
-        Some(false) => "not available",
-        None => "unknown",
-    };
-    header.push((
-        "device",
-        format!(
-            "{} (GPU {gpu}, gfx target {})",
-            text(&report.device_name),
-            report
-                .gfx_target
-                .clone()
-                .unwrap_or_else(|| "unknown".into())
+    let device = match (&report.device_name, report.cuda_available) {
+        (Some(name), _) => format!(
+            "{name} (gfx target {})",
+            report.gfx_target.as_deref().unwrap_or("unknown")
         ),
-    ));
+        (None, Some(false)) => "none (torch.cuda.is_available() is False)".into(),
+        (None, _) => "unknown".into(),
+    };
+    header.push(("device", device));
     header.push((
         "override",
         match &report.hsa_override {

@@ -1,0 +1,504 @@
+//! Runs `program.py` for real, then parses and judges what it printed.
+//!
+//! - With the host's `python3` and a stand-in torch (`tests/fixtures/smoke/fake_torch`): the
+//!   GPU paths (a hang under the watchdog, the MIOpen-logging rerun, mismatch, NaN, a crash, a
+//!   hung probe, SIGTERM, the container time budget) need a GPU otherwise. Skipped with a note
+//!   when there is no `python3`.
+//! - In the test base image through `docker run`, with the real PyTorch 1.13.1 (CPU). When
+//!   Docker or the image is missing these skip with a note, and fail under
+//!   `RDNA1_REQUIRE_DOCKER=1` (set by `ci/test.sh`), so CI never passes them silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::test_fixtures::dir as fixtures;
+use super::{command, judge, parse_report, Case, Expect, Judgement, Level, SmokeReport, SmokeSpec};
+use crate::smoke::CaseStatus;
+
+fn program() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/smoke/program.py")
+}
+
+fn case(name: &str, cin: u32, cout: u32, size: u32) -> Case {
+    Case {
+        name: name.into(),
+        in_channels: cin,
+        out_channels: cout,
+        size,
+        batch: 1,
+        kernel: 3,
+        limit_s: None,
+    }
+}
+
+fn spec(case_timeout_s: f64, cases: Vec<Case>) -> SmokeSpec {
+    SmokeSpec {
+        expect: Expect::default(),
+        warmup: 1,
+        repeat: 3,
+        case_timeout_s,
+        container_timeout_s: 600.0,
+        tolerance: 1e-3,
+        cases,
+    }
+}
+
+struct Run {
+    report: SmokeReport,
+    judgement: Judgement,
+    stderr: String,
+    code: Option<i32>,
+    took: Duration,
+}
+
+fn finish(spec: &SmokeSpec, level: Level, out: Output, took: Duration) -> Run {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout must be exactly one line:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let report = parse_report(&stdout).unwrap_or_else(|e| panic!("{e}\nstderr:\n{stderr}"));
+    let judgement = judge(spec, level, &report);
+    Run {
+        report,
+        judgement,
+        stderr,
+        code: out.status.code(),
+        took,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host python3 with the stand-in torch
+
+fn host_python() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("note: skipping: no python3 on this machine to run src/smoke/program.py");
+    }
+    ok
+}
+
+/// The program's command as the engine builds it, pointed at the file in the source tree.
+fn host_command(spec: &SmokeSpec, level: Level, torch_dir: &Path) -> Command {
+    let argv = command(spec, level, "python3");
+    let mut cmd = Command::new(&argv[0]);
+    cmd.arg(program())
+        .args(&argv[2..])
+        .env("PYTHONPATH", torch_dir)
+        .env_remove("HSA_OVERRIDE_GFX_VERSION")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run_fake(mode: &str, level: Level, spec: &SmokeSpec, pids: Option<&Path>) -> Run {
+    let mut cmd = host_command(spec, level, &fixtures().join("fake_torch"));
+    cmd.env("FAKE_TORCH", mode);
+    if let Some(p) = pids {
+        cmd.env("FAKE_TORCH_PIDS", p);
+    }
+    let start = Instant::now();
+    let out = cmd.output().expect("python3 runs");
+    finish(spec, level, out, start.elapsed())
+}
+
+fn pids_in(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn three_cases() -> Vec<Case> {
+    vec![
+        case("medium", 16, 32, 48),
+        case("large", 32, 64, 64),
+        case("xlarge", 64, 128, 128),
+    ]
+}
+
+#[test]
+fn fake_gpu_pass_reports_the_device_and_gfx_target() {
+    if !host_python() {
+        return;
+    }
+    let spec = spec(20.0, three_cases());
+    let run = run_fake("gpu", Level::Gpu, &spec, None);
+    assert!(
+        run.judgement.passed,
+        "{:?}\n{}",
+        run.judgement.findings, run.stderr
+    );
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        run.report.device_name.as_deref(),
+        Some("AMD Radeon RX 5700 XT")
+    );
+    assert_eq!(run.report.gfx_target.as_deref(), Some("gfx1030"));
+    assert_eq!(run.report.cases.len(), 3);
+    assert!(run
+        .report
+        .cases
+        .iter()
+        .all(|c| c.runs.len() == 3 && c.rerun.is_none()));
+    assert!(
+        run.stderr.contains("[smoke] case `xlarge`: ok"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn fake_gpu_hang_is_killed_rerun_with_miopen_logging_and_the_next_case_runs() {
+    if !host_python() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pids = tmp.path().join("pids");
+    let spec = spec(2.0, three_cases());
+    let run = run_fake("gpu-hang:32", Level::Gpu, &spec, Some(&pids));
+    assert_eq!(
+        run.judgement.findings,
+        ["case `large` timed out after 2 s (case_timeout_s), in phase `first call on cuda`"]
+    );
+    assert_eq!(run.code, Some(1));
+    let large = &run.report.cases[1];
+    assert_eq!(large.status, CaseStatus::Timeout);
+    assert_eq!(large.rerun.as_deref(), Some("timeout"));
+    let log = large.miopen_log.as_deref().unwrap();
+    assert!(log.contains("MIOpenDriver conv -c 32"), "{log}");
+    assert!(log.contains("[smoke case] first call on cuda"), "{log}");
+    assert_eq!(run.report.cases[2].status, CaseStatus::Ok);
+    // First run and rerun both hung, and both were killed.
+    let hung = pids_in(&pids);
+    assert_eq!(hung.len(), 2, "{hung:?}");
+    assert!(hung.iter().all(|p| !alive(*p)), "left running: {hung:?}");
+    assert!(run.took < Duration::from_secs(15), "{:?}", run.took);
+}
+
+#[test]
+fn fake_gpu_wrong_results_are_mismatches_with_the_error() {
+    if !host_python() {
+        return;
+    }
+    let spec = spec(20.0, vec![case("medium", 16, 32, 48)]);
+    let run = run_fake("gpu-wrong", Level::Gpu, &spec, None);
+    assert_eq!(
+        run.judgement.findings,
+        ["case `medium`: result differs from the CPU reference: relative error 5.00e-1, tolerance 1e-3"]
+    );
+    let medium = &run.report.cases[0];
+    assert_eq!(medium.status, CaseStatus::Mismatch);
+    assert_eq!(medium.rerun.as_deref(), Some("mismatch"));
+    assert!(medium.miopen_log.is_some());
+}
+
+#[test]
+fn fake_gpu_nan_is_a_mismatch_that_says_nan() {
+    if !host_python() {
+        return;
+    }
+    let spec = spec(20.0, vec![case("medium", 16, 32, 48)]);
+    let run = run_fake("gpu-nan", Level::Gpu, &spec, None);
+    assert_eq!(
+        run.judgement.findings,
+        ["case `medium`: the cuda result contains NaN or Inf"]
+    );
+    assert_eq!(run.report.cases[0].rel_error, None);
+}
+
+#[test]
+fn fake_gpu_crash_names_the_signal_and_the_phase() {
+    if !host_python() {
+        return;
+    }
+    let spec = spec(20.0, vec![case("medium", 16, 32, 48)]);
+    let run = run_fake("gpu-crash", Level::Gpu, &spec, None);
+    assert_eq!(
+        run.judgement.findings,
+        ["case `medium` failed: the case process was killed by SIGABRT without a result (last phase: first call on cuda); stderr tail:"]
+    );
+    let error = run.report.cases[0].error.as_deref().unwrap();
+    assert!(error.contains("Device::callbackQueue aborting"), "{error}");
+}
+
+#[test]
+fn fake_probe_hang_becomes_a_report_error() {
+    if !host_python() {
+        return;
+    }
+    let spec = spec(2.0, vec![case("medium", 16, 32, 48)]);
+    let run = run_fake("probe-hang", Level::Gpu, &spec, None);
+    assert_eq!(
+        run.judgement.findings,
+        [
+            "the smoke program failed: probing torch and the GPU timed out after 2 s (case_timeout_s) during phase `torch.cuda.is_available()`; its process group was killed",
+            "case `medium` failed: no result: probing torch and the GPU timed out after 2 s (case_timeout_s) during phase `torch.cuda.is_available()`; its process group was killed",
+        ]
+    );
+}
+
+#[test]
+fn fake_rocm_build_without_a_gpu_says_what_to_pass() {
+    if !host_python() {
+        return;
+    }
+    let spec = spec(20.0, vec![case("medium", 16, 32, 48)]);
+    let run = run_fake("nogpu", Level::Gpu, &spec, None);
+    assert_eq!(
+        run.judgement.findings,
+        [
+            "level gpu: torch.cuda.is_available() is False in the container, so no case ran on a GPU",
+            "case `medium` failed: level gpu needs a GPU, but torch.cuda.is_available() is False: torch 1.13.1+rocm5.2 (HIP 5.2.21151-afdc89f8) sees no GPU: pass /dev/kfd and /dev/dri to the container, add the host's render/video group IDs, and check HSA_OVERRIDE_GFX_VERSION. The smoke test never falls back to the CPU",
+        ]
+    );
+}
+
+#[test]
+fn a_torch_that_fails_to_import_is_the_report_error() {
+    if !host_python() {
+        return;
+    }
+    let spec = spec(20.0, vec![case("medium", 16, 32, 48)]);
+    let mut cmd = host_command(&spec, Level::Cpu, &fixtures().join("broken_torch"));
+    let out = cmd.output().unwrap();
+    let run = finish(&spec, Level::Cpu, out, Duration::ZERO);
+    assert_eq!(
+        run.report.error.as_deref(),
+        Some("cannot import torch: ImportError: libamdhip64.so: cannot open shared object file: No such file or directory")
+    );
+    assert_eq!(run.report.torch, None);
+    assert_eq!(
+        run.judgement.findings[0],
+        "the smoke program failed: cannot import torch: ImportError: libamdhip64.so: cannot open shared object file: No such file or directory"
+    );
+}
+
+#[test]
+fn the_container_budget_shortens_the_watchdog_and_the_report_gets_out_in_time() {
+    if !host_python() {
+        return;
+    }
+    let mut spec = spec(4.0, vec![case("a", 16, 16, 8), case("b", 16, 16, 8)]);
+    // 3 s of the 6 s are kept to print the report: the first case gets what is left.
+    spec.container_timeout_s = 6.0;
+    let run = run_fake("gpu-hang:16", Level::Gpu, &spec, None);
+    assert!(run.took < Duration::from_secs(6), "{:?}", run.took);
+    let a = &run.report.cases[0];
+    assert_eq!(a.status, CaseStatus::Timeout);
+    assert!(a.timeout_s < 3.0, "{}", a.timeout_s);
+    assert_eq!(
+        a.rerun.as_deref(),
+        Some("skipped: the container's time budget is used up")
+    );
+    assert!(
+        run.judgement.findings[0].starts_with("case `a` timed out after 2.")
+            && run.judgement.findings[0].ends_with(
+                " s (what remained of container_timeout_s = 6 s), in phase `first call on cuda`"
+            ),
+        "{:?}",
+        run.judgement.findings
+    );
+    assert_eq!(
+        run.judgement.findings[1],
+        "case `b` failed: not run: the container's time budget (container_timeout_s) is used up"
+    );
+}
+
+#[test]
+fn sigterm_kills_the_running_case_and_still_prints_the_report() {
+    if !host_python() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pids = tmp.path().join("pids");
+    let spec = spec(
+        60.0,
+        vec![case("medium", 16, 32, 48), case("large", 32, 64, 64)],
+    );
+    let mut cmd = host_command(&spec, Level::Gpu, &fixtures().join("fake_torch"));
+    cmd.env("FAKE_TORCH", "gpu-hang:16")
+        .env("FAKE_TORCH_PIDS", &pids)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let child = cmd.spawn().unwrap();
+    while pids_in(&pids).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the case never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let run = finish(&spec, Level::Gpu, out, start.elapsed());
+    assert_eq!(
+        run.report.error.as_deref(),
+        Some("interrupted by SIGTERM before the smoke test finished")
+    );
+    assert_eq!(
+        run.judgement.findings,
+        [
+            "the smoke program failed: interrupted by SIGTERM before the smoke test finished",
+            "case `medium` failed: no result: interrupted by SIGTERM before the smoke test finished",
+            "case `large` failed: no result: interrupted by SIGTERM before the smoke test finished",
+        ]
+    );
+    let hung = pids_in(&pids);
+    assert!(hung.iter().all(|p| !alive(*p)), "left running: {hung:?}");
+    assert!(run.took < Duration::from_secs(20), "{:?}", run.took);
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_report() {
+    if !host_python() {
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(program())
+        .args(["--level", "cpu", "--spec", "{\"cases\": []}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let report = parse_report(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        report.error.as_deref(),
+        Some("bad arguments: --spec: `cases` must be a non-empty list")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test base image through `docker run`
+
+/// Docker runs are heavy on the shared cores: one at a time.
+static DOCKER: Mutex<()> = Mutex::new(());
+
+fn test_base_image() -> String {
+    std::env::var("RDNA1_TEST_BASE").unwrap_or_else(|_| "rdna1-test-base:bookworm".into())
+}
+
+/// The image when Docker and the test base image are there; else a note (or a failure under
+/// `RDNA1_REQUIRE_DOCKER=1`).
+fn docker_image() -> Option<String> {
+    let image = test_base_image();
+    let problem = match Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+    {
+        Ok(o) if o.status.success() => return Some(image),
+        Ok(o) => format!(
+            "`docker image inspect {image}` failed ({}); build it with ci/test-base.sh",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("cannot run the docker CLI ({e})"),
+    };
+    if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!("RDNA1_REQUIRE_DOCKER=1 but {problem}");
+    }
+    eprintln!("note: skipping a Docker smoke test: {problem}");
+    None
+}
+
+fn run_docker(image: &str, spec: &SmokeSpec, level: Level) -> Run {
+    let _one_at_a_time = DOCKER.lock().unwrap_or_else(|e| e.into_inner());
+    let mount = format!("{}:{}:ro", program().display(), super::PROGRAM_PATH);
+    let start = Instant::now();
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "-v", &mount, image])
+        .args(command(spec, level, "python3"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker runs");
+    let took = start.elapsed();
+    let run = finish(spec, level, out, took);
+    eprintln!("{level} run in {image} took {took:?}:\n{}", run.stderr);
+    run
+}
+
+fn base_expect() -> Expect {
+    // Debian's python3-torch 1.13.1 calls itself 1.13.0a0.
+    Expect {
+        torch: Some("1.13".into()),
+        hip: None,
+        python: Some("3".into()),
+    }
+}
+
+#[test]
+fn docker_cpu_level_passes_in_the_test_base_image() {
+    let Some(image) = docker_image() else { return };
+    let mut spec = spec(120.0, three_cases());
+    spec.expect = base_expect();
+    spec.repeat = 5;
+    spec.cases[0].limit_s = Some(5.0);
+    spec.cases[1].limit_s = Some(10.0);
+    let run = run_docker(&image, &spec, Level::Cpu);
+    eprintln!("{}", super::table(&spec, &run.report, &run.judgement));
+    assert!(run.judgement.passed, "{:?}", run.judgement.findings);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.report.cuda_available, Some(false));
+    assert_eq!(run.report.hip, None);
+    for c in &run.report.cases {
+        assert_eq!(c.runs.len(), 5, "{c:?}");
+        assert!(c.rel_error.unwrap() < 1e-5, "{c:?}");
+    }
+}
+
+#[test]
+fn docker_a_case_far_too_big_times_out_and_the_report_still_arrives() {
+    let Some(image) = docker_image() else { return };
+    // Small in memory (64 MB input) but ~10^12 flops in the float64 reference.
+    let mut huge = case("huge", 256, 256, 256);
+    huge.kernel = 7;
+    let mut spec = spec(5.0, vec![huge, case("after", 4, 8, 16)]);
+    spec.expect = base_expect();
+    let run = run_docker(&image, &spec, Level::Cpu);
+    assert_eq!(
+        run.judgement.findings,
+        ["case `huge` timed out after 5 s (case_timeout_s), in phase `cpu reference (float64)`"]
+    );
+    let huge = &run.report.cases[0];
+    assert_eq!(
+        huge.rerun.as_deref(),
+        Some("skipped: level cpu does not use MIOpen")
+    );
+    assert_eq!(run.report.cases[1].status, CaseStatus::Ok);
+    assert!(run.took < Duration::from_secs(30), "{:?}", run.took);
+}
+
+#[test]
+fn docker_gpu_level_without_a_gpu_fails_clearly() {
+    let Some(image) = docker_image() else { return };
+    let mut spec = spec(30.0, vec![case("medium", 16, 32, 48)]);
+    spec.expect = base_expect();
+    spec.expect.hip = Some("5.2".into());
+    let run = run_docker(&image, &spec, Level::Gpu);
+    assert!(!run.judgement.passed);
+    let torch = run.report.torch.clone().unwrap();
+    assert_eq!(
+        run.judgement.findings,
+        [
+            "HIP version not reported, the recipe expects a version starting with `5.2`".to_string(),
+            "level gpu: torch.cuda.is_available() is False in the container, so no case ran on a GPU".into(),
+            format!("case `medium` failed: level gpu needs a GPU, but torch.cuda.is_available() is False: this torch ({torch}) is not a ROCm build (torch.version.hip is None), so it cannot use an AMD GPU. The smoke test never falls back to the CPU"),
+        ]
+    );
+}
