@@ -3,8 +3,14 @@
 //! The pure core (recipe, render, context, smoke judging, host detection) needs no daemon;
 //! `engine` is the only module that talks to Docker, and `pipeline` sequences the stages.
 
+pub mod app;
+pub mod cli;
+pub mod context;
 pub mod doctor;
+pub mod engine;
 pub mod host;
+pub mod pipeline;
 pub mod recipe;
+pub mod render;
 pub mod run_plan;
 pub mod smoke;

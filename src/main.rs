@@ -1,1 +1,39 @@
-fn main(){}
+//! parse -> init tracing -> run -> exit code; nothing else.
+
+use clap::Parser;
+use rdna1_images::{app, cli::Cli};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "rdna1_images=debug,warn",
+        _ => "rdna1_images=trace,info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(3);
+        }
+    };
+    let code = match runtime.block_on(app::run(cli)) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            f.code
+        }
+    };
+    std::process::ExitCode::from(code.clamp(0, 255) as u8)
+}

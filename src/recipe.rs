@@ -144,7 +144,7 @@ pub enum PyTorch {
     /// Prebuilt wheels, installed with `pip --require-hashes`.
     Wheels(Wheels),
     /// Built from source in a builder stage.
-    Source(Source),
+    Source(Box<Source>),
     /// Already in the base image (test fixtures on the local Debian base).
     Preinstalled(Preinstalled),
 }
@@ -422,9 +422,9 @@ fn locate_in(block: &[YamlLine], path: &[&str]) -> Option<(usize, usize)> {
         (i, indent + 2)
     } else {
         let key = format!("{part}:");
-        let i = block
-            .iter()
-            .position(|l| at_level(l) && (l.text.starts_with(&key) || l.text.starts_with(&format!("\"{part}\":"))))?;
+        let i = block.iter().position(|l| {
+            at_level(l) && (l.text.starts_with(&key) || l.text.starts_with(&format!("\"{part}\":")))
+        })?;
         (i, indent)
     };
     let here = (block[i].number, col + 1);
@@ -455,6 +455,17 @@ pub fn parse(file: &str, text: &str) -> Result<Recipe, RecipeError> {
         let inner = e.into_inner();
         let loc = inner.location();
         let msg = explain_serde(&inner.to_string());
+        // serde_yaml prefixes the message with the path we already print as the field.
+        let msg = msg
+            .strip_prefix(&format!("{path}: "))
+            .or_else(|| {
+                msg.strip_prefix(&format!(
+                    "{}: ",
+                    path.rsplit_once('.').map(|p| p.0).unwrap_or("")
+                ))
+            })
+            .map(String::from)
+            .unwrap_or(msg.clone());
         RecipeError {
             file: file.to_string(),
             line: loc.as_ref().map(|l| l.line()),
@@ -477,7 +488,9 @@ fn explain_serde(msg: &str) -> String {
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// A recipe name: what may follow `rdna1-images build`.
@@ -537,7 +550,9 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
             if parts.len() != 3 || parts.iter().any(|p| p.parse::<u32>().is_err()) {
                 return err(
                     &["gpu", "targets", t],
-                    format!("override `{o}` must look like 10.3.0 (major.minor.stepping) or be null"),
+                    format!(
+                        "override `{o}` must look like 10.3.0 (major.minor.stepping) or be null"
+                    ),
                 );
             }
         }
@@ -549,7 +564,9 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
         );
     }
     if r.env.get("MIOPEN_FIND_ENFORCE").map(|v| v.trim()) == Some("3")
-        || r.env.get("MIOPEN_FIND_ENFORCE").map(|v| v.trim().to_ascii_uppercase())
+        || r.env
+            .get("MIOPEN_FIND_ENFORCE")
+            .map(|v| v.trim().to_ascii_uppercase())
             == Some("SEARCH".into())
     {
         return err(
@@ -577,9 +594,9 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
     }
     for (i, p) in r.system_packages.apt.iter().enumerate() {
         if p.is_empty()
-            || !p.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b)
-            })
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
         {
             return err(
                 &["system_packages", "apt", &i.to_string()],
@@ -700,15 +717,53 @@ fn validate_base(file: &str, text: &str, b: &Base, path: &[&str]) -> Result<(), 
             }
         }
         (None, Some(reason)) if !reason.trim().is_empty() => {}
-        (None, _) => {
-            return at(
-                "digest",
-                "missing: pin the base with `digest: sha256:...` or say why not in `unpinned_reason`"
-                    .into(),
-            )
-        }
+        (None, _) => return at(
+            "digest",
+            "missing: pin the base with `digest: sha256:...` or say why not in `unpinned_reason`"
+                .into(),
+        ),
     }
     Ok(())
+}
+
+/// Inputs of a recipe that are not pinned, for `check --strict`: each names its place.
+///
+/// An input with an explicit, non-empty reason (`unpinned_reason`, `unconfirmed`) is an
+/// accepted exemption and not listed.
+pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
+    let r = &l.recipe;
+    let at = |path: &[&str], msg: String| RecipeError::at(&l.file, &l.text, path, msg);
+    let mut out = Vec::new();
+    let mut base = |b: &Base, path: &[&str]| {
+        if b.digest.is_none() && b.unpinned_reason.is_none() {
+            let mut p = path.to_vec();
+            p.push("digest");
+            out.push(at(
+                &p,
+                format!(
+                    "base `{}` is not pinned by digest (run `rdna1-images lock {}`)",
+                    b.image, r.name
+                ),
+            ));
+        }
+    };
+    base(&r.base, &["base"]);
+    if let PyTorch::Source(s) = &r.pytorch {
+        if let Some(rb) = &s.runtime_base {
+            base(rb, &["pytorch", "source", "runtime_base"]);
+        }
+    }
+    if r.system_packages.unpinned_reason.is_none() {
+        for (i, p) in r.system_packages.apt.iter().enumerate() {
+            if !p.contains('=') {
+                out.push(at(
+                    &["system_packages", "apt", &i.to_string()],
+                    format!("apt package `{p}` has no version (`{p}=<version>`), and `system_packages.unpinned_reason` gives no reason"),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The recipe set a command works on.
@@ -788,12 +843,7 @@ impl Catalog {
                 let text = match std::fs::read_to_string(&path) {
                     Ok(t) => t,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
-                    Err(source) => {
-                        return Err(LookupError::Dir {
-                            dir: path,
-                            source,
-                        })
-                    }
+                    Err(source) => return Err(LookupError::Dir { dir: path, source }),
                 };
                 (path.display().to_string(), text, Origin::Dir(dir.clone()))
             }
@@ -824,8 +874,14 @@ mod tests {
         assert_eq!(locate(DOC, &["name"]), Some((1, 1)));
         assert_eq!(locate(DOC, &["base", "digest"]), Some((4, 3)));
         assert_eq!(locate(DOC, &["smoke", "cases", "1"]), Some((9, 7)));
-        assert_eq!(locate(DOC, &["smoke", "cases", "1", "limit_s"]), Some((10, 7)));
-        assert_eq!(locate(DOC, &["smoke", "cases", "0", "limit_s"]), Some((8, 7)));
+        assert_eq!(
+            locate(DOC, &["smoke", "cases", "1", "limit_s"]),
+            Some((10, 7))
+        );
+        assert_eq!(
+            locate(DOC, &["smoke", "cases", "0", "limit_s"]),
+            Some((8, 7))
+        );
         // A missing leaf falls back to the deepest part found.
         assert_eq!(locate(DOC, &["base", "nope"]), Some((2, 1)));
         assert_eq!(locate(DOC, &["nope"]), None);

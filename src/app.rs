@@ -1,0 +1,560 @@
+//! The commands: validated arguments in, an exit code out.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cli::{self, Cli, Command, SmokeChoice};
+use crate::context;
+use crate::engine::{BuildEvent, Engine, EngineError};
+use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
+use crate::recipe::{Catalog, LookupError, Recipe, RecipeError};
+use crate::render;
+use crate::smoke::Level;
+
+/// An error with the exit code the CLI contract gives it.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn input(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 2,
+            error: e.into(),
+        }
+    }
+    pub fn job(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+impl From<LookupError> for Failure {
+    fn from(e: LookupError) -> Self {
+        Failure::input(e)
+    }
+}
+impl From<RecipeError> for Failure {
+    fn from(e: RecipeError) -> Self {
+        Failure::input(e)
+    }
+}
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            error: e.into(),
+        }
+    }
+}
+
+pub type Outcome = Result<i32, Failure>;
+
+/// Human progress on stderr.
+pub struct Console {
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Progress for Console {
+    fn build(&mut self, event: &BuildEvent) {
+        if self.quiet {
+            return;
+        }
+        match event {
+            BuildEvent::Step { name } => eprintln!("==> {name}"),
+            BuildEvent::Cached { name } => eprintln!("==> CACHED {name}"),
+            BuildEvent::Done { name, seconds } => {
+                if let Some(s) = seconds {
+                    if *s >= 1.0 || self.verbose > 0 {
+                        eprintln!("    done in {s:.1} s: {name}");
+                    }
+                }
+            }
+            BuildEvent::Output { line, .. } => eprintln!("    {line}"),
+            BuildEvent::Message(m) => {
+                if self.verbose > 0 {
+                    eprintln!("    {m}")
+                }
+            }
+        }
+    }
+    fn smoke_line(&mut self, line: &str) {
+        if !self.quiet {
+            eprintln!("    smoke: {line}");
+        }
+    }
+    fn note(&mut self, message: &str) {
+        if !self.quiet {
+            eprintln!("rdna1-images: {message}");
+        }
+    }
+}
+
+fn catalog(cli: &Cli) -> Catalog {
+    match &cli.recipes {
+        Some(d) => Catalog::dir(d),
+        None => Catalog::embedded(),
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(v).map_err(Failure::job)?;
+    println!("{s}");
+    Ok(())
+}
+
+pub async fn run(cli: Cli) -> Outcome {
+    let mut console = Console {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    match &cli.command {
+        Command::List(a) => list(&cli, a.json),
+        Command::Render(a) => render_cmd(&cli, a),
+        Command::Check(a) => check(&cli, a),
+        Command::Build(a) => build(&cli, a, &mut console).await,
+        Command::Smoke(a) => smoke(&cli, a, &mut console).await,
+        Command::Clean(a) => clean(a, &mut console).await,
+        Command::Doctor(_) | Command::Run(_) => Err(Failure::job(anyhow::anyhow!(
+            "this command is not available in this build yet"
+        ))),
+    }
+}
+
+#[derive(Serialize)]
+struct ListRow {
+    name: String,
+    status: String,
+    rocm: String,
+    pytorch: String,
+    python: String,
+    install: String,
+    gfx_target: String,
+    hsa_override: Option<String>,
+    input_digest: String,
+    description: String,
+}
+
+fn list(cli: &Cli, json: bool) -> Outcome {
+    let cat = catalog(cli);
+    let mut rows = Vec::new();
+    for loaded in cat.load_all()? {
+        let loaded = loaded?;
+        let r = &loaded.recipe;
+        let prepared = context::prepare(&loaded)?;
+        rows.push(ListRow {
+            name: r.name.clone(),
+            status: r.status.to_string(),
+            rocm: r.rocm.clone(),
+            pytorch: r.pytorch.version().to_string(),
+            python: r.python.version.clone(),
+            install: r.pytorch.kind().to_string(),
+            gfx_target: r.gpu.target.clone(),
+            hsa_override: r.gpu.hsa_override().map(String::from),
+            input_digest: prepared.digest.hex(),
+            description: r.description.clone(),
+        });
+    }
+    if json {
+        print_json(&rows)?;
+        return Ok(0);
+    }
+    let mut out = format!(
+        "{:<12} {:<12} {:<6} {:<16} {:<7} {:<13} {:<10}\n",
+        "NAME", "STATUS", "ROCM", "PYTORCH", "PYTHON", "INSTALL", "HSA"
+    );
+    for r in &rows {
+        out.push_str(&format!(
+            "{:<12} {:<12} {:<6} {:<16} {:<7} {:<13} {:<10}\n",
+            r.name,
+            r.status,
+            r.rocm,
+            r.pytorch,
+            r.python,
+            r.install,
+            r.hsa_override.as_deref().unwrap_or("native")
+        ));
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+/// The files `render --write` commits for one recipe: `<name>.Dockerfile` and the rest of
+/// its build context under `<name>/`, so `docker build -f X.Dockerfile X` works.
+fn rendered_files(loaded: &crate::recipe::Loaded) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+    let ctx = context::Context::for_recipe(loaded)?;
+    let name = &loaded.recipe.name;
+    Ok(ctx
+        .files
+        .into_iter()
+        .map(|(path, f)| {
+            if path == ctx.dockerfile {
+                (format!("{name}.Dockerfile"), f.data)
+            } else {
+                (format!("{name}/{path}"), f.data)
+            }
+        })
+        .collect())
+}
+
+fn files_under(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+            if e.path().is_dir() {
+                files_under(&e.path(), &format!("{name}/"), out);
+            } else {
+                out.push(name);
+            }
+        }
+    }
+}
+
+fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
+    let cat = catalog(cli);
+    if let Some(name) = &a.recipe {
+        let loaded = cat.load(name)?;
+        print!("{}", render::dockerfile(&loaded.recipe));
+        return Ok(0);
+    }
+    let mut drift = Vec::new();
+    for loaded in cat.load_all()? {
+        let loaded = loaded?;
+        let name = loaded.recipe.name.clone();
+        let want = rendered_files(&loaded)?;
+        let mut present = Vec::new();
+        files_under(&a.out.join(&name), &format!("{name}/"), &mut present);
+        let stale: Vec<&String> = present
+            .iter()
+            .filter(|p| !want.iter().any(|(w, _)| w == *p))
+            .collect();
+        if a.write {
+            for s in stale {
+                std::fs::remove_file(a.out.join(s)).map_err(Failure::job)?;
+            }
+            for (path, data) in &want {
+                let p = a.out.join(path);
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(Failure::job)?;
+                }
+                if std::fs::read(&p).ok().as_deref() != Some(data.as_slice()) {
+                    std::fs::write(&p, data).map_err(Failure::job)?;
+                    eprintln!("wrote {}", p.display());
+                }
+            }
+            continue;
+        }
+        for (path, data) in &want {
+            match std::fs::read(a.out.join(path)) {
+                Ok(have) if &have == data => {}
+                Ok(_) => drift.push(format!(
+                    "{}: differs from recipes/{name}.yaml",
+                    a.out.join(path).display()
+                )),
+                Err(_) => drift.push(format!("{}: missing", a.out.join(path).display())),
+            }
+        }
+        for s in stale {
+            drift.push(format!(
+                "{}: not produced by any recipe",
+                a.out.join(s).display()
+            ));
+        }
+    }
+    if drift.is_empty() {
+        if a.check && !cli.quiet {
+            eprintln!("rendered files in {} match the recipes", a.out.display());
+        }
+        return Ok(0);
+    }
+    for d in &drift {
+        eprintln!("drift: {d}");
+    }
+    eprintln!("run `rdna1-images render --all --write` and commit the result");
+    Ok(1)
+}
+
+#[derive(Serialize)]
+struct CheckRow {
+    recipe: String,
+    ok: bool,
+    errors: Vec<String>,
+    unpinned: Vec<String>,
+}
+
+fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
+    let cat = catalog(cli);
+    let mut rows = Vec::new();
+    let names = cat.names()?;
+    for name in names {
+        let mut row = CheckRow {
+            recipe: name.clone(),
+            ok: true,
+            errors: vec![],
+            unpinned: vec![],
+        };
+        match cat.load(&name) {
+            Ok(l) => {
+                if a.strict {
+                    row.unpinned = crate::recipe::unpinned(&l)
+                        .into_iter()
+                        .map(|e| e.to_string())
+                        .collect();
+                }
+                if let Err(e) = context::prepare(&l) {
+                    row.errors.push(e.to_string());
+                }
+            }
+            Err(e) => row.errors.push(e.to_string()),
+        }
+        row.ok = row.errors.is_empty() && row.unpinned.is_empty();
+        rows.push(row);
+    }
+    let bad = rows.iter().any(|r| !r.ok);
+    if a.json {
+        print_json(&rows)?;
+    } else {
+        for r in &rows {
+            if r.ok {
+                println!("ok    {}", r.recipe);
+            }
+            for e in &r.errors {
+                println!("error {e}");
+            }
+            for e in &r.unpinned {
+                println!("unpinned {e}");
+            }
+        }
+    }
+    Ok(if bad { 2 } else { 0 })
+}
+
+/// Resolves `--smoke auto` on this host, saying so when it falls back to cpu.
+fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
+    let kfd = pipeline::host_root().join("dev/kfd");
+    Ok(match choice {
+        SmokeChoice::Gpu => {
+            if !kfd.exists() {
+                return Err(Failure {
+                    code: 3,
+                    error: anyhow::anyhow!(
+                        "--smoke gpu needs an AMD GPU: {} does not exist (is the amdgpu driver loaded? `rdna1-images doctor` checks the host); use --smoke cpu on machines without one",
+                        kfd.display()
+                    ),
+                });
+            }
+            Level::Gpu
+        }
+        SmokeChoice::Cpu => Level::Cpu,
+        SmokeChoice::Skip => Level::Skip,
+        SmokeChoice::Auto => {
+            if kfd.exists() {
+                Level::Gpu
+            } else {
+                console.note(
+                    "WARNING: no /dev/kfd on this host, so the smoke test runs on the CPU only: \
+                     it proves the image's Python, PyTorch and Conv2d work, NOT that the GPU does \
+                     (use a machine with the card, or `--smoke gpu` there)",
+                );
+                Level::Cpu
+            }
+        }
+    })
+}
+
+async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome {
+    let cat = catalog(cli);
+    let names = if a.all {
+        cat.names()?
+    } else {
+        a.recipes.clone()
+    };
+    // Every recipe is validated before anything is built.
+    let loaded: Vec<_> = names
+        .iter()
+        .map(|n| cat.load(n))
+        .collect::<Result<_, _>>()?;
+    let level = resolve_level(a.smoke, console)?;
+    let engine = Engine::connect().await?;
+    let opts = BuildOptions {
+        level,
+        no_cache: a.no_cache,
+        force: a.force,
+        network: a.network.mode(),
+    };
+    let mut outcomes = Vec::new();
+    let mut code = 0;
+    for l in &loaded {
+        let o = match pipeline::build(&engine, l, &opts, console).await {
+            Ok(o) => o,
+            Err(e) => {
+                if a.json {
+                    print_json(&outcomes)?;
+                }
+                return Err(e.into());
+            }
+        };
+        if !a.json {
+            print_build_outcome(&o);
+        }
+        if o.status == BuildStatus::Failed {
+            code = 1;
+        }
+        outcomes.push(o);
+    }
+    if a.json {
+        print_json(&outcomes)?;
+    }
+    Ok(code)
+}
+
+fn print_build_outcome(o: &pipeline::BuildOutcome) {
+    let mut out = std::io::stdout().lock();
+    if let Some(s) = &o.smoke {
+        let _ = writeln!(out, "{}", s.table);
+    }
+    let id = o
+        .image_id
+        .as_deref()
+        .map(pipeline::short_id)
+        .unwrap_or_default();
+    let _ = match o.status {
+        BuildStatus::Skipped => writeln!(
+            out,
+            "{}: SKIPPED, already built and tested as {} (image {id})",
+            o.recipe,
+            o.tags.join(", ")
+        ),
+        BuildStatus::Passed => writeln!(
+            out,
+            "{}: PASSED, tagged {} (image {id})",
+            o.recipe,
+            o.tags.join(", ")
+        ),
+        BuildStatus::Failed => writeln!(
+            out,
+            "{}: FAILED the smoke test, not tagged; {}:{} was left where it was{}\n{}",
+            o.recipe,
+            REPOSITORY,
+            o.recipe,
+            if o.candidate_removed {
+                "; the failed candidate image was removed"
+            } else {
+                ""
+            },
+            o.smoke
+                .as_ref()
+                .map(|s| s
+                    .findings
+                    .iter()
+                    .map(|f| format!("  - {f}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+                .unwrap_or_default()
+        ),
+        BuildStatus::Untested => writeln!(
+            out,
+            "{}: BUILT but NOT TESTED (--smoke skip), not tagged (image {id})",
+            o.recipe
+        ),
+    };
+}
+
+/// The recipe an image was built from, by its label.
+async fn recipe_of_image(
+    cat: &Catalog,
+    engine: &Engine,
+    image: &str,
+) -> Result<(String, Recipe), Failure> {
+    let summary = engine.image(image).await?.ok_or_else(|| {
+        Failure::input(anyhow::anyhow!(
+            "no image {image} in the engine: build it with `rdna1-images build <recipe>`"
+        ))
+    })?;
+    let name = summary.labels.get(crate::render::labels::RECIPE).ok_or_else(|| {
+        Failure::input(anyhow::anyhow!(
+            "image {image} has no {} label, so its smoke spec is unknown: it was not built by rdna1-images",
+            crate::render::labels::RECIPE
+        ))
+    })?;
+    let loaded = cat.load(name)?;
+    Ok((summary.id, loaded.recipe))
+}
+
+async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome {
+    let cat = catalog(cli);
+    if a.level == SmokeChoice::Skip {
+        return Err(Failure::input(anyhow::anyhow!(
+            "`smoke --level skip` would test nothing: use auto, gpu or cpu"
+        )));
+    }
+    let image = if crate::recipe::is_plain_name(&a.target) && cat.load(&a.target).is_ok() {
+        format!("{REPOSITORY}:{}", a.target)
+    } else {
+        a.target.clone()
+    };
+    let level = resolve_level(a.level, console)?;
+    let engine = Engine::connect().await?;
+    let (id, recipe) = recipe_of_image(&cat, &engine, &image).await?;
+    let result = pipeline::smoke_image(&engine, &id, &recipe, level, console).await?;
+    if a.json {
+        print_json(&result)?;
+    } else {
+        println!("{}", result.table);
+        println!(
+            "{image}: smoke test ({level}) {}",
+            if result.passed { "PASSED" } else { "FAILED" }
+        );
+        for f in &result.findings {
+            println!("  - {f}");
+        }
+    }
+    Ok(if result.passed { 0 } else { 1 })
+}
+
+async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {
+    let engine = Engine::connect().await?;
+    let containers = engine.managed_containers().await?;
+    let images = engine.managed_untagged_images().await?;
+    for (id, name, image) in &containers {
+        println!(
+            "{} container {} {name} (image {})",
+            if a.dry_run {
+                "would remove"
+            } else {
+                "removing"
+            },
+            pipeline::short_id(id),
+            pipeline::short_id(image)
+        );
+        if !a.dry_run {
+            engine.remove_container(id).await?;
+        }
+    }
+    for (id, size) in &images {
+        println!(
+            "{} untagged image {} ({} MB)",
+            if a.dry_run {
+                "would remove"
+            } else {
+                "removing"
+            },
+            pipeline::short_id(id),
+            size / 1_000_000
+        );
+        if !a.dry_run {
+            engine.remove_untagged(id).await?;
+        }
+    }
+    if containers.is_empty() && images.is_empty() {
+        console.note("nothing to clean");
+    }
+    Ok(0)
+}

@@ -1,0 +1,96 @@
+//! Image inspection, tagging and removal.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
+
+use super::{Engine, EngineError};
+
+/// What the tool needs to know of a local image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSummary {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub size: Option<i64>,
+}
+
+impl Engine {
+    /// The image a reference names, or None when it does not exist.
+    pub async fn image(&self, reference: &str) -> Result<Option<ImageSummary>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(Some(ImageSummary {
+                id: i.id.unwrap_or_default(),
+                tags: i.repo_tags.unwrap_or_default(),
+                labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
+                size: i.size,
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(EngineError::api(format!("inspecting image {reference}"), e)),
+        }
+    }
+
+    /// Points `repo:tag` at an image.
+    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
+        self.docker
+            .tag_image(
+                image,
+                Some(
+                    TagImageOptionsBuilder::default()
+                        .repo(repo)
+                        .tag(tag)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(|e| EngineError::api(format!("tagging {image} as {repo}:{tag}"), e))
+    }
+
+    /// Removes an image by id unless a tag still points at it (then it is someone's good
+    /// image and stays). Returns whether it was removed.
+    pub async fn remove_untagged(&self, id: &str) -> Result<bool, EngineError> {
+        match self.image(id).await? {
+            Some(i) if i.tags.is_empty() => {}
+            _ => return Ok(false),
+        }
+        match self
+            .docker
+            .remove_image(id, Some(RemoveImageOptionsBuilder::default().build()), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            // In use by a container or a child image: leave it, `clean` finds it later.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(false),
+            Err(e) => Err(EngineError::api(format!("removing image {id}"), e)),
+        }
+    }
+}
+
+impl Engine {
+    /// Untagged images carrying the tool's label: failed candidates kept by a crash or an
+    /// interrupted run. (id, size)
+    pub async fn managed_untagged_images(&self) -> Result<Vec<(String, i64)>, EngineError> {
+        let filters: HashMap<String, Vec<String>> = [
+            (
+                "label".to_string(),
+                vec![format!("{}=true", crate::render::labels::MANAGED)],
+            ),
+            ("dangling".to_string(), vec!["true".to_string()]),
+        ]
+        .into();
+        let list = self
+            .docker
+            .list_images(Some(
+                bollard::query_parameters::ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| EngineError::api("listing images", e))?;
+        Ok(list.into_iter().map(|i| (i.id, i.size)).collect())
+    }
+}

@@ -1,0 +1,306 @@
+//! build -> smoke -> tag, and the rule that holds it together: no tag without a passed
+//! smoke test. A failed or hung smoke test leaves the previous good tag where it was and
+//! removes the candidate image and its container.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::context::{self, Prepared};
+use crate::engine::{BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError};
+use crate::recipe::{Loaded, Recipe};
+use crate::render::labels;
+use crate::smoke::{self, Judgement, Level, SmokeReport};
+
+/// The local repository every image is tagged in.
+pub const REPOSITORY: &str = "rdna1-images";
+
+/// The tags of a recipe: the moving one and the one named by the input digest.
+pub fn tags(recipe: &str, digest: &context::InputDigest) -> (String, String) {
+    (recipe.to_string(), format!("{recipe}-{}", digest.short()))
+}
+
+/// Where progress goes. The CLI prints it; tests can collect it.
+pub trait Progress: Send {
+    fn build(&mut self, event: &BuildEvent);
+    fn smoke_line(&mut self, line: &str);
+    fn note(&mut self, message: &str);
+}
+
+/// The smoke test's result for one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmokeResult {
+    pub level: Level,
+    pub passed: bool,
+    pub findings: Vec<String>,
+    pub report: SmokeReport,
+    /// The human table.
+    #[serde(skip)]
+    pub table: String,
+    pub container_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStatus {
+    /// `<recipe>-<digest12>` existed: nothing was built.
+    Skipped,
+    /// Built, smoke test passed, tagged.
+    Passed,
+    /// Built, smoke test failed: not tagged.
+    Failed,
+    /// Built with `--smoke skip`: not tagged.
+    Untested,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildOutcome {
+    pub recipe: String,
+    pub input_digest: String,
+    pub status: BuildStatus,
+    pub image_id: Option<String>,
+    /// Tags set by this build (or found, when skipped).
+    pub tags: Vec<String>,
+    pub smoke: Option<SmokeResult>,
+    pub build_seconds: Option<f64>,
+    /// A failed candidate was removed (it had no tag of its own).
+    pub candidate_removed: bool,
+}
+
+pub struct BuildOptions {
+    pub level: Level,
+    pub no_cache: bool,
+    pub force: bool,
+    /// `networkmode` for RUN steps (None: the engine's default).
+    pub network: Option<&'static str>,
+}
+
+/// Builds, tests and tags one recipe.
+pub async fn build(
+    engine: &Engine,
+    loaded: &Loaded,
+    opts: &BuildOptions,
+    progress: &mut dyn Progress,
+) -> Result<BuildOutcome, EngineError> {
+    let r = &loaded.recipe;
+    let prepared = context::prepare(loaded).map_err(|e| EngineError::Build {
+        what: r.name.clone(),
+        message: e.to_string(),
+    })?;
+    let (moving, pinned) = tags(&r.name, &prepared.digest);
+    let pinned_ref = format!("{REPOSITORY}:{pinned}");
+    let mut outcome = BuildOutcome {
+        recipe: r.name.clone(),
+        input_digest: prepared.digest.hex(),
+        status: BuildStatus::Skipped,
+        image_id: None,
+        tags: vec![],
+        smoke: None,
+        build_seconds: None,
+        candidate_removed: false,
+    };
+    if !opts.force {
+        if let Some(existing) = engine.image(&pinned_ref).await? {
+            progress.note(&format!(
+                "{pinned_ref} already exists (image {}): same inputs, nothing to build; --force rebuilds",
+                short_id(&existing.id)
+            ));
+            outcome.image_id = Some(existing.id);
+            outcome.tags = existing
+                .tags
+                .into_iter()
+                .filter(|t| t.starts_with(&format!("{REPOSITORY}:")))
+                .collect();
+            return Ok(outcome);
+        }
+    }
+    progress.note(&format!(
+        "building {} (input digest {})",
+        r.name,
+        prepared.digest.short()
+    ));
+    let started = Instant::now();
+    let image_id = build_image(engine, r, &prepared, opts, progress).await?;
+    outcome.build_seconds = Some(started.elapsed().as_secs_f64());
+    outcome.image_id = Some(image_id.clone());
+    if opts.level == Level::Skip {
+        progress.note(&format!(
+            "smoke test SKIPPED (--smoke skip): image {} is NOT tagged",
+            short_id(&image_id)
+        ));
+        outcome.status = BuildStatus::Untested;
+        return Ok(outcome);
+    }
+    let result = smoke_image(engine, &image_id, r, opts.level, progress).await;
+    let result = match result {
+        Ok(res) => res,
+        Err(e) => {
+            outcome.candidate_removed = engine.remove_untagged(&image_id).await.unwrap_or(false);
+            return Err(e);
+        }
+    };
+    let passed = result.passed;
+    outcome.smoke = Some(result);
+    if !passed {
+        outcome.status = BuildStatus::Failed;
+        // The candidate goes; a previous good image keeps its tags.
+        outcome.candidate_removed = engine.remove_untagged(&image_id).await?;
+        return Ok(outcome);
+    }
+    // The immutable tag first: if the moving tag fails after it, a rerun skips the build.
+    for t in [&pinned, &moving] {
+        engine.tag(&image_id, REPOSITORY, t).await?;
+        outcome.tags.push(format!("{REPOSITORY}:{t}"));
+    }
+    outcome.status = BuildStatus::Passed;
+    Ok(outcome)
+}
+
+/// Builds the prepared context; the input digest goes in as a label.
+pub async fn build_image(
+    engine: &Engine,
+    r: &Recipe,
+    prepared: &Prepared,
+    opts: &BuildOptions,
+    progress: &mut dyn Progress,
+) -> Result<String, EngineError> {
+    let mut build_labels = BTreeMap::new();
+    build_labels.insert(labels::INPUT_DIGEST.to_string(), prepared.digest.hex());
+    engine
+        .build(
+            BuildRequest {
+                what: &r.name,
+                tar: prepared.tar.clone(),
+                dockerfile: &prepared.context.dockerfile,
+                build_args: &prepared.build_args,
+                labels: &build_labels,
+                no_cache: opts.no_cache,
+                network: opts.network,
+            },
+            &mut |e| progress.build(&e),
+        )
+        .await
+}
+
+/// The devices, groups and options a gpu-level container needs on this host.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuAccess {
+    pub devices: Vec<String>,
+    pub group_add: Vec<u32>,
+}
+
+/// Finds /dev/kfd and the render nodes under `root` (normally `/`), with their GIDs.
+pub fn gpu_access(root: &std::path::Path) -> Option<GpuAccess> {
+    use std::os::unix::fs::MetadataExt;
+    let kfd = root.join("dev/kfd");
+    let meta = std::fs::metadata(&kfd).ok()?;
+    let mut access = GpuAccess {
+        devices: vec!["/dev/kfd".into()],
+        group_add: vec![meta.gid()],
+    };
+    let mut nodes: Vec<_> = std::fs::read_dir(root.join("dev/dri"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+                .collect()
+        })
+        .unwrap_or_default();
+    nodes.sort_by_key(|e| e.file_name());
+    for n in nodes {
+        access
+            .devices
+            .push(format!("/dev/dri/{}", n.file_name().to_string_lossy()));
+        if let Ok(m) = n.metadata() {
+            access.group_add.push(m.gid());
+        }
+    }
+    access.group_add.sort();
+    access.group_add.dedup();
+    // Root's group adds nothing and would hide a wrong setup.
+    access.group_add.retain(|g| *g != 0);
+    Some(access)
+}
+
+/// The host root the tool reads devices from (a fixture tree in tests).
+pub fn host_root() -> std::path::PathBuf {
+    std::env::var_os("RDNA1_IMAGES_HOST_ROOT")
+        .map(Into::into)
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Runs the smoke program in a fresh container of `image` and judges its report.
+pub async fn smoke_image(
+    engine: &Engine,
+    image: &str,
+    r: &Recipe,
+    level: Level,
+    progress: &mut dyn Progress,
+) -> Result<SmokeResult, EngineError> {
+    let spec = &r.smoke;
+    let mut container = ContainerSpec {
+        image: image.to_string(),
+        cmd: smoke::command(spec, level, &r.python.bin),
+        labels: vec![
+            (labels::MANAGED.into(), "true".into()),
+            (labels::ROLE.into(), "smoke".into()),
+            (labels::RECIPE.into(), r.name.clone()),
+        ],
+        network_none: true,
+        timeout: Duration::from_secs_f64(spec.container_timeout_s),
+        ..Default::default()
+    };
+    if level == Level::Gpu {
+        let access = gpu_access(&host_root()).ok_or_else(|| EngineError::Api {
+            what: format!("gpu smoke test of {image}"),
+            detail: "no /dev/kfd on this host: the amdgpu driver is not loaded or there is no AMD GPU; use --smoke cpu".into(),
+        })?;
+        container.devices = access.devices;
+        container.group_add = access.group_add;
+        container.security_opt = vec!["seccomp=unconfined".into()];
+        container.ipc_host = true;
+    }
+    progress.note(&format!(
+        "smoke test ({level}) of {} in a container without network, hard limit {} s",
+        short_id(image),
+        spec.container_timeout_s
+    ));
+    let outcome = engine
+        .run_to_completion(&container, &mut |line| progress.smoke_line(line))
+        .await?;
+    let report = if outcome.timed_out {
+        smoke::timed_out_report(spec, level, spec.container_timeout_s)
+    } else {
+        match smoke::parse_report(&outcome.stdout) {
+            Ok(r) => r,
+            Err(e) => {
+                let tail: Vec<&str> = outcome.stderr.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(EngineError::Api {
+                    what: format!("smoke test of {} ({})", r.name, short_id(image)),
+                    detail: format!(
+                        "{e} (container exit code {:?})\n  last stderr lines:\n    {}",
+                        outcome.exit_code,
+                        tail.join("\n    ")
+                    ),
+                });
+            }
+        }
+    };
+    let judgement: Judgement = smoke::judge(spec, level, &report);
+    let table = smoke::table(spec, &report, &judgement);
+    Ok(SmokeResult {
+        level,
+        passed: judgement.passed,
+        findings: judgement.findings.clone(),
+        report,
+        table,
+        container_seconds: outcome.seconds,
+    })
+}
+
+/// `sha256:0123456789ab...` -> `0123456789ab`.
+pub fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
+}

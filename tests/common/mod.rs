@@ -1,0 +1,160 @@
+//! Shared helpers for tests that run the built binary, some against the real engine.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rdna1-images");
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// True when the engine answers. Without one: a failure under RDNA1_REQUIRE_DOCKER=1 (CI),
+/// else a printed skip, never a silent pass.
+pub fn require_docker(test: &str) -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        return true;
+    }
+    if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!("{test}: the Docker engine is required (RDNA1_REQUIRE_DOCKER=1) but `docker info` fails");
+    }
+    eprintln!(
+        "SKIPPED {test}: no Docker engine (set RDNA1_REQUIRE_DOCKER=1 to make this a failure)"
+    );
+    false
+}
+
+/// The local base image the fixtures build on (made by ci/test-base.sh).
+pub fn require_base(test: &str) -> bool {
+    if !require_docker(test) {
+        return false;
+    }
+    let ok = docker(&["image", "inspect", "rdna1-test-base:bookworm"])
+        .status
+        .success();
+    if !ok && std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!("{test}: image rdna1-test-base:bookworm is missing: run ci/test-base.sh");
+    }
+    if !ok {
+        eprintln!("SKIPPED {test}: rdna1-test-base:bookworm missing (run ci/test-base.sh)");
+    }
+    ok
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI runs")
+}
+
+pub fn docker_out(args: &[&str]) -> String {
+    let o = docker(args);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A recipes folder of its own, with fixture recipes under unique names so tests running
+/// side by side never share a tag; removes the tags it made when dropped.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub names: Vec<String>,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+            names: vec![],
+        }
+    }
+
+    /// Copies fixture `recipes/<fixture>.yaml` under a unique name; returns the name.
+    pub fn recipe(&mut self, fixture: &str) -> String {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t{}-{n}-{fixture}", std::process::id());
+        let text =
+            std::fs::read_to_string(fixtures().join(format!("recipes/{fixture}.yaml"))).unwrap();
+        self.write(
+            &name,
+            &text.replace(&format!("name: {fixture}\n"), &format!("name: {name}\n")),
+        );
+        self.names.push(name.clone());
+        name
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(format!("{name}.yaml")), text).unwrap();
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.yaml"))).unwrap()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_env(args, &[])
+    }
+
+    pub fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(BIN);
+        // This machine kind's engine has no docker0 bridge; the fixtures need no network.
+        c.env("RDNA1_IMAGES_BUILD_NETWORK", "none");
+        c.arg("--recipes").arg(self.dir.path()).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let tags = docker_out(&[
+                "image",
+                "ls",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                "rdna1-images",
+            ]);
+            for t in tags
+                .lines()
+                .filter(|t| t.starts_with(&format!("rdna1-images:{name}")))
+            {
+                let _ = docker(&["rmi", "--no-prune", t]);
+            }
+        }
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Containers the tool created for a recipe (by label), running or not.
+pub fn containers_of(recipe: &str) -> Vec<String> {
+    docker_out(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=io.github.rdna1-images.managed=true",
+        "--filter",
+        &format!("label=io.github.rdna1-images.recipe={recipe}"),
+    ])
+    .lines()
+    .map(String::from)
+    .collect()
+}
