@@ -85,6 +85,10 @@ pub struct Base {
     /// Why the base is not pinned (required when `digest` is absent).
     #[serde(default)]
     pub unpinned_reason: Option<String>,
+    /// Why the digest could not be confirmed against the registry, shown by `check` (like
+    /// `Wheel::unconfirmed`); `lock` clears it when it resolves the digest itself.
+    #[serde(default)]
+    pub unconfirmed: Option<String>,
 }
 
 impl Base {
