@@ -7,14 +7,16 @@ FROM ubuntu:jammy-20260901.2@sha256:281c5745f657873d78e5531fc5ba8575f46ab7769b94
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-pip \
+ && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache
 COPY requirements.txt /opt/rdna1-images/requirements.txt
-RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --require-hashes --no-deps -r /opt/rdna1-images/requirements.txt
+RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --require-hashes --only-binary=:all: -r /opt/rdna1-images/requirements.txt
 ENV HSA_OVERRIDE_GFX_VERSION="10.3.0" \
     MIOPEN_CUSTOM_CACHE_DIR="/var/cache/miopen/kernels" \
-    MIOPEN_USER_DB_PATH="/var/cache/miopen/db"
+    MIOPEN_FIND_MODE="2" \
+    MIOPEN_USER_DB_PATH="/var/cache/miopen/db" \
+    PYTORCH_CUDA_ALLOC_CONF="garbage_collection_threshold:0.9,max_split_size_mb:512"
 RUN mkdir -p /var/cache/miopen/db /var/cache/miopen/kernels \
  && chmod 1777 /var/cache/miopen/db /var/cache/miopen/kernels
 COPY smoke.py /opt/rdna1-images/smoke.py

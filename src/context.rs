@@ -73,9 +73,21 @@ impl Context {
         match &r.pytorch {
             PyTorch::Wheels(w) => add(
                 render::REQUIREMENTS.into(),
-                render::requirements(w).into_bytes(),
+                render::requirements(&w.packages).into_bytes(),
             ),
             PyTorch::Source(s) => {
+                if !s.build_requirements.is_empty() {
+                    add(
+                        render::BUILD_REQUIREMENTS.into(),
+                        render::requirements(&s.build_requirements).into_bytes(),
+                    );
+                }
+                if !s.requirements.is_empty() {
+                    add(
+                        render::REQUIREMENTS.into(),
+                        render::requirements(&s.requirements).into_bytes(),
+                    );
+                }
                 for p in &s.patches {
                     let name = p.rsplit('/').next().unwrap_or(p);
                     add(format!("patches/{name}"), loaded.read_file(p)?);

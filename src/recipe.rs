@@ -85,6 +85,10 @@ pub struct Base {
     /// Why the base is not pinned (required when `digest` is absent).
     #[serde(default)]
     pub unpinned_reason: Option<String>,
+    /// Why the digest could not be confirmed against the registry, shown by `check` (like
+    /// `Wheel::unconfirmed`); `lock` clears it when it resolves the digest itself.
+    #[serde(default)]
+    pub unconfirmed: Option<String>,
 }
 
 impl Base {
@@ -127,6 +131,8 @@ fn default_python_bin() -> String {
     "python3".to_string()
 }
 
+/// apt packages of the final image. For `source:` recipes that is the runtime stage; the
+/// builder stage has its own list in `pytorch.source.builder_apt`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemPackages {
@@ -219,8 +225,49 @@ pub struct Source {
     #[serde(default)]
     pub torchvision: Option<SourceRepo>,
     /// Shell commands that must succeed after the build (verification of gfx code objects).
+    /// They run in the builder stage with the PyTorch checkout as the working directory.
     #[serde(default)]
     pub verify: Vec<String>,
+    /// Shell commands that must succeed in the builder stage before anything is compiled:
+    /// checks of the base image that would otherwise fail only after hours of build.
+    #[serde(default)]
+    pub preflight: Vec<String>,
+    /// apt packages of the builder stage only (compilers, -dev headers, ccache, git).
+    #[serde(default)]
+    pub builder_apt: Vec<String>,
+    /// Python packages the build itself needs, installed in the builder with
+    /// `pip --require-hashes --no-deps` before PyTorch is built. Same form as wheel packages.
+    #[serde(default)]
+    pub build_requirements: Vec<Wheel>,
+    /// Runtime dependencies of the built torch and torchvision wheels, installed with
+    /// `pip --require-hashes --no-deps` in the builder (before torchvision is built against
+    /// torch) and in the runtime stage; the built wheels themselves follow with `--no-deps`
+    /// (their hashes exist only after the build) and `pip check` proves the set complete.
+    #[serde(default)]
+    pub requirements: Vec<Wheel>,
+    /// How many parallel compile jobs the build may run.
+    #[serde(default)]
+    pub max_jobs: Option<MaxJobs>,
+    /// Compiler cache kept across builds in a BuildKit cache mount (never in an image).
+    #[serde(default)]
+    pub ccache: Option<Ccache>,
+}
+
+/// `MAX_JOBS` policy: one job per `gb_per_job` GiB of the memory the build can use (the
+/// smaller of the cgroup limit and MemTotal), at least 1, at most the CPUs it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxJobs {
+    pub gb_per_job: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ccache {
+    /// Absolute path of `CCACHE_DIR`, the target of `RUN --mount=type=cache`.
+    pub dir: String,
+    /// `ccache --max-size` value, e.g. "20G".
+    pub max_size: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +278,9 @@ pub struct SourceRepo {
     #[serde(rename = "ref")]
     pub git_ref: String,
     pub commit: String,
+    /// Build environment of this repository's `setup.py bdist_wheel`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -592,18 +642,12 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
             ),
         );
     }
-    for (i, p) in r.system_packages.apt.iter().enumerate() {
-        if p.is_empty()
-            || !p
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
-        {
-            return err(
-                &["system_packages", "apt", &i.to_string()],
-                format!("`{p}` is not an apt package (`name` or `name=version`)"),
-            );
-        }
-    }
+    validate_apt(
+        file,
+        text,
+        &r.system_packages.apt,
+        &["system_packages", "apt"],
+    )?;
     match &r.pytorch {
         PyTorch::Wheels(w) => {
             if w.packages.is_empty() {
@@ -612,36 +656,68 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                     "list at least the torch wheel".into(),
                 );
             }
-            for (i, p) in w.packages.iter().enumerate() {
-                let idx = i.to_string();
-                for h in &p.sha256 {
-                    if !is_hex(h, 64) {
-                        return err(
-                            &["pytorch", "wheels", "packages", &idx, "sha256"],
-                            format!("`{h}` is not a sha256 (64 lowercase hex digits)"),
-                        );
-                    }
-                }
-                if p.sha256.is_empty() {
+            validate_wheels(
+                file,
+                text,
+                &r.name,
+                &w.packages,
+                &["pytorch", "wheels", "packages"],
+            )?;
+        }
+        PyTorch::Source(s) => {
+            validate_apt(
+                file,
+                text,
+                &s.builder_apt,
+                &["pytorch", "source", "builder_apt"],
+            )?;
+            validate_wheels(
+                file,
+                text,
+                &r.name,
+                &s.build_requirements,
+                &["pytorch", "source", "build_requirements"],
+            )?;
+            validate_wheels(
+                file,
+                text,
+                &r.name,
+                &s.requirements,
+                &["pytorch", "source", "requirements"],
+            )?;
+            if let Some(m) = &s.max_jobs {
+                if m.gb_per_job == 0 {
                     return err(
-                        &["pytorch", "wheels", "packages", &idx, "sha256"],
-                        format!(
-                            "package `{}` has no sha256: pip installs with --require-hashes (run `rdna1-images lock {}` to fill it in)",
-                            p.name, r.name
-                        ),
+                        &["pytorch", "source", "max_jobs", "gb_per_job"],
+                        "must be at least 1 (GiB of memory per compile job)".into(),
                     );
                 }
-                if let Some(u) = &p.url {
-                    if !u.starts_with("https://") {
+            }
+            if let Some(c) = &s.ccache {
+                if !c.dir.starts_with('/') || c.dir.contains(char::is_whitespace) {
+                    return err(
+                        &["pytorch", "source", "ccache", "dir"],
+                        format!("`{}` must be an absolute path without spaces", c.dir),
+                    );
+                }
+                let size = c.max_size.trim_end_matches(['K', 'M', 'G', 'T']);
+                if size.is_empty() || size.parse::<u64>().is_err() {
+                    return err(
+                        &["pytorch", "source", "ccache", "max_size"],
+                        format!("`{}` must be a size like 20G", c.max_size),
+                    );
+                }
+            }
+            for (list, name) in [(&s.verify, "verify"), (&s.preflight, "preflight")] {
+                for (i, c) in list.iter().enumerate() {
+                    if c.trim().is_empty() {
                         return err(
-                            &["pytorch", "wheels", "packages", &idx, "url"],
-                            format!("`{u}` must be an https URL"),
+                            &["pytorch", "source", name, &i.to_string()],
+                            "empty command".into(),
                         );
                     }
                 }
             }
-        }
-        PyTorch::Source(s) => {
             if !is_hex(&s.commit, 40) {
                 return err(
                     &["pytorch", "source", "commit"],
@@ -654,6 +730,13 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                     "name at least one gfx target (PYTORCH_ROCM_ARCH): no GPU is visible during a build".into(),
                 );
             }
+            if s.env.contains_key("PYTORCH_ROCM_ARCH") {
+                return err(
+                    &["pytorch", "source", "env", "PYTORCH_ROCM_ARCH"],
+                    "set the gfx targets in `pytorch.source.arch` (the build exports PYTORCH_ROCM_ARCH from it)".into(),
+                );
+            }
+            validate_env_names(file, text, &s.env, &["pytorch", "source", "env"])?;
             if let Some(tv) = &s.torchvision {
                 if !is_hex(&tv.commit, 40) {
                     return err(
@@ -661,6 +744,12 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                         format!("`{}` must be a full 40-hex commit id", tv.commit),
                     );
                 }
+                validate_env_names(
+                    file,
+                    text,
+                    &tv.env,
+                    &["pytorch", "source", "torchvision", "env"],
+                )?;
             }
             if let Some(rb) = &s.runtime_base {
                 validate_base(file, text, rb, &["pytorch", "source", "runtime_base"])?;
@@ -689,6 +778,96 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
         full.extend(path.iter().map(|s| s.as_str()));
         RecipeError::at(file, text, &full, msg)
     })?;
+    Ok(())
+}
+
+fn validate_env_names(
+    file: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+    path: &[&str],
+) -> Result<(), RecipeError> {
+    for k in env.keys() {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            let mut full = path.to_vec();
+            full.push(k);
+            return Err(RecipeError::at(
+                file,
+                text,
+                &full,
+                format!("`{k}` is not an environment variable name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_apt(file: &str, text: &str, pkgs: &[String], path: &[&str]) -> Result<(), RecipeError> {
+    for (i, p) in pkgs.iter().enumerate() {
+        if p.is_empty()
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
+        {
+            let idx = i.to_string();
+            let mut full = path.to_vec();
+            full.push(&idx);
+            return Err(RecipeError::at(
+                file,
+                text,
+                &full,
+                format!("`{p}` is not an apt package (`name` or `name=version`)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every pip package is pinned to files by sha256 (`pip --require-hashes`).
+fn validate_wheels(
+    file: &str,
+    text: &str,
+    recipe: &str,
+    wheels: &[Wheel],
+    path: &[&str],
+) -> Result<(), RecipeError> {
+    for (i, p) in wheels.iter().enumerate() {
+        let idx = i.to_string();
+        let at = |field: &str, msg: String| {
+            let mut full = path.to_vec();
+            full.push(&idx);
+            full.push(field);
+            Err(RecipeError::at(file, text, &full, msg))
+        };
+        for h in &p.sha256 {
+            if !is_hex(h, 64) {
+                return at(
+                    "sha256",
+                    format!("`{h}` is not a sha256 (64 lowercase hex digits)"),
+                );
+            }
+        }
+        if p.sha256.is_empty() {
+            return at(
+                "sha256",
+                format!(
+                    "package `{}` has no sha256: pip installs with --require-hashes (run `rdna1-images lock {recipe}` to fill it in)",
+                    p.name
+                ),
+            );
+        }
+        if p.version.is_empty() {
+            return at(
+                "version",
+                format!("package `{}` must be pinned to one version", p.name),
+            );
+        }
+        if let Some(u) = &p.url {
+            if !u.starts_with("https://") {
+                return at("url", format!("`{u}` must be an https URL"));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -898,6 +1077,86 @@ mod tests {
         assert!(!is_plain_name("recipes/rocm52.yaml"));
         assert!(!is_plain_name(""));
         assert!(!is_plain_name("ROCM"));
+    }
+
+    const SOURCE: &str = r#"name: src
+description: d
+status: advanced
+rocm: "6.2"
+base:
+  image: a:b
+  digest: sha256:0000000000000000000000000000000000000000000000000000000000000000
+gpu:
+  target: gfx1010
+  targets:
+    gfx1010: null
+python:
+  version: "3.10"
+pytorch:
+  source:
+    version: 2.4.1
+    repository: https://example.invalid/pytorch
+    ref: v2.4.1
+    commit: ee1b6804381c57161c477caa380a840a84167676
+    arch: [gfx1010]
+    builder_apt: [git, ccache]
+    max_jobs:
+      gb_per_job: 4
+    ccache:
+      dir: /root/.ccache
+      max_size: 20G
+    requirements:
+      - name: numpy
+        version: 1.26.4
+        sha256: [ffa75af20b44f8dba823498024771d5ac50620e6915abac414251bd971b4529f]
+smoke:
+  case_timeout_s: 60
+  container_timeout_s: 300
+  cases:
+    - name: medium
+      in_channels: 16
+      out_channels: 32
+      size: 48
+      limit_s: 5
+source_date_epoch: 1
+"#;
+
+    #[test]
+    fn source_build_fields_parse() {
+        let r = parse("recipes/src.yaml", SOURCE).unwrap();
+        let PyTorch::Source(s) = r.pytorch else {
+            panic!("not a source recipe")
+        };
+        assert_eq!(s.builder_apt, ["git", "ccache"]);
+        assert_eq!(s.max_jobs, Some(MaxJobs { gb_per_job: 4 }));
+        assert_eq!(s.ccache.unwrap().max_size, "20G");
+        assert_eq!(s.requirements[0].name, "numpy");
+    }
+
+    #[test]
+    fn source_build_fields_are_validated_with_locations() {
+        let bad = SOURCE.replace(
+            "        sha256: [ffa75af20b44f8dba823498024771d5ac50620e6915abac414251bd971b4529f]\n",
+            "",
+        );
+        let e = parse("recipes/src.yaml", &bad).unwrap_err();
+        assert_eq!(e.field, "pytorch.source.requirements[0].sha256");
+        assert_eq!(e.line, Some(28));
+        assert!(e.message.contains("--require-hashes"), "{e}");
+
+        let bad = SOURCE.replace("gb_per_job: 4", "gb_per_job: 0");
+        let e = parse("recipes/src.yaml", &bad).unwrap_err();
+        assert_eq!(e.field, "pytorch.source.max_jobs.gb_per_job");
+        assert_eq!(e.line, Some(23));
+
+        let bad = SOURCE.replace("dir: /root/.ccache", "dir: ccache");
+        let e = parse("recipes/src.yaml", &bad).unwrap_err();
+        assert_eq!(e.field, "pytorch.source.ccache.dir");
+
+        let bad = SOURCE.replace("builder_apt: [git, ccache]", "builder_apt: [git, \"c c\"]");
+        let e = parse("recipes/src.yaml", &bad).unwrap_err();
+        assert_eq!(e.field, "pytorch.source.builder_apt[1]");
+        assert_eq!(e.line, Some(21));
     }
 
     #[test]

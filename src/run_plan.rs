@@ -983,7 +983,9 @@ mod tests {
   --security-opt seccomp=unconfined \\
   --shm-size 8g \\
   -e MIOPEN_CUSTOM_CACHE_DIR=/var/cache/miopen/kernels \\
+  -e MIOPEN_FIND_MODE=2 \\
   -e MIOPEN_USER_DB_PATH=/var/cache/miopen/db \\
+  -e PYTORCH_HIP_ALLOC_CONF=garbage_collection_threshold:0.9,max_split_size_mb:512 \\
   -e TORCH_BLAS_PREFER_HIPBLASLT=0 \\
   -e HSA_OVERRIDE_GFX_VERSION=10.1.0 \\
   -v '/home/alice/my project:/workspace' \\

@@ -90,7 +90,8 @@ def describe(exc):
 
 
 def fmt_s(seconds):
-    return "%g" % seconds
+    """Seconds for messages: 30, 7.5, 112.8 (a shortened watchdog is not worth more digits)."""
+    return "%g" % round(seconds, 1)
 
 
 def finite_or_none(value):
@@ -107,9 +108,31 @@ def json_clean(obj):
         return [json_clean(v) for v in obj]
     if isinstance(obj, float):
         return finite_or_none(obj)
-    if obj is None or isinstance(obj, (bool, int, str)):
+    if isinstance(obj, str):
+        return clean_str(obj)
+    if obj is None or isinstance(obj, (bool, int)):
         return obj
-    return str(obj)
+    return clean_str(str(obj))
+
+
+def clean_str(text):
+    """Valid UTF-8 only: a lone surrogate (from undecodable env bytes) breaks serde_json."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+def fmt_duration(seconds):
+    """Short, in the unit that fits (as the Rust table does): 12.40 s, 3.1 ms, 85 us."""
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return "%.2f s" % seconds
+    if seconds >= 1e-3:
+        return "%.1f ms" % (seconds * 1e3)
+    return "%.0f us" % (seconds * 1e6)
 
 
 def relevant_env():
@@ -433,7 +456,7 @@ def shape_text(case):
 
 
 def run_probe(workdir, report, budget, spec):
-    """Versions and the device, from a child: importing torch or initialising HIP can hang or crash."""
+    """Versions and the device, from a child: importing torch or starting HIP can hang or crash."""
     timeout_s, why = budget.timeout_for(spec["case_timeout_s"])
     if timeout_s < 1:
         return "not run: the container's time budget is used up"
@@ -479,7 +502,12 @@ def run_case(workdir, tag, case, spec, level, timeout_s, why, extra_env=None):
     run = run_child(
         ["--run-case", json.dumps(payload)], workdir, tag, timeout_s, extra_env=extra_env
     )
-    out = {"timeout_s": timeout_s, "stderr_path": run.stderr_path, "phase": run.phase}
+    out = {
+        "timeout_s": timeout_s,
+        "stderr_path": run.stderr_path,
+        "phase": run.phase,
+        "unkillable": run.unkillable,
+    }
     if run.timed_out:
         out["status"] = "timeout"
         out["error"] = "case " + timeout_message(run, timeout_s, why)
@@ -504,11 +532,19 @@ def run_one(workdir, index, case, spec, level, budget, gpu_missing):
     if timeout_s < 1:
         entry["error"] = "not run: the container's time budget (container_timeout_s) is used up"
         return entry
-    progress("case `%s` (%s): running, watchdog %s s" % (case["name"], shape_text(case), fmt_s(timeout_s)))
-    first = run_case(workdir, "case%d" % index, case, spec, level, timeout_s, why)
-    for key in ("status", "first_s", "steady_s", "runs", "rel_error", "error", "timeout_s", "phase"):
+    progress(
+        "case `%s` (%s): running, watchdog %s s"
+        % (case["name"], shape_text(case), fmt_s(timeout_s))
+    )
+    try:
+        first = run_case(workdir, "case%d" % index, case, spec, level, timeout_s, why)
+    except OSError as e:
+        entry["error"] = "could not start the case process: %s" % describe(e)
+        return entry
+    for key in ("status", "first_s", "steady_s", "runs", "rel_error", "error", "timeout_s"):
         if key in first:
             entry[key] = first[key]
+    entry["phase"] = first.get("phase")
     if entry["status"] not in ("ok", "mismatch", "error", "timeout"):
         entry["error"] = "unknown status %r from the case process" % entry["status"]
         entry["status"] = "error"
@@ -518,14 +554,22 @@ def run_one(workdir, index, case, spec, level, budget, gpu_missing):
     if level != "gpu":
         entry["rerun"] = "skipped: level %s does not use MIOpen" % level
         return entry
+    if first.get("unkillable"):
+        # A process stuck in the driver after SIGKILL: the GPU is wedged, a rerun would hang too.
+        entry["rerun"] = "skipped: the first run did not exit after SIGKILL (GPU stuck?)"
+        return entry
     timeout_s, why = budget.timeout_for(spec["case_timeout_s"])
     if timeout_s < 1:
         entry["rerun"] = "skipped: the container's time budget is used up"
         return entry
     progress("case `%s`: rerun with MIOpen logging (MIOPEN_LOG_LEVEL=5)" % case["name"])
-    again = run_case(
-        workdir, "case%d-rerun" % index, case, spec, level, timeout_s, why, MIOPEN_LOG_ENV
-    )
+    try:
+        again = run_case(
+            workdir, "case%d-rerun" % index, case, spec, level, timeout_s, why, MIOPEN_LOG_ENV
+        )
+    except OSError as e:
+        entry["rerun"] = "error: could not start the rerun: %s" % describe(e)
+        return entry
     entry["rerun"] = again.get("status", "error")
     entry["miopen_log"] = read_tail(again["stderr_path"], LOG_TAIL_BYTES)
     progress("case `%s`: rerun: %s" % (case["name"], entry["rerun"]))
@@ -534,9 +578,9 @@ def run_one(workdir, index, case, spec, level, budget, gpu_missing):
 
 def summary(entry):
     if entry["status"] == "ok":
-        return "ok, first call %.3f s, steady %.4f s, rel error %.1e" % (
-            entry["first_s"] or 0.0,
-            entry["steady_s"] or 0.0,
+        return "ok, first call %s, steady %s, rel error %.1e" % (
+            fmt_duration(entry["first_s"]),
+            fmt_duration(entry["steady_s"]),
             entry["rel_error"] or 0.0,
         )
     return "%s: %s" % (entry["status"], entry["error"])
@@ -587,7 +631,7 @@ def fill_missing_cases(report, spec):
     reason = report.get("error") or "not run"
     for case in spec["cases"]:
         if case["name"] not in done:
-            report["cases"].append(case_entry(case, spec, "error", "not run: %s" % reason))
+            report["cases"].append(case_entry(case, spec, "error", "no result: %s" % reason))
 
 
 def emit(report):
@@ -636,6 +680,12 @@ def parent_main(argv):
         progress(report["error"])
         traceback.print_exc()
     finally:
+        # A second signal must not cut the report line in half.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, signal.SIG_IGN)
+            except (OSError, ValueError):
+                pass
         try:
             fill_missing_cases(report, spec)
         except Exception:
