@@ -122,9 +122,8 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Build(a) => build(&cli, a, &mut console).await,
         Command::Smoke(a) => smoke(&cli, a, &mut console).await,
         Command::Clean(a) => clean(a, &mut console).await,
-        Command::Doctor(_) | Command::Run(_) => Err(Failure::job(anyhow::anyhow!(
-            "this command is not available in this build yet"
-        ))),
+        Command::Doctor(a) => doctor(&cli, a).await,
+        Command::Run(a) => run_cmd(&cli, a, &mut console).await,
     }
 }
 
@@ -557,4 +556,114 @@ async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {
         console.note("nothing to clean");
     }
     Ok(0)
+}
+
+fn host_report() -> Result<crate::host::HostReport, Failure> {
+    let root = crate::host::HostRoot::from_env().map_err(|e| Failure {
+        code: 3,
+        error: anyhow::anyhow!("cannot read this host's identity: {e}"),
+    })?;
+    Ok(crate::host::probe(&root))
+}
+
+async fn engine_status() -> crate::doctor::EngineStatus {
+    let engine = match Engine::connect().await {
+        Ok(e) => e,
+        Err(e) => return crate::doctor::EngineStatus::unreachable(e.to_string()),
+    };
+    match engine.info().await {
+        Ok(info) => {
+            let api: Option<f64> = info.api_version.as_deref().and_then(|v| v.parse().ok());
+            let local = engine.host.starts_with("unix://");
+            crate::doctor::EngineStatus {
+                reachable: true,
+                // BuildKit builds through the API arrived with API 1.39 (Docker 18.09).
+                buildkit: api.map(|v| v >= 1.39),
+                rootless: Some(
+                    info.security_options
+                        .iter()
+                        .any(|o| o.contains("name=rootless") || o.contains("name=userns")),
+                ),
+                free_disk_bytes: info
+                    .root_dir
+                    .as_deref()
+                    .filter(|_| local)
+                    .and_then(|d| crate::doctor::free_disk(Path::new(d))),
+                version: info.version,
+                api_version: info.api_version,
+                root_dir: info.root_dir,
+                error: None,
+            }
+        }
+        Err(e) => crate::doctor::EngineStatus::unreachable(e.to_string()),
+    }
+}
+
+async fn doctor(cli: &Cli, a: &cli::DoctorArgs) -> Outcome {
+    let host = host_report()?;
+    let recipes: Vec<Recipe> = catalog(cli)
+        .load_all()?
+        .into_iter()
+        .filter_map(|l| l.ok().map(|l| l.recipe))
+        .collect();
+    let d = crate::doctor::diagnose(host, engine_status().await, &recipes);
+    if a.json {
+        print_json(&d)?;
+    } else {
+        print!("{}", crate::doctor::render_human(&d));
+    }
+    Ok(crate::doctor::exit_code(&d, a.focus))
+}
+
+async fn run_cmd(cli: &Cli, a: &cli::RunArgs, console: &mut Console) -> Outcome {
+    use std::io::IsTerminal;
+    let cat = catalog(cli);
+    let recipe = cat.load(&a.recipe)?.recipe;
+    let host = host_report()?;
+    let mut opts = crate::run_plan::RunOptions::new(std::env::current_dir().map_err(Failure::job)?);
+    opts.gpu = a.gpu;
+    opts.cpu = a.cpu;
+    opts.cmd = a.cmd.clone();
+    opts.interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    opts.shm_size = Some(a.shm_size.clone());
+    opts.network = a.network.clone();
+    let plan = crate::run_plan::plan(&recipe, &host, &opts).map_err(|e| {
+        let all: Vec<Recipe> = cat
+            .load_all()
+            .map(|v| {
+                v.into_iter()
+                    .filter_map(|l| l.ok().map(|l| l.recipe))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Failure {
+            code: 3,
+            error: anyhow::anyhow!("{}", e.with_fits(&all, &host)),
+        }
+    })?;
+    if a.dry_run {
+        println!("{}", crate::run_plan::docker_cli(&plan));
+        return Ok(0);
+    }
+    for n in &plan.notes {
+        console.note(n);
+    }
+    let engine = Engine::connect().await?;
+    if engine.image(&plan.image).await?.is_none() {
+        return Err(Failure::job(anyhow::anyhow!(
+            "{}",
+            crate::run_plan::missing_image_hint(&recipe)
+        )));
+    }
+    let spec = pipeline::container_spec(&plan);
+    let code = if plan.tty {
+        engine.run_interactive(&spec).await?
+    } else {
+        engine
+            .run_to_completion(&spec, &mut |_| {})
+            .await?
+            .exit_code
+            .unwrap_or(1)
+    };
+    Ok(code.clamp(0, 255) as i32)
 }

@@ -159,6 +159,10 @@ pub struct SmokeArgs {
 pub struct DoctorArgs {
     #[arg(long)]
     pub json: bool,
+    /// What "ready" means for the exit code: using the GPU (default), or building images
+    /// with cpu smoke tests (CI, machines without the card).
+    #[arg(long = "for", value_enum, default_value = "gpu")]
+    pub focus: crate::doctor::Focus,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +180,9 @@ pub struct RunArgs {
     /// Shared memory size (PyTorch data loaders need more than Docker's 64 MB).
     #[arg(long, default_value = "8g")]
     pub shm_size: String,
+    /// Container network (e.g. `none`, `host`); default: the engine's bridge.
+    #[arg(long)]
+    pub network: Option<String>,
     /// The command to run (default: the image's shell).
     #[arg(last = true)]
     pub cmd: Vec<String>,

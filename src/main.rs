@@ -35,5 +35,7 @@ fn main() -> std::process::ExitCode {
             f.code
         }
     };
+    // A blocking stdin read (interactive `run`) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::ExitCode::from(code.clamp(0, 255) as u8)
 }

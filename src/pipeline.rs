@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use crate::context::{self, Prepared};
 use crate::engine::{BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError};
+use crate::host::HostRoot;
 use crate::recipe::{Loaded, Recipe};
 use crate::render::labels;
+use crate::run_plan::{self, RunOptions, RunPlan};
 use crate::smoke::{self, Judgement, Level, SmokeReport};
 
 /// The local repository every image is tagged in.
@@ -183,50 +185,49 @@ pub async fn build_image(
         .await
 }
 
-/// The devices, groups and options a gpu-level container needs on this host.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GpuAccess {
-    pub devices: Vec<String>,
-    pub group_add: Vec<u32>,
-}
-
-/// Finds /dev/kfd and the render nodes under `root` (normally `/`), with their GIDs.
-pub fn gpu_access(root: &std::path::Path) -> Option<GpuAccess> {
-    use std::os::unix::fs::MetadataExt;
-    let kfd = root.join("dev/kfd");
-    let meta = std::fs::metadata(&kfd).ok()?;
-    let mut access = GpuAccess {
-        devices: vec!["/dev/kfd".into()],
-        group_add: vec![meta.gid()],
-    };
-    let mut nodes: Vec<_> = std::fs::read_dir(root.join("dev/dri"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("renderD"))
-                .collect()
-        })
-        .unwrap_or_default();
-    nodes.sort_by_key(|e| e.file_name());
-    for n in nodes {
-        access
-            .devices
-            .push(format!("/dev/dri/{}", n.file_name().to_string_lossy()));
-        if let Ok(m) = n.metadata() {
-            access.group_add.push(m.gid());
-        }
-    }
-    access.group_add.sort();
-    access.group_add.dedup();
-    // Root's group adds nothing and would hide a wrong setup.
-    access.group_add.retain(|g| *g != 0);
-    Some(access)
-}
-
 /// The host root the tool reads devices from (a fixture tree in tests).
 pub fn host_root() -> std::path::PathBuf {
-    std::env::var_os("RDNA1_IMAGES_HOST_ROOT")
+    std::env::var_os(crate::host::HOST_ROOT_ENV)
+        .filter(|v| !v.is_empty())
         .map(Into::into)
         .unwrap_or_else(|| "/".into())
+}
+
+/// A run plan in the engine's terms: one mapping for `run` and the gpu smoke test.
+pub fn container_spec(plan: &RunPlan) -> ContainerSpec {
+    let mut labels: Vec<(String, String)> = plan
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.push((labels::MANAGED.into(), "true".into()));
+    ContainerSpec {
+        image: plan.image.clone(),
+        cmd: plan.cmd.clone(),
+        env: plan.env.clone(),
+        labels,
+        devices: plan.devices.clone(),
+        group_add: plan.group_add.clone(),
+        security_opt: plan.security_opt.clone(),
+        ipc_host: plan.ipc_host,
+        shm_size: plan.shm_size_bytes,
+        binds: plan
+            .binds
+            .iter()
+            .map(|b| format!("{}:{}", b.source, b.target))
+            .chain(
+                plan.volumes
+                    .iter()
+                    .map(|v| format!("{}:{}", v.name, v.target)),
+            )
+            .collect(),
+        workdir: Some(plan.workdir.clone()),
+        network: plan.network.clone(),
+        timeout: None,
+        init: plan.init,
+        echo: true,
+        forward_interrupt: true,
+    }
 }
 
 /// Runs the smoke program in a fresh container of `image` and judges its report.
@@ -246,19 +247,29 @@ pub async fn smoke_image(
             (labels::ROLE.into(), "smoke".into()),
             (labels::RECIPE.into(), r.name.clone()),
         ],
-        network_none: true,
-        timeout: Duration::from_secs_f64(spec.container_timeout_s),
+        network: Some("none".into()),
+        timeout: Some(Duration::from_secs_f64(spec.container_timeout_s)),
         ..Default::default()
     };
     if level == Level::Gpu {
-        let access = gpu_access(&host_root()).ok_or_else(|| EngineError::Api {
-            what: format!("gpu smoke test of {image}"),
-            detail: "no /dev/kfd on this host: the amdgpu driver is not loaded or there is no AMD GPU; use --smoke cpu".into(),
+        // The devices, numeric GIDs and override `run` would use on this host; no cache
+        // volume: the first call must meet MIOpen's search with empty caches.
+        let what = || format!("gpu smoke test of {} ({})", r.name, short_id(image));
+        let root = HostRoot::from_env().map_err(|e| EngineError::Api {
+            what: what(),
+            detail: format!("cannot read the host: {e}"),
         })?;
-        container.devices = access.devices;
-        container.group_add = access.group_add;
-        container.security_opt = vec!["seccomp=unconfined".into()];
-        container.ipc_host = true;
+        let host = crate::host::probe(&root);
+        let opts = RunOptions::new(std::env::temp_dir());
+        let plan = run_plan::plan(r, &host, &opts).map_err(|e| EngineError::Api {
+            what: what(),
+            detail: e.to_string(),
+        })?;
+        let gpu = container_spec(&plan);
+        container.devices = gpu.devices;
+        container.group_add = gpu.group_add;
+        container.security_opt = gpu.security_opt;
+        container.env = gpu.env;
     }
     progress.note(&format!(
         "smoke test ({level}) of {} in a container without network, hard limit {} s",

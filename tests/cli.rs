@@ -171,3 +171,42 @@ fn render_check_detects_drift() {
         "{t}"
     );
 }
+
+/// `doctor` on fixture host trees through the binary: gfx target, advice, exit code, JSON.
+#[test]
+fn doctor_reads_fixture_hosts() {
+    use rdna1_images::host::fixture::FixtureHost;
+    let cases = [
+        ("rx5700xt", FixtureHost::rx5700xt(), "gfx1010", "rocm52"),
+        ("rx5500xt", FixtureHost::rx5500xt(), "gfx1012", "rocm62"),
+        ("no-gpu", FixtureHost::no_gpu(), "", ""),
+    ];
+    // Exit codes per fixture with a reachable engine are unit-tested in src/doctor.rs.
+    for (label, fixture, gfx, first) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        fixture.write_to(dir.path()).unwrap();
+        let o = std::process::Command::new(BIN)
+            .args(["doctor", "--json"])
+            .env("RDNA1_IMAGES_HOST_ROOT", dir.path())
+            // The engine is not what this test is about; an unreachable one must not hide the GPU.
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{label}: not JSON ({e}): {}", text(&o)));
+        // An unreachable engine blocks builds and GPU use alike: exit 3 either way.
+        assert_eq!(o.status.code(), Some(3), "{label}: {}", text(&o));
+        if gfx.is_empty() {
+            assert!(v["gpus"].as_array().unwrap().is_empty(), "{label}: {v}");
+            continue;
+        }
+        let g = &v["gpus"][0];
+        assert_eq!(g["gfx_target"], gfx, "{label}: {g}");
+        let advice = g.to_string();
+        assert!(
+            advice.contains(first),
+            "{label}: advice should name {first}: {advice}"
+        );
+        assert_eq!(v["engine"]["reachable"], false);
+    }
+}

@@ -188,3 +188,46 @@ fn unreachable_engine_exits_3_and_says_so() {
         "{out}"
     );
 }
+
+#[test]
+fn run_in_cpu_mode_returns_output_and_exit_code_and_cleans_up() {
+    if !require_base("run_cpu") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    let o = sb.cmd(&["build", &name, "--smoke", "cpu", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let volume = format!("rdna1-images-miopen-{name}");
+    let o = sb.cmd(&[
+        "run",
+        &name,
+        "--cpu",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from $(pwd); ls -d /var/cache/miopen/db; exit 7",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(7), "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello from /workspace"),
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("/var/cache/miopen/db"),
+        "{out}"
+    );
+    assert!(containers_of(&name).is_empty(), "run container left behind");
+    assert!(
+        docker(&["volume", "inspect", &volume]).status.success(),
+        "MIOpen volume not created"
+    );
+    let _ = docker(&["volume", "rm", &volume]);
+    // Without /dev/kfd and without --cpu: exit 3 and the way out.
+    let o = sb.cmd(&["run", &name, "--", "true"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("--cpu"), "{}", text(&o));
+}

@@ -31,10 +31,16 @@ pub struct ContainerSpec {
     /// `host:container[:ro]` binds and `volume:container` named volumes.
     pub binds: Vec<String>,
     pub workdir: Option<String>,
-    /// No network at all (the smoke test needs none).
-    pub network_none: bool,
-    /// Killed and removed after this long.
-    pub timeout: Duration,
+    /// Network mode (`none` for the smoke test); None = the engine's default.
+    pub network: Option<String>,
+    /// Killed and removed after this long (None: no limit, for `run`).
+    pub timeout: Option<Duration>,
+    /// A tiny init as PID 1: reaps zombies and passes signals on.
+    pub init: bool,
+    /// Write the container's output to ours as it arrives (for `run`).
+    pub echo: bool,
+    /// Ctrl-C: forward SIGINT to the container (first press) instead of killing it.
+    pub forward_interrupt: bool,
 }
 
 /// How a container ended.
@@ -72,7 +78,8 @@ impl Engine {
             ipc_mode: spec.ipc_host.then(|| "host".to_string()),
             shm_size: spec.shm_size,
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
-            network_mode: spec.network_none.then(|| "none".to_string()),
+            network_mode: spec.network.clone(),
+            init: spec.init.then_some(true),
             // Kept off: with it on, logs and inspect 404 right after exit. We remove ourselves.
             auto_remove: Some(false),
             ..Default::default()
@@ -83,7 +90,7 @@ impl Engine {
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(spec.labels.iter().cloned().collect::<HashMap<_, _>>()),
             working_dir: spec.workdir.clone(),
-            network_disabled: spec.network_none.then_some(true),
+            network_disabled: (spec.network.as_deref() == Some("none")).then_some(true),
             host_config: Some(host_config),
             ..Default::default()
         };
@@ -138,8 +145,13 @@ impl Engine {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut err_line = Vec::new();
-        let deadline = tokio::time::sleep(spec.timeout);
+        // No limit: a deadline far beyond any session.
+        let deadline = tokio::time::sleep(
+            spec.timeout
+                .unwrap_or(Duration::from_secs(10 * 365 * 86400)),
+        );
         tokio::pin!(deadline);
+        let mut interrupted = false;
         let mut exit_code = None;
         let mut timed_out = false;
         let mut logs_done = false;
@@ -147,7 +159,20 @@ impl Engine {
         while !(logs_done && wait_done) {
             tokio::select! {
                 item = logs.next(), if !logs_done => match item {
-                    Some(Ok(LogOutput::StdOut { message })) => stdout.extend_from_slice(&message),
+                    Some(Ok(LogOutput::StdOut { message })) => {
+                        if spec.echo {
+                            use std::io::Write as _;
+                            let mut out = std::io::stdout().lock();
+                            let _ = out.write_all(&message);
+                            let _ = out.flush();
+                        } else {
+                            stdout.extend_from_slice(&message);
+                        }
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) if spec.echo => {
+                        use std::io::Write as _;
+                        let _ = std::io::stderr().write_all(&message);
+                    }
                     Some(Ok(LogOutput::StdErr { message })) => {
                         stderr.extend_from_slice(&message);
                         err_line.extend_from_slice(&message);
@@ -173,6 +198,12 @@ impl Engine {
                     self.kill(id).await;
                 },
                 _ = tokio::signal::ctrl_c() => {
+                    if spec.forward_interrupt && !interrupted {
+                        // Like `docker run`: the program decides what Ctrl-C means.
+                        interrupted = true;
+                        let _ = self.docker.kill_container(id, Some(KillContainerOptionsBuilder::default().signal("SIGINT").build())).await;
+                        continue;
+                    }
                     self.kill(id).await;
                     return Err(EngineError::Interrupted { what: what() });
                 }
@@ -254,5 +285,155 @@ impl Engine {
                 )
             })
             .collect())
+    }
+}
+
+/// Restores the terminal when dropped, also on errors and panics.
+struct RawMode;
+
+impl RawMode {
+    fn enable() -> Option<RawMode> {
+        crossterm::terminal::enable_raw_mode().ok().map(|_| RawMode)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = crossterm::terminal::disable_raw_mode();
+    }
+}
+
+impl Engine {
+    /// Runs a container attached to this terminal (`docker run -it`): raw mode, so Ctrl-C and
+    /// every key reach the program inside; returns its exit code. Always removed afterwards.
+    pub async fn run_interactive(&self, spec: &ContainerSpec) -> Result<i64, EngineError> {
+        use bollard::query_parameters::{
+            AttachContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
+        };
+        use tokio::io::AsyncWriteExt;
+
+        let mut host_config = HostConfig {
+            devices: (!spec.devices.is_empty()).then(|| {
+                spec.devices
+                    .iter()
+                    .map(|d| DeviceMapping {
+                        path_on_host: Some(d.clone()),
+                        path_in_container: Some(d.clone()),
+                        cgroup_permissions: Some("rwm".into()),
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        };
+        host_config.group_add = (!spec.group_add.is_empty())
+            .then(|| spec.group_add.iter().map(|g| g.to_string()).collect());
+        host_config.security_opt =
+            (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone());
+        host_config.ipc_mode = spec.ipc_host.then(|| "host".to_string());
+        host_config.shm_size = spec.shm_size;
+        host_config.binds = (!spec.binds.is_empty()).then(|| spec.binds.clone());
+        host_config.network_mode = spec.network.clone();
+        host_config.init = spec.init.then_some(true);
+        host_config.auto_remove = Some(false);
+        let config = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(spec.labels.iter().cloned().collect::<HashMap<_, _>>()),
+            working_dir: spec.workdir.clone(),
+            tty: Some(true),
+            open_stdin: Some(true),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().build()),
+                config,
+            )
+            .await
+            .map_err(|e| EngineError::api(format!("creating a container of {}", spec.image), e))?
+            .id;
+        let result = async {
+            let attached = self
+                .docker
+                .attach_container(
+                    &id,
+                    Some(
+                        AttachContainerOptionsBuilder::default()
+                            .stdin(true)
+                            .stdout(true)
+                            .stderr(true)
+                            .stream(true)
+                            .build(),
+                    ),
+                )
+                .await
+                .map_err(|e| {
+                    EngineError::api(format!("attaching to the container of {}", spec.image), e)
+                })?;
+            self.docker.start_container(&id, None).await.map_err(|e| {
+                EngineError::api(format!("starting the container of {}", spec.image), e)
+            })?;
+            if let Ok((w, h)) = crossterm::terminal::size() {
+                let _ = self
+                    .docker
+                    .resize_container_tty(
+                        &id,
+                        ResizeContainerTTYOptionsBuilder::default()
+                            .w(w as i32)
+                            .h(h as i32)
+                            .build(),
+                    )
+                    .await;
+            }
+            let _raw = RawMode::enable();
+            let mut input = attached.input;
+            let stdin_task = tokio::spawn(async move {
+                let mut stdin = tokio::io::stdin();
+                let _ = tokio::io::copy(&mut stdin, &mut input).await;
+                let _ = input.shutdown().await;
+            });
+            let mut output = attached.output;
+            let mut stdout = tokio::io::stdout();
+            while let Some(Ok(chunk)) = output.next().await {
+                let _ = stdout.write_all(&chunk.into_bytes()).await;
+                let _ = stdout.flush().await;
+            }
+            stdin_task.abort();
+            let code = match self
+                .docker
+                .wait_container(
+                    &id,
+                    Some(
+                        WaitContainerOptionsBuilder::default()
+                            .condition("not-running")
+                            .build(),
+                    ),
+                )
+                .next()
+                .await
+            {
+                Some(Ok(r)) => r.status_code,
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                Some(Err(e)) => {
+                    return Err(EngineError::api(
+                        format!("waiting for the container of {}", spec.image),
+                        e,
+                    ))
+                }
+                None => -1,
+            };
+            Ok(code)
+        }
+        .await;
+        let removed = self.remove_container(&id).await;
+        let code = result?;
+        removed?;
+        Ok(code)
     }
 }

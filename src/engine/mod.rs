@@ -73,6 +73,7 @@ pub struct EngineInfo {
     pub api_version: Option<String>,
     pub root_dir: Option<String>,
     pub storage_driver: Option<String>,
+    pub security_options: Vec<String>,
 }
 
 impl Engine {
@@ -116,6 +117,7 @@ impl Engine {
             api_version: v.api_version,
             root_dir: i.docker_root_dir,
             storage_driver: i.driver,
+            security_options: i.security_options.unwrap_or_default(),
         })
     }
 }
