@@ -499,6 +499,14 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
     } else {
         a.target.clone()
     };
+    if a.print_command {
+        // From the recipe alone: no engine needed to say what would run.
+        let recipe = cat.load(&a.target)?.recipe;
+        let cmd = crate::smoke::command(&recipe.smoke, Level::Cpu, &recipe.python.bin);
+        let words: Vec<String> = cmd.iter().map(|w| crate::run_plan::quote(w)).collect();
+        println!("docker run --rm --network none {image} {}", words.join(" "));
+        return Ok(0);
+    }
     let level = resolve_level(a.level, console)?;
     let engine = Engine::connect().await?;
     let (id, recipe) = recipe_of_image(&cat, &engine, &image).await?;

@@ -151,6 +151,9 @@ pub struct SmokeArgs {
     pub target: String,
     #[arg(long, value_enum, default_value = "auto")]
     pub level: SmokeChoice,
+    /// Print the equivalent `docker run` command line (cpu level) and exit.
+    #[arg(long)]
+    pub print_command: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -535,7 +535,7 @@ fn normalize(p: &str) -> PathBuf {
 
 /// POSIX shell quoting as Python's `shlex.quote` does it: bare when every character is
 /// inert in an argument (so `-e KEY=value` stays readable), else single quotes.
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     let inert = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c);
     if !s.is_empty() && s.chars().all(inert) {
         s.to_string()
