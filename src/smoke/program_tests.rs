@@ -304,11 +304,18 @@ fn the_container_budget_shortens_the_watchdog_and_the_report_gets_out_in_time() 
         a.rerun.as_deref(),
         Some("skipped: the container's time budget is used up")
     );
+    // The watchdog is what remained after start-up: about 2-3 s, less on a loaded machine.
+    let f = &run.judgement.findings[0];
+    let secs: f64 = f
+        .strip_prefix("case `a` timed out after ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{f}"));
+    assert!(secs > 0.0 && secs < 3.0, "{f}");
     assert!(
-        run.judgement.findings[0].starts_with("case `a` timed out after 2.")
-            && run.judgement.findings[0].ends_with(
-                " s (what remained of container_timeout_s = 6 s), in phase `first call on cuda`"
-            ),
+        f.ends_with(
+            " s (what remained of container_timeout_s = 6 s), in phase `first call on cuda`"
+        ),
         "{:?}",
         run.judgement.findings
     );
