@@ -11,6 +11,7 @@ pub mod engine;
 pub mod host;
 pub mod pipeline;
 pub mod recipe;
+pub mod registry;
 pub mod render;
 pub mod run_plan;
 pub mod smoke;
