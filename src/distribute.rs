@@ -103,6 +103,13 @@ pub async fn remote(repo: &str, password_stdin: bool) -> Result<Remote, DistErro
 
 fn docker_config_lookup(host: &str) -> DockerConfigLookup {
     use docker_credential::{CredentialRetrievalError as E, DockerCredential as C};
+    // docker_credential reports a missing file as unreadable; no file means anonymous.
+    let config = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")));
+    if !config.is_some_and(|d| d.join("config.json").exists()) {
+        return DockerConfigLookup::Nothing;
+    }
     match docker_credential::get_credential(host) {
         Ok(C::UsernamePassword(username, password)) => {
             DockerConfigLookup::Found(Credential::UsernamePassword {
@@ -309,10 +316,11 @@ async fn registry_report(
                 &mut |_| {},
             )
             .await?;
-        let i = engine.image(&reference).await?;
-        engine.untag(&reference).await?;
-        let Some(i) = i else { continue };
+        let Some(i) = engine.image(&reference).await? else {
+            continue;
+        };
         if i.labels.get(rlabels::TESTED_IMAGE).map(String::as_str) != Some(image_id) {
+            engine.untag(&reference).await?;
             progress.note(&format!(
                 "WARNING: {reference} is about another image ({}), not {}: ignored",
                 i.labels
@@ -323,7 +331,10 @@ async fn registry_report(
             ));
             continue;
         }
+        // Kept under the local name before the registry's name goes (untagging the last
+        // name would delete it).
         engine.tag(&i.id, REPOSITORY, &tag).await?;
+        engine.untag(&reference).await?;
         return Ok(Some(TestedLevel {
             level,
             tested_at: i
@@ -680,8 +691,6 @@ pub async fn promote(
         .await?;
     progress.note(&format!("pulling {nightly}"));
     let (image, _) = pull_checked(engine, remote, &r.name, &nightly_tag, progress).await?;
-    // The pulled nightly is not kept under the registry's name: only a pass tags anything.
-    engine.untag(&nightly).await?;
     let theirs = image
         .labels
         .get(labels::INPUT_DIGEST)
@@ -694,10 +703,21 @@ pub async fn promote(
             prepared.digest.hex()
         ));
     }
-    let result = pipeline::smoke_image(engine, &image.id, r, level, progress).await?;
+    let result = pipeline::smoke_image(engine, &image.id, r, level, progress).await;
+    // The pulled nightly is not kept under the registry's name (only a pass tags anything);
+    // its layers stay only while a local tag holds them. The name goes last: untagging the
+    // only name deletes the image.
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            engine.untag(&nightly).await?;
+            engine.remove_untagged(&image.id).await?;
+            return Err(e.into());
+        }
+    };
     let mut outcome = PromoteOutcome {
         recipe: r.name.clone(),
-        nightly,
+        nightly: nightly.clone(),
         image_id: image.id.clone(),
         level,
         promoted: false,
@@ -707,6 +727,7 @@ pub async fn promote(
     };
     if !result.passed {
         // Nothing it pulled stays behind unless a local tag already held it.
+        engine.untag(&nightly).await?;
         engine.remove_untagged(&image.id).await?;
         return Ok(outcome);
     }
@@ -742,6 +763,7 @@ pub async fn promote(
             .push(push_one(engine, remote, &image.id, &t, progress).await?);
     }
     outcome.promoted = true;
+    engine.untag(&outcome.nightly).await?;
     engine.remove_untagged(&image.id).await?;
     Ok(outcome)
 }
