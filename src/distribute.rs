@@ -141,6 +141,7 @@ fn docker_config_lookup(host: &str) -> DockerConfigLookup {
 struct TransferPrinter {
     last: std::collections::HashMap<String, String>,
     last_bytes: Instant,
+    sizes: std::collections::HashSet<i64>,
     pub bytes: i64,
 }
 
@@ -149,6 +150,7 @@ impl TransferPrinter {
         TransferPrinter {
             last: Default::default(),
             last_bytes: Instant::now(),
+            sizes: Default::default(),
             bytes: 0,
         }
     }
@@ -160,9 +162,13 @@ impl TransferPrinter {
         if changed {
             self.last.insert(layer.clone(), e.status.clone());
         }
-        if e.status == "Pushed" || e.status == "Download complete" {
+        // The engine's push stream names no layer once bollard has parsed it: a layer is
+        // told apart by its size, which is good enough for a byte count.
+        if is_bytes && e.status != "Extracting" {
             if let Some(t) = e.total {
-                self.bytes += t;
+                if self.sizes.insert(t) {
+                    self.bytes += t;
+                }
             }
         }
         let mb = |b: i64| b as f64 / 1e6;
@@ -213,7 +219,7 @@ async fn push_one(
     let digest = result?;
     let seconds = started.elapsed().as_secs_f64();
     progress.note(&format!(
-        "pushed {reference} @ {digest} ({:.1} MB uploaded, {seconds:.1} s)",
+        "pushed {reference} @ {digest} ({:.1} MB sent, {seconds:.1} s)",
         printer.bytes as f64 / 1e6
     ));
     Ok(PushedTag {
