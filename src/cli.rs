@@ -196,7 +196,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
     /// Build even when the registry has `<recipe>-<digest12>` (default: pull it instead).
-    #[arg(long, env = "RDNA1_IMAGES_NO_PULL")]
+    #[arg(long, env = "RDNA1_IMAGES_NO_PULL", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_pull: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
