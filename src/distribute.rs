@@ -642,6 +642,8 @@ pub async fn pull_for_build(
                 engine.tag(&image.id, REPOSITORY, t).await?;
                 tags.push(format!("{REPOSITORY}:{t}"));
             }
+            // build's images live in the local repository only, as if built here.
+            engine.untag(&reference).await?;
             Ok(PullForBuild::Done(Box::new(BuildOutcome {
                 recipe: r.name.clone(),
                 input_digest: digest.hex(),
