@@ -95,6 +95,11 @@ impl Progress for Console {
             eprintln!("rdna1-images: {message}");
         }
     }
+    fn transfer_line(&mut self, line: &str) {
+        if !self.quiet {
+            eprintln!("    {line}");
+        }
+    }
 }
 
 fn catalog(cli: &Cli) -> Catalog {
@@ -124,6 +129,9 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Clean(a) => clean(a, &mut console).await,
         Command::Doctor(a) => doctor(&cli, a).await,
         Command::Run(a) => run_cmd(&cli, a, &mut console).await,
+        Command::Push(a) => crate::registry_commands::push(&cli, a, &mut console).await,
+        Command::Pull(a) => crate::registry_commands::pull(&cli, a, &mut console).await,
+        Command::Promote(a) => crate::registry_commands::promote(&cli, a, &mut console).await,
     }
 }
 
@@ -336,7 +344,7 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
 }
 
 /// Resolves `--smoke auto` on this host, saying so when it falls back to cpu.
-fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
+pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
     let kfd = pipeline::host_root().join("dev/kfd");
     Ok(match choice {
         SmokeChoice::Gpu => {
@@ -381,12 +389,17 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         .map(|n| cat.load(n))
         .collect::<Result<_, _>>()?;
     let level = resolve_level(a.smoke, console)?;
+    let plan = crate::registry_commands::build_plan(a, console).await?;
     let engine = Engine::connect().await?;
+    if let Some(plan) = plan.as_ref().filter(|_| a.push) {
+        crate::registry_commands::check_before_build(&engine, plan, &loaded, console).await?;
+    }
     let opts = BuildOptions {
         level,
         no_cache: a.no_cache,
         force: a.force,
         network: a.network.mode(),
+        registry: plan.clone(),
     };
     let mut outcomes = Vec::new();
     let mut code = 0;
@@ -405,6 +418,9 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         }
         if o.status == BuildStatus::Failed {
             code = 1;
+        }
+        if let Some(plan) = plan.as_ref().filter(|_| a.push) {
+            crate::registry_commands::push_after_build(&engine, plan, l, &o, console).await?;
         }
         outcomes.push(o);
     }
@@ -457,6 +473,12 @@ fn print_build_outcome(o: &pipeline::BuildOutcome) {
                     .collect::<Vec<_>>()
                     .join("\n"))
                 .unwrap_or_default()
+        ),
+        BuildStatus::Pulled => writeln!(
+            out,
+            "{}: PULLED from the registry (same input digest, tested there), tagged {} (image {id})",
+            o.recipe,
+            o.tags.join(", ")
         ),
         BuildStatus::Untested => writeln!(
             out,

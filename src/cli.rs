@@ -43,6 +43,75 @@ pub enum Command {
     Run(RunArgs),
     /// Remove containers and untagged images the tool left behind (found by its labels).
     Clean(CleanArgs),
+    /// Push a recipe's tested image with its channel's tags and its smoke report.
+    Push(PushArgs),
+    /// Pull a pre-built, tested image and tag it rdna1-images:<recipe>.
+    Pull(PullArgs),
+    /// Pull the nightly image, run the gpu smoke test, and only on a pass move the stable tags.
+    Promote(PromoteArgs),
+}
+
+/// The registry and how to log in to it.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// The registry repository, HOST[:PORT]/PATH.
+    #[arg(
+        long,
+        env = "RDNA1_IMAGES_REGISTRY",
+        default_value = crate::registry::DEFAULT_REGISTRY,
+        value_name = "REPO"
+    )]
+    pub registry: String,
+    /// Read the registry password from stdin (user from RDNA1_IMAGES_REGISTRY_USER).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    pub recipe: String,
+    /// Push only this channel's tags (default: every channel its smoke level allows).
+    #[arg(long, value_enum)]
+    pub channel: Option<crate::registry::Channel>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    pub recipe: String,
+    /// stable pulls `<recipe>`, nightly `<recipe>-nightly`.
+    #[arg(long, value_enum, default_value = "stable", conflicts_with = "tag")]
+    pub channel: crate::registry::Channel,
+    /// Pull this tag instead (e.g. `<recipe>-<digest12>` or `<recipe>-<YYYYMMDD>`).
+    #[arg(long)]
+    pub tag: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PromoteLevel {
+    Gpu,
+    /// For the tool's own tests only (needs RDNA1_IMAGES_ALLOW_CPU_PROMOTE=1).
+    Cpu,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    pub recipe: String,
+    /// The smoke level that gates stable: gpu. `cpu` exists for the tool's tests on
+    /// machines without a GPU and needs RDNA1_IMAGES_ALLOW_CPU_PROMOTE=1.
+    #[arg(long, value_enum, default_value = "gpu", hide = true)]
+    pub smoke: PromoteLevel,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +192,14 @@ pub struct BuildArgs {
         env = "RDNA1_IMAGES_BUILD_NETWORK"
     )]
     pub network: BuildNetwork,
+    /// Push to the registry after a pass (credentials are checked before building).
+    #[arg(long)]
+    pub push: bool,
+    /// Build even when the registry has `<recipe>-<digest12>` (default: pull it instead).
+    #[arg(long, env = "RDNA1_IMAGES_NO_PULL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_pull: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[arg(long)]
     pub json: bool,
 }

@@ -6,11 +6,14 @@
 pub mod app;
 pub mod cli;
 pub mod context;
+pub mod distribute;
 pub mod doctor;
 pub mod engine;
 pub mod host;
 pub mod pipeline;
 pub mod recipe;
+pub mod registry;
+pub mod registry_commands;
 pub mod render;
 pub mod run_plan;
 pub mod smoke;

@@ -28,6 +28,10 @@ pub trait Progress: Send {
     fn build(&mut self, event: &BuildEvent);
     fn smoke_line(&mut self, line: &str);
     fn note(&mut self, message: &str);
+    /// A line of push or pull progress (per layer).
+    fn transfer_line(&mut self, line: &str) {
+        self.note(line)
+    }
 }
 
 /// The smoke test's result for one image.
@@ -54,6 +58,8 @@ pub enum BuildStatus {
     Failed,
     /// Built with `--smoke skip`: not tagged.
     Untested,
+    /// Pulled from the registry (same input digest, its smoke report covers the level).
+    Pulled,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +82,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// `networkmode` for RUN steps (None: the engine's default).
     pub network: Option<&'static str>,
+    /// Pull-or-build: the registry to ask for `<recipe>-<digest12>` first.
+    pub registry: Option<crate::distribute::RegistryPlan>,
 }
 
 /// Builds, tests and tags one recipe.
@@ -117,14 +125,29 @@ pub async fn build(
             return Ok(outcome);
         }
     }
-    progress.note(&format!(
-        "building {} (input digest {})",
-        r.name,
-        prepared.digest.short()
-    ));
-    let started = Instant::now();
-    let image_id = build_image(engine, r, &prepared, opts, progress).await?;
-    outcome.build_seconds = Some(started.elapsed().as_secs_f64());
+    let mut pulled = None;
+    if let Some(plan) = opts.registry.as_ref().filter(|p| p.pull) {
+        use crate::distribute::{pull_for_build, PullForBuild};
+        match pull_for_build(engine, plan, loaded, &prepared.digest, opts.level, progress).await? {
+            PullForBuild::Build => {}
+            PullForBuild::Done(o) => return Ok(*o),
+            PullForBuild::NeedsSmoke(id) => pulled = Some(id),
+        }
+    }
+    let image_id = match pulled {
+        Some(id) => id,
+        None => {
+            progress.note(&format!(
+                "building {} (input digest {})",
+                r.name,
+                prepared.digest.short()
+            ));
+            let started = Instant::now();
+            let id = build_image(engine, r, &prepared, opts, progress).await?;
+            outcome.build_seconds = Some(started.elapsed().as_secs_f64());
+            id
+        }
+    };
     outcome.image_id = Some(image_id.clone());
     if opts.level == Level::Skip {
         progress.note(&format!(
@@ -154,6 +177,11 @@ pub async fn build(
     for t in [&pinned, &moving] {
         engine.tag(&image_id, REPOSITORY, t).await?;
         outcome.tags.push(format!("{REPOSITORY}:{t}"));
+    }
+    if let Some(passed) = &outcome.smoke {
+        // The level it passed, beside it, for `push` and for pullers.
+        crate::distribute::record_pass(engine, &r.name, &prepared.digest, &image_id, passed)
+            .await?;
     }
     outcome.status = BuildStatus::Passed;
     Ok(outcome)

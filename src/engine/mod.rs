@@ -6,6 +6,7 @@
 mod build;
 mod container;
 mod images;
+mod registry;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use bollard::Docker;
 pub use build::{BuildEvent, BuildRequest};
 pub use container::{ContainerOutcome, ContainerSpec};
 pub use images::ImageSummary;
+pub use registry::TransferEvent;
 
 /// Errors from the engine, each classed for the exit code.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,12 @@ pub enum EngineError {
     Build { what: String, message: String },
     #[error("{what}: {detail}")]
     Api { what: String, detail: String },
+    #[error("{what}: {detail}\n  {}", class.advice())]
+    Registry {
+        what: String,
+        detail: String,
+        class: crate::registry::RegistryFailure,
+    },
     #[error("{what} was interrupted")]
     Interrupted { what: String },
 }
@@ -35,6 +43,7 @@ impl EngineError {
             EngineError::Unreachable { .. } => 3,
             EngineError::Interrupted { .. } => 130,
             EngineError::Build { .. } | EngineError::Api { .. } => 1,
+            EngineError::Registry { class, .. } => class.exit_code(),
         }
     }
 

@@ -1,0 +1,777 @@
+//! The registry side of the pipeline: push a tested image with its channel's tags and its
+//! smoke report, pull a tag and say what it was built from and how it was tested,
+//! pull-or-build, and promotion from nightly to stable.
+//!
+//! The rule it keeps: nothing reaches a channel without a passed smoke test of the level
+//! that channel needs, and the report of that test travels beside the image (tag
+//! `<recipe>-<digest12>-smoke-<level>`), so a puller can see it.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::context::{self, InputDigest};
+use crate::engine::{Engine, EngineError, ImageSummary, TransferEvent};
+use crate::pipeline::{self, BuildOutcome, BuildStatus, Progress, SmokeResult, REPOSITORY};
+use crate::recipe::{Loaded, Status};
+use crate::registry::{
+    self, labels as rlabels, Channel, Credential, Credentials, DockerConfigLookup, PassReport,
+    RegistryInputError, Repository, Secret, TestedLevel,
+};
+use crate::render::labels;
+use crate::smoke::Level;
+
+/// A registry and the credentials for it.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub repo: Repository,
+    pub creds: Option<Credentials>,
+}
+
+/// What `build` does with the registry.
+#[derive(Debug, Clone)]
+pub struct RegistryPlan {
+    pub remote: Remote,
+    /// Ask the registry for `<recipe>-<digest12>` and pull it instead of building.
+    pub pull: bool,
+}
+
+/// Errors of the registry commands, with the CLI contract's exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum DistError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Bad input: exit 2.
+    #[error("{0}")]
+    Input(String),
+    /// The job cannot be done (nothing tested to push, a nightly that failed): exit 1.
+    #[error("{0}")]
+    Job(String),
+    /// The credential store failed: exit 3.
+    #[error("{0}")]
+    Credentials(String),
+}
+
+impl DistError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DistError::Engine(e) => e.exit_code(),
+            DistError::Input(_) => 2,
+            DistError::Job(_) => 1,
+            DistError::Credentials(_) => 3,
+        }
+    }
+}
+
+impl From<RegistryInputError> for DistError {
+    fn from(e: RegistryInputError) -> Self {
+        DistError::Input(e.to_string())
+    }
+}
+
+/// Resolves the registry and its credentials: the tool's environment variables (password
+/// from `--password-stdin` or the environment), else the Docker config and its credential
+/// helpers (blocking: run off the async threads).
+pub async fn remote(repo: &str, password_stdin: bool) -> Result<Remote, DistError> {
+    let repo = Repository::parse(repo)?;
+    let stdin = if password_stdin {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| DistError::Input(format!("--password-stdin: cannot read stdin: {e}")))?;
+        Some(s)
+    } else {
+        None
+    };
+    let user = std::env::var(registry::USER_ENV).ok();
+    let password = std::env::var(registry::PASSWORD_ENV).ok();
+    // The Docker config is read only when the tool's own variables are not set.
+    let docker_config = if user.as_deref().is_some_and(|u| !u.is_empty()) || stdin.is_some() {
+        DockerConfigLookup::Nothing
+    } else {
+        let host = repo.host.clone();
+        tokio::task::spawn_blocking(move || docker_config_lookup(&host))
+            .await
+            .unwrap_or_else(|e| DockerConfigLookup::Failed(e.to_string()))
+    };
+    let creds = registry::resolve_credentials(&repo.host, user, password, stdin, || docker_config)
+        .map_err(|e| match e {
+            Ok(input) => DistError::from(input),
+            Err(helper) => DistError::Credentials(helper),
+        })?;
+    Ok(Remote { repo, creds })
+}
+
+fn docker_config_lookup(host: &str) -> DockerConfigLookup {
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential as C};
+    // docker_credential reports a missing file as unreadable; no file means anonymous.
+    let config = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")));
+    if !config.is_some_and(|d| d.join("config.json").exists()) {
+        return DockerConfigLookup::Nothing;
+    }
+    match docker_credential::get_credential(host) {
+        Ok(C::UsernamePassword(username, password)) => {
+            DockerConfigLookup::Found(Credential::UsernamePassword {
+                username,
+                password: Secret::new(password),
+            })
+        }
+        Ok(C::IdentityToken(t)) => DockerConfigLookup::Found(Credential::IdentityToken(Secret::new(t))),
+        Err(E::ConfigNotFound | E::NoCredentialConfigured) => DockerConfigLookup::Nothing,
+        // A helper's stdout may hold a secret: name the helper, never echo what it said,
+        // except the helpers' own "not found" answer, which means anonymous.
+        Err(E::HelperFailure { helper, stdout, .. }) => {
+            if stdout.to_ascii_lowercase().contains("credentials not found") {
+                DockerConfigLookup::Nothing
+            } else {
+                DockerConfigLookup::Failed(format!(
+                    "the Docker credential helper `docker-credential-{helper}` failed for {host}: run `docker login {host}` again, or set RDNA1_IMAGES_REGISTRY_USER and RDNA1_IMAGES_REGISTRY_PASSWORD"
+                ))
+            }
+        }
+        Err(e) => DockerConfigLookup::Failed(format!(
+            "reading the Docker config for {host}: {e} (fix ~/.docker/config.json or $DOCKER_CONFIG, or set RDNA1_IMAGES_REGISTRY_USER and RDNA1_IMAGES_REGISTRY_PASSWORD)"
+        )),
+    }
+}
+
+/// Turns a transfer stream into readable lines: one per layer and status change, byte
+/// progress at most every few seconds.
+struct TransferPrinter {
+    last: std::collections::HashMap<String, String>,
+    last_bytes: Instant,
+    sizes: std::collections::HashSet<i64>,
+    pub bytes: i64,
+}
+
+impl TransferPrinter {
+    fn new() -> Self {
+        TransferPrinter {
+            last: Default::default(),
+            last_bytes: Instant::now(),
+            sizes: Default::default(),
+            bytes: 0,
+        }
+    }
+
+    fn event(&mut self, e: TransferEvent, progress: &mut dyn Progress) {
+        let layer = e.layer.clone().unwrap_or_default();
+        let is_bytes = matches!(e.status.as_str(), "Downloading" | "Pushing" | "Extracting");
+        let changed = self.last.get(&layer) != Some(&e.status);
+        if changed {
+            self.last.insert(layer.clone(), e.status.clone());
+        }
+        // The engine's push stream names no layer once bollard has parsed it: a layer is
+        // told apart by its size, which is good enough for a byte count.
+        if is_bytes && e.status != "Extracting" {
+            if let Some(t) = e.total {
+                if self.sizes.insert(t) {
+                    self.bytes += t;
+                }
+            }
+        }
+        let mb = |b: i64| b as f64 / 1e6;
+        let line = match (&e.layer, e.current, e.total) {
+            (Some(l), Some(c), Some(t)) if is_bytes => {
+                format!("layer {l}: {} {:.1}/{:.1} MB", e.status, mb(c), mb(t))
+            }
+            (None, Some(c), Some(t)) if is_bytes => {
+                format!("{} {:.1}/{:.1} MB", e.status, mb(c), mb(t))
+            }
+            (Some(l), _, _) => format!("layer {l}: {}", e.status),
+            (None, _, _) => e.status.clone(),
+        };
+        if is_bytes {
+            // First sight of a layer's transfer, then every 5 s.
+            if !changed && self.last_bytes.elapsed() < Duration::from_secs(5) {
+                return;
+            }
+            self.last_bytes = Instant::now();
+        } else if !changed && e.layer.is_some() {
+            return;
+        }
+        progress.transfer_line(&line);
+    }
+}
+
+/// Pushes `image` as `<repo>:<tag>`: a temporary local tag, the push, the tag removed again
+/// (the local repository stays `rdna1-images`).
+async fn push_one(
+    engine: &Engine,
+    remote: &Remote,
+    image: &str,
+    tag: &str,
+    progress: &mut dyn Progress,
+) -> Result<PushedTag, DistError> {
+    let name = remote.repo.name();
+    let reference = remote.repo.reference(tag);
+    progress.note(&format!("pushing {reference}"));
+    engine.tag(image, &name, tag).await?;
+    let started = Instant::now();
+    let mut printer = TransferPrinter::new();
+    let result = engine
+        .push(&name, tag, remote.creds.as_ref(), &mut |e| {
+            printer.event(e, progress)
+        })
+        .await;
+    engine.untag(&reference).await?;
+    let digest = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    progress.note(&format!(
+        "pushed {reference} @ {digest} ({:.1} MB sent, {seconds:.1} s)",
+        printer.bytes as f64 / 1e6
+    ));
+    Ok(PushedTag {
+        reference,
+        digest,
+        seconds,
+        bytes_uploaded: printer.bytes,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedTag {
+    pub reference: String,
+    pub digest: String,
+    pub seconds: f64,
+    pub bytes_uploaded: i64,
+}
+
+/// Builds the report of a passed smoke test as a tiny image and tags it
+/// `rdna1-images:<recipe>-<digest12>-smoke-<level>`, beside the image it is about.
+pub async fn record_pass(
+    engine: &Engine,
+    recipe: &str,
+    digest: &InputDigest,
+    image_id: &str,
+    smoke: &SmokeResult,
+) -> Result<String, EngineError> {
+    let report = PassReport {
+        schema: 1,
+        recipe: recipe.to_string(),
+        input_digest: digest.hex(),
+        image_id: image_id.to_string(),
+        level: smoke.level,
+        tested_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        smoke: serde_json::to_value(&smoke.report).unwrap_or_default(),
+    };
+    let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(json.len() as u64);
+    h.set_mtime(0);
+    b.append_data(&mut h, "smoke-report.json", json.as_slice())
+        .expect("writing to a Vec cannot fail");
+    let tar = b.into_inner().expect("writing to a Vec cannot fail");
+    let tag = registry::report_tag(recipe, &digest.short(), smoke.level);
+    engine
+        .import(tar, REPOSITORY, &tag, &report.labels())
+        .await?;
+    Ok(format!("{REPOSITORY}:{tag}"))
+}
+
+/// The strongest local smoke report for `image_id`: (level, report reference).
+async fn local_report(
+    engine: &Engine,
+    recipe: &str,
+    digest12: &str,
+    image_id: &str,
+) -> Result<Option<(Level, String)>, EngineError> {
+    for level in [Level::Gpu, Level::Cpu] {
+        let r = format!(
+            "{REPOSITORY}:{}",
+            registry::report_tag(recipe, digest12, level)
+        );
+        if let Some(i) = engine.image(&r).await? {
+            if i.labels.get(rlabels::TESTED_IMAGE).map(String::as_str) == Some(image_id) {
+                return Ok(Some((level, r)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The strongest smoke report in the registry for `image_id`; pulled and kept locally as
+/// `rdna1-images:<recipe>-<digest12>-smoke-<level>`.
+async fn registry_report(
+    engine: &Engine,
+    remote: &Remote,
+    recipe: &str,
+    digest12: &str,
+    image_id: &str,
+    progress: &mut dyn Progress,
+) -> Result<Option<TestedLevel>, DistError> {
+    for level in [Level::Gpu, Level::Cpu] {
+        let tag = registry::report_tag(recipe, digest12, level);
+        let reference = remote.repo.reference(&tag);
+        if engine
+            .registry_digest(&reference, remote.creds.as_ref())
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        engine
+            .pull(
+                &remote.repo.name(),
+                &tag,
+                remote.creds.as_ref(),
+                &mut |_| {},
+            )
+            .await?;
+        let Some(i) = engine.image(&reference).await? else {
+            continue;
+        };
+        if i.labels.get(rlabels::TESTED_IMAGE).map(String::as_str) != Some(image_id) {
+            engine.untag(&reference).await?;
+            progress.note(&format!(
+                "WARNING: {reference} is about another image ({}), not {}: ignored",
+                i.labels
+                    .get(rlabels::TESTED_IMAGE)
+                    .map(String::as_str)
+                    .unwrap_or("none"),
+                pipeline::short_id(image_id)
+            ));
+            continue;
+        }
+        // Kept under the local name before the registry's name goes (untagging the last
+        // name would delete it).
+        engine.tag(&i.id, REPOSITORY, &tag).await?;
+        engine.untag(&reference).await?;
+        return Ok(Some(TestedLevel {
+            level,
+            tested_at: i
+                .labels
+                .get(rlabels::TESTED_AT)
+                .cloned()
+                .unwrap_or_default(),
+            report: reference,
+        }));
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushOutcome {
+    pub recipe: String,
+    pub image_id: String,
+    pub input_digest: String,
+    pub level: Level,
+    pub channels: Vec<Channel>,
+    pub report: PushedTag,
+    pub tags: Vec<PushedTag>,
+}
+
+/// Pushes the tested image of the current recipe with the tags of every channel its smoke
+/// level allows (or only `only`), and its smoke report first.
+pub async fn push(
+    engine: &Engine,
+    remote: &Remote,
+    loaded: &Loaded,
+    only: Option<Channel>,
+    progress: &mut dyn Progress,
+) -> Result<PushOutcome, DistError> {
+    let r = &loaded.recipe;
+    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
+    let d12 = prepared.digest.short();
+    let pinned = format!("{REPOSITORY}:{}-{d12}", r.name);
+    let image = engine.image(&pinned).await?.ok_or_else(|| {
+        DistError::Job(format!(
+            "no tested image of {} for the current recipe: {pinned} does not exist (only an image that passed its smoke test gets it); run `rdna1-images build {}` first, or `build {} --push`",
+            r.name, r.name, r.name
+        ))
+    })?;
+    let (level, report_ref) = local_report(engine, &r.name, &d12, &image.id)
+        .await?
+        .ok_or_else(|| {
+            DistError::Job(format!(
+                "{pinned} has no smoke report beside it (rdna1-images:{}), so its tested level is unknown: rebuild it with `rdna1-images build {} --force`",
+                registry::report_tag(&r.name, &d12, Level::Cpu),
+                r.name
+            ))
+        })?;
+    let mut channels = registry::channels_for(level);
+    if let Some(c) = only {
+        if !channels.contains(&c) {
+            return Err(DistError::Job(format!(
+                "{pinned} passed the {level} smoke test; the {c} channel needs a {} pass: use `rdna1-images promote {}` on a machine with the GPU",
+                c.required_level(),
+                r.name
+            )));
+        }
+        channels = vec![c];
+    }
+    progress.note(&format!(
+        "pushing {pinned} (image {}, passed the {level} smoke test) to {} as {}",
+        pipeline::short_id(&image.id),
+        remote.repo,
+        channels
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    ));
+    let report = push_one(
+        engine,
+        remote,
+        &report_ref,
+        &registry::report_tag(&r.name, &d12, level),
+        progress,
+    )
+    .await?;
+    let date = registry::date_tag(chrono::Utc::now());
+    let mut tags = Vec::new();
+    for c in &channels {
+        let mut set = c.tags(&r.name, &d12, &date, r.status == Status::Recommended);
+        // The immutable tag first, the moving ones after it.
+        set.sort_by_key(|t| !t.ends_with(&d12));
+        for t in set {
+            tags.push(push_one(engine, remote, &image.id, &t, progress).await?);
+        }
+    }
+    Ok(PushOutcome {
+        recipe: r.name.clone(),
+        image_id: image.id,
+        input_digest: prepared.digest.hex(),
+        level,
+        channels,
+        report,
+        tags,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PullOutcome {
+    pub recipe: String,
+    pub reference: String,
+    pub manifest_digest: Option<String>,
+    pub image_id: String,
+    /// Local tags set.
+    pub tags: Vec<String>,
+    pub input_digest: Option<String>,
+    pub local_input_digest: String,
+    pub same_inputs: bool,
+    pub tested: Option<TestedLevel>,
+    pub seconds: f64,
+    pub bytes_downloaded: i64,
+}
+
+async fn pull_checked(
+    engine: &Engine,
+    remote: &Remote,
+    recipe: &str,
+    tag: &str,
+    progress: &mut dyn Progress,
+) -> Result<(ImageSummary, i64), DistError> {
+    let name = remote.repo.name();
+    let reference = remote.repo.reference(tag);
+    let mut printer = TransferPrinter::new();
+    engine
+        .pull(&name, tag, remote.creds.as_ref(), &mut |e| {
+            printer.event(e, progress)
+        })
+        .await?;
+    let image = engine.image(&reference).await?.ok_or_else(|| {
+        DistError::Job(format!(
+            "{reference} was pulled but the engine does not list it"
+        ))
+    })?;
+    let theirs = image.labels.get(labels::RECIPE).cloned();
+    if theirs.as_deref() != Some(recipe) {
+        engine.untag(&reference).await?;
+        return Err(DistError::Input(format!(
+            "{reference} is not an image of recipe {recipe} (its {} label is {}): pick the tag of that recipe",
+            labels::RECIPE,
+            theirs.as_deref().unwrap_or("missing")
+        )));
+    }
+    Ok((image, printer.bytes))
+}
+
+/// Pulls `<repo>:<tag>`, tags it `rdna1-images:<recipe>` (and `<recipe>-<digest12>` when a
+/// smoke report for it is in the registry), and compares its inputs with the local recipe.
+pub async fn pull(
+    engine: &Engine,
+    remote: &Remote,
+    loaded: &Loaded,
+    tag: &str,
+    progress: &mut dyn Progress,
+) -> Result<PullOutcome, DistError> {
+    let r = &loaded.recipe;
+    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
+    let reference = remote.repo.reference(tag);
+    progress.note(&format!("pulling {reference}"));
+    let started = Instant::now();
+    let (image, bytes) = pull_checked(engine, remote, &r.name, tag, progress).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let theirs = image.labels.get(labels::INPUT_DIGEST).cloned();
+    let ours = prepared.digest.hex();
+    let same = theirs.as_deref() == Some(ours.as_str());
+    let tested = match theirs.as_deref().filter(|d| d.len() >= 12) {
+        Some(d) => registry_report(engine, remote, &r.name, &d[..12], &image.id, progress).await?,
+        None => None,
+    };
+    let mut tags = vec![];
+    engine.tag(&image.id, REPOSITORY, &r.name).await?;
+    tags.push(format!("{REPOSITORY}:{}", r.name));
+    if let (Some(d), Some(_)) = (theirs.as_deref(), &tested) {
+        let t = format!("{}-{}", r.name, &d[..12]);
+        engine.tag(&image.id, REPOSITORY, &t).await?;
+        tags.push(format!("{REPOSITORY}:{t}"));
+    }
+    let manifest_digest = engine.repo_digest(&reference, &remote.repo.name()).await?;
+    Ok(PullOutcome {
+        recipe: r.name.clone(),
+        reference,
+        manifest_digest,
+        image_id: image.id,
+        tags,
+        input_digest: theirs,
+        local_input_digest: ours,
+        same_inputs: same,
+        tested,
+        seconds,
+        bytes_downloaded: bytes,
+    })
+}
+
+/// What pull-or-build found.
+pub enum PullForBuild {
+    /// Not in the registry (or the registry could not be asked): build.
+    Build,
+    /// Pulled, its registry report covers the requested level: tagged, done.
+    Done(Box<BuildOutcome>),
+    /// Pulled, but its report does not cover the requested level: smoke test it here.
+    NeedsSmoke(String),
+}
+
+/// Pull-or-build: the image of these exact inputs may already be in the registry.
+pub async fn pull_for_build(
+    engine: &Engine,
+    plan: &RegistryPlan,
+    loaded: &Loaded,
+    digest: &InputDigest,
+    level: Level,
+    progress: &mut dyn Progress,
+) -> Result<PullForBuild, EngineError> {
+    let r = &loaded.recipe;
+    let remote = &plan.remote;
+    let tag = format!("{}-{}", r.name, digest.short());
+    let reference = remote.repo.reference(&tag);
+    let found = tokio::time::timeout(
+        Duration::from_secs(30),
+        engine.registry_digest(&reference, remote.creds.as_ref()),
+    )
+    .await;
+    match found {
+        Ok(Ok(Some(_))) => {}
+        Ok(Ok(None)) => {
+            progress.note(&format!("{reference} is not in the registry: building"));
+            return Ok(PullForBuild::Build);
+        }
+        Ok(Err(e)) => {
+            progress.note(&format!(
+                "could not ask the registry for {reference} ({}): building",
+                e.to_string().lines().next().unwrap_or_default()
+            ));
+            return Ok(PullForBuild::Build);
+        }
+        Err(_) => {
+            progress.note(&format!(
+                "the registry did not answer within 30 s for {reference}: building"
+            ));
+            return Ok(PullForBuild::Build);
+        }
+    }
+    progress.note(&format!(
+        "{reference} is in the registry (same input digest): pulling it instead of building; --no-pull builds"
+    ));
+    let pulled = pull_checked(engine, remote, &r.name, &tag, progress).await;
+    let (image, bytes) = match pulled {
+        Ok(p) => p,
+        Err(DistError::Engine(e)) => return Err(e),
+        Err(e) => {
+            progress.note(&format!("{e}: building"));
+            return Ok(PullForBuild::Build);
+        }
+    };
+    if image.labels.get(labels::INPUT_DIGEST) != Some(&digest.hex()) {
+        engine.untag(&reference).await?;
+        progress.note(&format!(
+            "WARNING: {reference} carries input digest {} in its label, not {}: not used; building",
+            image
+                .labels
+                .get(labels::INPUT_DIGEST)
+                .map(String::as_str)
+                .unwrap_or("none"),
+            digest.hex()
+        ));
+        return Ok(PullForBuild::Build);
+    }
+    let tested = match registry_report(
+        engine,
+        remote,
+        &r.name,
+        &digest.short(),
+        &image.id,
+        progress,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(DistError::Engine(e)) => return Err(e),
+        Err(_) => None,
+    };
+    progress.note(&format!(
+        "pulled {reference} (image {}, {:.1} MB downloaded)",
+        pipeline::short_id(&image.id),
+        bytes as f64 / 1e6
+    ));
+    match tested {
+        Some(t) if registry::level_rank(t.level) >= registry::level_rank(level) => {
+            progress.note(&format!(
+                "its smoke report {} says it passed the {} smoke test on {}",
+                t.report, t.level, t.tested_at
+            ));
+            let (moving, pinned) = pipeline::tags(&r.name, digest);
+            let mut tags = vec![];
+            for t in [&pinned, &moving] {
+                engine.tag(&image.id, REPOSITORY, t).await?;
+                tags.push(format!("{REPOSITORY}:{t}"));
+            }
+            // build's images live in the local repository only, as if built here.
+            engine.untag(&reference).await?;
+            Ok(PullForBuild::Done(Box::new(BuildOutcome {
+                recipe: r.name.clone(),
+                input_digest: digest.hex(),
+                status: BuildStatus::Pulled,
+                image_id: Some(image.id),
+                tags,
+                smoke: None,
+                build_seconds: None,
+                candidate_removed: false,
+            })))
+        }
+        t => {
+            progress.note(&format!(
+                "its registry smoke report {}: running the {level} smoke test here before tagging it",
+                match &t {
+                    Some(t) => format!("covers only the {} level", t.level),
+                    None => "is missing".to_string(),
+                }
+            ));
+            Ok(PullForBuild::NeedsSmoke(image.id))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteOutcome {
+    pub recipe: String,
+    pub nightly: String,
+    pub image_id: String,
+    pub level: Level,
+    pub promoted: bool,
+    pub smoke: Option<SmokeResult>,
+    /// The stable tag's digest before; after, when promoted.
+    pub stable_before: Option<String>,
+    pub tags: Vec<PushedTag>,
+}
+
+/// Pulls `<recipe>-nightly`, smoke tests it at `level`, and only on a pass pushes its
+/// report and moves the stable tags to it. On a failure nothing in the registry moves.
+pub async fn promote(
+    engine: &Engine,
+    remote: &Remote,
+    loaded: &Loaded,
+    level: Level,
+    progress: &mut dyn Progress,
+) -> Result<PromoteOutcome, DistError> {
+    let r = &loaded.recipe;
+    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
+    let nightly_tag = Channel::Nightly.tag(&r.name);
+    let nightly = remote.repo.reference(&nightly_tag);
+    let stable_before = engine
+        .registry_digest(&remote.repo.reference(&r.name), remote.creds.as_ref())
+        .await?;
+    progress.note(&format!("pulling {nightly}"));
+    let (image, _) = pull_checked(engine, remote, &r.name, &nightly_tag, progress).await?;
+    let theirs = image
+        .labels
+        .get(labels::INPUT_DIGEST)
+        .cloned()
+        .unwrap_or_default();
+    if theirs != prepared.digest.hex() {
+        progress.note(&format!(
+            "note: {nightly} was built from a different recipe version (input digest {}, the local recipe's is {}); it is judged against the local recipe's smoke spec",
+            theirs,
+            prepared.digest.hex()
+        ));
+    }
+    let result = pipeline::smoke_image(engine, &image.id, r, level, progress).await;
+    // The pulled nightly is not kept under the registry's name (only a pass tags anything);
+    // its layers stay only while a local tag holds them. The name goes last: untagging the
+    // only name deletes the image.
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            engine.untag(&nightly).await?;
+            engine.remove_untagged(&image.id).await?;
+            return Err(e.into());
+        }
+    };
+    let mut outcome = PromoteOutcome {
+        recipe: r.name.clone(),
+        nightly: nightly.clone(),
+        image_id: image.id.clone(),
+        level,
+        promoted: false,
+        smoke: Some(result.clone()),
+        stable_before,
+        tags: vec![],
+    };
+    if !result.passed {
+        // Nothing it pulled stays behind unless a local tag already held it.
+        engine.untag(&nightly).await?;
+        engine.remove_untagged(&image.id).await?;
+        return Ok(outcome);
+    }
+    let digest = if theirs.len() == 64 {
+        let mut b = [0u8; 32];
+        for (i, chunk) in b.iter_mut().enumerate() {
+            *chunk = u8::from_str_radix(&theirs[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        InputDigest(b)
+    } else {
+        prepared.digest
+    };
+    let report_ref = record_pass(engine, &r.name, &digest, &image.id, &result).await?;
+    outcome.tags.push(
+        push_one(
+            engine,
+            remote,
+            &report_ref,
+            &registry::report_tag(&r.name, &digest.short(), level),
+            progress,
+        )
+        .await?,
+    );
+    let date = registry::date_tag(chrono::Utc::now());
+    for t in Channel::Stable.tags(
+        &r.name,
+        &digest.short(),
+        &date,
+        r.status == Status::Recommended,
+    ) {
+        outcome
+            .tags
+            .push(push_one(engine, remote, &image.id, &t, progress).await?);
+    }
+    outcome.promoted = true;
+    engine.untag(&outcome.nightly).await?;
+    engine.remove_untagged(&image.id).await?;
+    Ok(outcome)
+}

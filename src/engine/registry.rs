@@ -1,0 +1,233 @@
+//! Push, pull and registry look-ups through the engine, which does the registry protocol
+//! (and its insecure-loopback rules) for us; credentials go in the X-Registry-Auth header
+//! and nowhere else.
+
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use super::{describe, Engine, EngineError};
+use crate::registry::{Credential, Credentials, RegistryFailure};
+
+/// Progress of a push or pull. The engine names the layer on pulls; its push stream names
+/// it too, but bollard's `PushImageInfo` drops that field, so push events carry no layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferEvent {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<i64>,
+    pub total: Option<i64>,
+}
+
+fn header(creds: Option<&Credentials>) -> Option<DockerCredentials> {
+    let c = creds?;
+    let mut d = DockerCredentials {
+        serveraddress: Some(c.host.clone()),
+        ..Default::default()
+    };
+    match &c.credential {
+        Credential::UsernamePassword { username, password } => {
+            d.username = Some(username.clone());
+            d.password = Some(password.expose().to_string());
+        }
+        Credential::IdentityToken(t) => d.identitytoken = Some(t.expose().to_string()),
+    }
+    Some(d)
+}
+
+impl EngineError {
+    /// A registry failure, classed for the exit code from the engine's message.
+    pub fn registry(what: impl Into<String>, message: String) -> Self {
+        let class = RegistryFailure::classify(&message);
+        EngineError::Registry {
+            what: what.into(),
+            detail: message,
+            class,
+        }
+    }
+}
+
+impl Engine {
+    /// The manifest digest of `reference` in its registry, or None when the tag is not
+    /// there. Unreachable and refused credentials are errors (the caller decides whether
+    /// that stops it).
+    pub async fn registry_digest(
+        &self,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<String>, EngineError> {
+        match self
+            .docker
+            .inspect_registry_image(reference, header(creds))
+            .await
+        {
+            Ok(d) => Ok(Some(d.descriptor.digest.unwrap_or_default())),
+            Err(e) => {
+                let err = EngineError::registry(format!("looking up {reference}"), describe(&e));
+                match &err {
+                    EngineError::Registry {
+                        class: RegistryFailure::NotFound,
+                        ..
+                    } => Ok(None),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Pulls `repo:tag` (always a named tag).
+    pub async fn pull(
+        &self,
+        repo: &str,
+        tag: &str,
+        creds: Option<&Credentials>,
+        emit: &mut dyn FnMut(TransferEvent),
+    ) -> Result<(), EngineError> {
+        let what = format!("pulling {repo}:{tag}");
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(repo)
+            .tag(tag)
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, header(creds));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::registry(&what, describe(&e)))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::registry(&what, err));
+            }
+            if let Some(status) = info.status {
+                emit(TransferEvent {
+                    layer: info.id,
+                    status,
+                    current: info.progress_detail.as_ref().and_then(|p| p.current),
+                    total: info.progress_detail.as_ref().and_then(|p| p.total),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes the one tag `repo:tag` (bollard without a tag pushes every tag of the
+    /// repository) and returns the pushed manifest digest.
+    pub async fn push(
+        &self,
+        repo: &str,
+        tag: &str,
+        creds: Option<&Credentials>,
+        emit: &mut dyn FnMut(TransferEvent),
+    ) -> Result<String, EngineError> {
+        let what = format!("pushing {repo}:{tag}");
+        let opts = PushImageOptionsBuilder::default().tag(tag).build();
+        let mut stream = self.docker.push_image(repo, Some(opts), header(creds));
+        let mut digest = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::registry(&what, describe(&e)))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::registry(&what, err));
+            }
+            if let Some(status) = info.status {
+                if let Some(d) = crate::registry::pushed_digest(&status) {
+                    digest = Some(d);
+                }
+                emit(TransferEvent {
+                    layer: None,
+                    status,
+                    current: info.progress_detail.as_ref().and_then(|p| p.current),
+                    total: info.progress_detail.as_ref().and_then(|p| p.total),
+                });
+            }
+        }
+        match digest {
+            Some(d) => Ok(d),
+            // Older engines put it only in RepoDigests.
+            None => self
+                .repo_digest(&format!("{repo}:{tag}"), repo)
+                .await?
+                .ok_or_else(|| {
+                    EngineError::registry(&what, "the engine reported no pushed digest".into())
+                }),
+        }
+    }
+
+    /// The `repo@sha256:...` digest the engine recorded for an image, for `repo`.
+    pub async fn repo_digest(
+        &self,
+        reference: &str,
+        repo: &str,
+    ) -> Result<Option<String>, EngineError> {
+        let i = self
+            .docker
+            .inspect_image(reference)
+            .await
+            .map_err(|e| EngineError::api(format!("inspecting image {reference}"), e))?;
+        Ok(i.repo_digests
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|d| {
+                d.strip_prefix(&format!("{repo}@"))
+                    .map(|digest| digest.to_string())
+            }))
+    }
+
+    /// Removes one tag (never the image's layers while another tag holds them). A tag that
+    /// is already gone is fine.
+    pub async fn untag(&self, reference: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                Some(RemoveImageOptionsBuilder::default().noprune(true).build()),
+                None,
+            )
+            .await
+        {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::api(format!("removing tag {reference}"), e)),
+        }
+    }
+
+    /// `docker import` of a tar with `LABEL` changes: the tiny smoke-report image.
+    /// Label values must be plain tokens (the engine parses `LABEL k=v` like a Dockerfile).
+    pub async fn import(
+        &self,
+        tar: Vec<u8>,
+        repo: &str,
+        tag: &str,
+        labels: &[(String, String)],
+    ) -> Result<String, EngineError> {
+        let what = format!("importing {repo}:{tag}");
+        let changes: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("LABEL {k}={v}"))
+            .collect();
+        let opts = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .changes(changes)
+            .build();
+        let mut stream =
+            self.docker
+                .create_image(Some(opts), Some(bollard::body_full(tar.into())), None);
+        let mut id = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::api(&what, e))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::Api { what, detail: err });
+            }
+            if let Some(s) = info.status {
+                if s.starts_with("sha256:") {
+                    id = Some(s.trim().to_string());
+                }
+            }
+        }
+        id.ok_or_else(|| EngineError::Api {
+            what,
+            detail: "the engine reported no image id".into(),
+        })
+    }
+}

@@ -1,0 +1,644 @@
+//! The registry side, pure parts: the repository reference, the tags of each channel, the
+//! smoke report a puller reads, and where credentials come from. No daemon, no network:
+//! `engine::registry` does the pushing and pulling, `distribute` sequences it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::smoke::Level;
+
+/// The repository pre-built images are published to, unless `--registry` or
+/// `RDNA1_IMAGES_REGISTRY` names another one.
+pub const DEFAULT_REGISTRY: &str = "ghcr.io/rdna1-images/rdna1-images";
+pub const REGISTRY_ENV: &str = "RDNA1_IMAGES_REGISTRY";
+pub const USER_ENV: &str = "RDNA1_IMAGES_REGISTRY_USER";
+pub const PASSWORD_ENV: &str = "RDNA1_IMAGES_REGISTRY_PASSWORD";
+
+/// Labels of the smoke-report image (see [`PassReport`]).
+pub mod labels {
+    pub const ROLE_REPORT: &str = "smoke-report";
+    pub const LEVEL: &str = "io.github.rdna1-images.smoke-level";
+    pub const TESTED_IMAGE: &str = "io.github.rdna1-images.tested-image";
+    pub const TESTED_AT: &str = "io.github.rdna1-images.tested-at";
+}
+
+/// Bad input about the registry: exit code 2.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RegistryInputError {
+    #[error("registry repository `{given}`: {why}\n  give it as HOST[:PORT]/PATH, e.g. {DEFAULT_REGISTRY} or 127.0.0.1:5000/rdna1-images")]
+    Repository { given: String, why: String },
+    #[error("tag `{0}`: a tag is 1 to 128 of A-Z a-z 0-9 _ . - and does not start with . or -")]
+    Tag(String),
+    #[error(
+        "{USER_ENV} is set but no password was given: set {PASSWORD_ENV} or pass --password-stdin"
+    )]
+    UserWithoutPassword,
+    #[error("--password-stdin needs the user name in {USER_ENV}")]
+    PasswordWithoutUser,
+    #[error("--password-stdin read an empty password")]
+    EmptyPassword,
+}
+
+/// A registry repository: `host[:port]/path`, without tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// `ghcr.io`, `127.0.0.1:5000`: the key for credentials.
+    pub host: String,
+    /// `rdna1-images/rdna1-images`.
+    pub path: String,
+}
+
+impl Repository {
+    /// Parses and validates a repository. The host must be explicit (a dot, a port or
+    /// `localhost`): a bare `owner/name` would silently mean Docker Hub.
+    pub fn parse(given: &str) -> Result<Repository, RegistryInputError> {
+        let bad = |why: &str| RegistryInputError::Repository {
+            given: given.to_string(),
+            why: why.to_string(),
+        };
+        if given.contains("://") {
+            return Err(bad("no scheme: the engine picks https (http for loopback)"));
+        }
+        let (host, path) = given
+            .split_once('/')
+            .ok_or_else(|| bad("no path after the registry host"))?;
+        if !(host.contains('.') || host.contains(':') || host == "localhost") {
+            return Err(bad(
+                "the first part must be a registry host (with a dot or a port, or localhost)",
+            ));
+        }
+        let host_ok = host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if host.is_empty() || !host_ok {
+            return Err(bad(
+                "the registry host has characters a host name cannot have",
+            ));
+        }
+        if path.contains('@') || path.contains(':') {
+            return Err(bad(
+                "a repository has no tag or digest: the tool chooses the tags",
+            ));
+        }
+        for part in path.split('/') {
+            let ok = !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !ok {
+                return Err(bad(&format!(
+                    "path component `{part}` must be lowercase letters, digits and . _ -, starting and ending with a letter or digit"
+                )));
+            }
+        }
+        Ok(Repository {
+            host: host.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    /// `host/path`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.host, self.path)
+    }
+
+    /// `host/path:tag`.
+    pub fn reference(&self, tag: &str) -> String {
+        format!("{}/{}:{tag}", self.host, self.path)
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.path)
+    }
+}
+
+/// Checks a tag the user gave (`pull --tag`).
+pub fn validate_tag(tag: &str) -> Result<(), RegistryInputError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && !tag.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryInputError::Tag(tag.to_string()))
+    }
+}
+
+/// The two channels. Nightly: passed the cpu smoke test. Stable: passed the gpu one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Nightly,
+    Stable,
+}
+
+impl Channel {
+    /// The lowest smoke level an image must have passed to carry this channel's tags.
+    pub fn required_level(self) -> Level {
+        match self {
+            Channel::Nightly => Level::Cpu,
+            Channel::Stable => Level::Gpu,
+        }
+    }
+
+    /// The moving tag `pull --channel` fetches.
+    pub fn tag(self, recipe: &str) -> String {
+        match self {
+            Channel::Nightly => format!("{recipe}-nightly"),
+            Channel::Stable => recipe.to_string(),
+        }
+    }
+
+    /// Every tag of the channel for one image. `date` is `YYYYMMDD` (UTC, push time).
+    pub fn tags(self, recipe: &str, digest12: &str, date: &str, recommended: bool) -> Vec<String> {
+        match self {
+            Channel::Nightly => vec![
+                format!("{recipe}-nightly"),
+                format!("{recipe}-{date}"),
+                format!("{recipe}-{digest12}"),
+            ],
+            Channel::Stable => {
+                let mut t = vec![recipe.to_string()];
+                if recommended {
+                    t.push("latest".to_string());
+                }
+                t
+            }
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Channel::Nightly => "nightly",
+            Channel::Stable => "stable",
+        })
+    }
+}
+
+/// How strong a smoke level is: gpu proves more than cpu; skip proves nothing.
+pub fn level_rank(level: Level) -> u8 {
+    match level {
+        Level::Skip => 0,
+        Level::Cpu => 1,
+        Level::Gpu => 2,
+    }
+}
+
+/// The channels an image that passed `level` may be published in, strongest last.
+pub fn channels_for(level: Level) -> Vec<Channel> {
+    [Channel::Nightly, Channel::Stable]
+        .into_iter()
+        .filter(|c| level_rank(level) >= level_rank(c.required_level()))
+        .collect()
+}
+
+/// The tag of the smoke report for the image `<recipe>-<digest12>` at `level`: it sits in
+/// the same repository, so whoever can pull the image can read how it was tested.
+pub fn report_tag(recipe: &str, digest12: &str, level: Level) -> String {
+    format!("{recipe}-{digest12}-smoke-{level}")
+}
+
+/// The record of a passed smoke test, kept as a tiny image beside the image it is about
+/// (tag [`report_tag`]): `/smoke-report.json` holds this as JSON; the labels in
+/// [`labels`] repeat the fields a puller needs, readable with `docker inspect` or from the
+/// registry's config blob without pulling any layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PassReport {
+    pub schema: u32,
+    pub recipe: String,
+    pub input_digest: String,
+    /// The image id (config digest) the test ran on: the same on every engine that pulls it.
+    pub image_id: String,
+    pub level: Level,
+    /// RFC 3339, UTC.
+    pub tested_at: String,
+    pub tool_version: String,
+    /// The smoke program's own report.
+    pub smoke: serde_json::Value,
+}
+
+impl PassReport {
+    /// The labels the report image carries. Values are plain tokens (no spaces or quotes),
+    /// so they pass through the engine's `LABEL k=v` change lines unquoted.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        vec![
+            (crate::render::labels::RECIPE.into(), self.recipe.clone()),
+            (
+                crate::render::labels::INPUT_DIGEST.into(),
+                self.input_digest.clone(),
+            ),
+            (
+                crate::render::labels::ROLE.into(),
+                labels::ROLE_REPORT.into(),
+            ),
+            (labels::LEVEL.into(), self.level.to_string()),
+            (labels::TESTED_IMAGE.into(), self.image_id.clone()),
+            (labels::TESTED_AT.into(), self.tested_at.clone()),
+        ]
+    }
+}
+
+/// What a puller learns from a report image's labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestedLevel {
+    pub level: Level,
+    pub tested_at: String,
+    pub report: String,
+}
+
+/// A secret that never prints: Debug and Display show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The only way to the value: for the engine's X-Registry-Auth header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the credentials came from (said in the output; the secret never is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialSource {
+    /// RDNA1_IMAGES_REGISTRY_USER + RDNA1_IMAGES_REGISTRY_PASSWORD.
+    Environment,
+    /// RDNA1_IMAGES_REGISTRY_USER + --password-stdin.
+    Stdin,
+    /// ~/.docker/config.json (or $DOCKER_CONFIG), its `auths` or a credential helper.
+    DockerConfig,
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CredentialSource::Environment => "RDNA1_IMAGES_REGISTRY_USER/_PASSWORD",
+            CredentialSource::Stdin => "RDNA1_IMAGES_REGISTRY_USER and --password-stdin",
+            CredentialSource::DockerConfig => "the Docker config (or its credential helper)",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    UsernamePassword { username: String, password: Secret },
+    IdentityToken(Secret),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    pub host: String,
+    pub credential: Credential,
+    pub source: CredentialSource,
+}
+
+impl Credentials {
+    /// The user name, for messages (a token has none).
+    pub fn who(&self) -> String {
+        match &self.credential {
+            Credential::UsernamePassword { username, .. } => format!("user {username}"),
+            Credential::IdentityToken(_) => "an identity token".into(),
+        }
+    }
+}
+
+/// What the Docker config said for a host; the caller runs the lookup (blocking: a
+/// credential helper is a process) and passes its result in.
+pub enum DockerConfigLookup {
+    Found(Credential),
+    /// No config file, or nothing configured for the host: go anonymous.
+    Nothing,
+    /// A helper or the file failed: the message must not contain the helper's stdout.
+    Failed(String),
+}
+
+/// Picks the credentials for `host`, in this order: the tool's own environment variables
+/// (password from `--password-stdin` or RDNA1_IMAGES_REGISTRY_PASSWORD), then the Docker
+/// config. `Ok(None)` is anonymous access. `Err(Ok(e))` is bad input (exit 2), `Err(Err(s))`
+/// a failing credential helper (exit 3).
+#[allow(clippy::type_complexity)]
+pub fn resolve_credentials(
+    host: &str,
+    user: Option<String>,
+    password_env: Option<String>,
+    password_stdin: Option<String>,
+    docker_config: impl FnOnce() -> DockerConfigLookup,
+) -> Result<Option<Credentials>, Result<RegistryInputError, String>> {
+    let user = user.filter(|u| !u.is_empty());
+    match (user, password_stdin) {
+        (Some(username), Some(pw)) => {
+            let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+            if pw.is_empty() {
+                return Err(Ok(RegistryInputError::EmptyPassword));
+            }
+            Ok(Some(Credentials {
+                host: host.into(),
+                credential: Credential::UsernamePassword {
+                    username,
+                    password: Secret::new(pw),
+                },
+                source: CredentialSource::Stdin,
+            }))
+        }
+        (None, Some(_)) => Err(Ok(RegistryInputError::PasswordWithoutUser)),
+        (Some(username), None) => match password_env.filter(|p| !p.is_empty()) {
+            Some(pw) => Ok(Some(Credentials {
+                host: host.into(),
+                credential: Credential::UsernamePassword {
+                    username,
+                    password: Secret::new(pw),
+                },
+                source: CredentialSource::Environment,
+            })),
+            None => Err(Ok(RegistryInputError::UserWithoutPassword)),
+        },
+        (None, None) => match docker_config() {
+            DockerConfigLookup::Found(credential) => Ok(Some(Credentials {
+                host: host.into(),
+                credential,
+                source: CredentialSource::DockerConfig,
+            })),
+            DockerConfigLookup::Nothing => Ok(None),
+            DockerConfigLookup::Failed(why) => Err(Err(why)),
+        },
+    }
+}
+
+/// `2025-11-25T...` -> `20251125`, the date tag of the nightly channel.
+pub fn date_tag(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y%m%d").to_string()
+}
+
+/// The pushed digest from the engine's last push status line
+/// (`<tag>: digest: sha256:<hex> size: <n>`).
+pub fn pushed_digest(status: &str) -> Option<String> {
+    let rest = status.split("digest: ").nth(1)?;
+    let digest = rest.split_whitespace().next()?;
+    (digest.starts_with("sha256:") && digest.len() == 71).then(|| digest.to_string())
+}
+
+/// How a registry failure is classed, from the engine's message (the engine passes the
+/// registry's error on as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryFailure {
+    /// Connection refused, DNS, TLS, timeouts: exit 3.
+    Unreachable,
+    /// Missing or wrong credentials, or no permission: exit 3.
+    Auth,
+    /// The tag or repository is not there: exit 1.
+    NotFound,
+    /// Anything else the registry or engine refused: exit 1.
+    Other,
+}
+
+impl RegistryFailure {
+    pub fn classify(message: &str) -> RegistryFailure {
+        let m = message.to_ascii_lowercase();
+        if m.contains("unauthorized")
+            || m.contains("authentication required")
+            || m.contains("no basic auth credentials")
+            || m.contains("denied")
+            || m.contains("incorrect username or password")
+        {
+            RegistryFailure::Auth
+        } else if m.contains("manifest unknown")
+            || m.contains("not found")
+            || m.contains("name unknown")
+            || m.contains("does not exist")
+        {
+            RegistryFailure::NotFound
+        } else if m.contains("connection refused")
+            || m.contains("dial tcp")
+            || m.contains("no such host")
+            || m.contains("i/o timeout")
+            || m.contains("timeout")
+            || m.contains("tls")
+            || m.contains("connection reset")
+            || m.contains("server gave http response to https client")
+        {
+            RegistryFailure::Unreachable
+        } else {
+            RegistryFailure::Other
+        }
+    }
+
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RegistryFailure::Unreachable | RegistryFailure::Auth => 3,
+            RegistryFailure::NotFound | RegistryFailure::Other => 1,
+        }
+    }
+
+    /// What to do next, per class.
+    pub fn advice(self) -> &'static str {
+        match self {
+            RegistryFailure::Unreachable => "check the registry address (--registry / RDNA1_IMAGES_REGISTRY) and that the registry is up and reachable from the Docker engine",
+            RegistryFailure::Auth => "check the credentials: `docker login <host>`, or RDNA1_IMAGES_REGISTRY_USER with RDNA1_IMAGES_REGISTRY_PASSWORD or --password-stdin",
+            RegistryFailure::NotFound => "check the tag (`--tag`, `--channel`) and that it was pushed (`rdna1-images push <recipe>`)",
+            RegistryFailure::Other => "see the registry's message above",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_parse_with_explicit_hosts_only() {
+        let r = Repository::parse(DEFAULT_REGISTRY).unwrap();
+        assert_eq!(r.host, "ghcr.io");
+        assert_eq!(r.path, "rdna1-images/rdna1-images");
+        assert_eq!(
+            r.reference("rocm52"),
+            "ghcr.io/rdna1-images/rdna1-images:rocm52"
+        );
+        let r = Repository::parse("127.0.0.1:5000/t").unwrap();
+        assert_eq!(r.host, "127.0.0.1:5000");
+        assert_eq!(Repository::parse("localhost/a/b").unwrap().path, "a/b");
+        for (bad, why) in [
+            ("owner/name", "registry host"),
+            ("ghcr.io", "no path"),
+            ("https://ghcr.io/a", "no scheme"),
+            ("ghcr.io/a:tag", "no tag"),
+            ("ghcr.io/Upper", "lowercase"),
+            ("ghcr.io/a//b", "path component"),
+            ("ghcr.io/-a", "path component"),
+        ] {
+            let e = Repository::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn tags_are_validated() {
+        validate_tag("rocm52-nightly").unwrap();
+        validate_tag("latest").unwrap();
+        for bad in ["", "-x", ".x", "a b", "a/b", &"x".repeat(129)] {
+            assert!(validate_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn channel_tag_sets() {
+        assert_eq!(
+            Channel::Nightly.tags("rocm52", "0123456789ab", "20251125", true),
+            ["rocm52-nightly", "rocm52-20251125", "rocm52-0123456789ab"]
+        );
+        assert_eq!(
+            Channel::Stable.tags("rocm52", "0123456789ab", "20251125", true),
+            ["rocm52", "latest"]
+        );
+        assert_eq!(
+            Channel::Stable.tags("rocm62", "0123456789ab", "20251125", false),
+            ["rocm62"]
+        );
+        assert_eq!(Channel::Nightly.tag("rocm52"), "rocm52-nightly");
+        assert_eq!(Channel::Stable.tag("rocm52"), "rocm52");
+        assert_eq!(
+            report_tag("rocm52", "0123456789ab", Level::Gpu),
+            "rocm52-0123456789ab-smoke-gpu"
+        );
+        for t in Channel::Nightly.tags("rocm52", "0123456789ab", "20251125", true) {
+            validate_tag(&t).unwrap();
+        }
+    }
+
+    #[test]
+    fn only_a_gpu_pass_reaches_stable() {
+        assert_eq!(
+            channels_for(Level::Gpu),
+            [Channel::Nightly, Channel::Stable]
+        );
+        assert_eq!(channels_for(Level::Cpu), [Channel::Nightly]);
+        assert!(channels_for(Level::Skip).is_empty());
+    }
+
+    #[test]
+    fn date_tag_is_utc_yyyymmdd() {
+        let t = chrono::DateTime::from_timestamp(1_764_028_800, 0).unwrap();
+        assert_eq!(date_tag(t), "20251125");
+    }
+
+    #[test]
+    fn pushed_digest_is_read_from_the_last_status_line() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            pushed_digest(&format!("rocm52: digest: sha256:{hex} size: 1234")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(pushed_digest("Pushed"), None);
+        assert_eq!(pushed_digest("x: digest: sha256:short size: 1"), None);
+    }
+
+    #[test]
+    fn registry_failures_are_classed_from_the_engine_message() {
+        use RegistryFailure::*;
+        for (m, want) in [
+            ("manifest unknown: manifest unknown", NotFound),
+            ("manifest for 127.0.0.1:5000/x:y not found: manifest unknown", NotFound),
+            ("unauthorized: authentication required", Auth),
+            ("Head \"http://127.0.0.1:5001/v2/x/manifests/y\": no basic auth credentials", Auth),
+            ("Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused", Unreachable),
+            ("Get \"https://ghcr.io/v2/\": dial tcp: lookup ghcr.io: no such host", Unreachable),
+            ("something odd", Other),
+        ] {
+            assert_eq!(RegistryFailure::classify(m), want, "{m}");
+        }
+        assert_eq!(Auth.exit_code(), 3);
+        assert_eq!(Unreachable.exit_code(), 3);
+        assert_eq!(NotFound.exit_code(), 1);
+    }
+
+    fn pw(c: &Credentials) -> &str {
+        match &c.credential {
+            Credential::UsernamePassword { password, .. } => password.expose(),
+            Credential::IdentityToken(t) => t.expose(),
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_env_then_stdin_then_docker_config() {
+        let never = || -> DockerConfigLookup { panic!("the Docker config must not be read") };
+        let c = resolve_credentials("h", Some("u".into()), Some("p1".into()), None, never)
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.source, pw(&c)), (CredentialSource::Environment, "p1"));
+        // --password-stdin wins over the environment's password; its newline is dropped.
+        let c = resolve_credentials(
+            "h",
+            Some("u".into()),
+            Some("p1".into()),
+            Some("p2\n".into()),
+            never,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.source, pw(&c)), (CredentialSource::Stdin, "p2"));
+        let c = resolve_credentials("h", None, None, None, || {
+            DockerConfigLookup::Found(Credential::IdentityToken(Secret::new("tok")))
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.source, pw(&c)), (CredentialSource::DockerConfig, "tok"));
+        assert_eq!(
+            resolve_credentials("h", None, None, None, || DockerConfigLookup::Nothing).unwrap(),
+            None
+        );
+        assert_eq!(
+            resolve_credentials("h", Some("u".into()), None, None, never).unwrap_err(),
+            Ok(RegistryInputError::UserWithoutPassword)
+        );
+        assert_eq!(
+            resolve_credentials("h", None, None, Some("p".into()), never).unwrap_err(),
+            Ok(RegistryInputError::PasswordWithoutUser)
+        );
+        assert_eq!(
+            resolve_credentials("h", None, None, None, || DockerConfigLookup::Failed(
+                "helper x failed".into()
+            ))
+            .unwrap_err(),
+            Err("helper x failed".to_string())
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Credentials {
+            host: "h".into(),
+            credential: Credential::UsernamePassword {
+                username: "u".into(),
+                password: Secret::new("hunter2"),
+            },
+            source: CredentialSource::Environment,
+        };
+        let shown = format!("{c:?} {} {}", c.who(), Secret::new("hunter2"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}
