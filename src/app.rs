@@ -388,6 +388,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         no_cache: a.no_cache,
         force: a.force,
         network: a.network.mode(),
+        verify_reproducible: a.verify_reproducible,
     };
     let mut outcomes = Vec::new();
     let mut code = 0;
@@ -404,7 +405,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         if !a.json {
             print_build_outcome(&o);
         }
-        if o.status == BuildStatus::Failed {
+        if matches!(o.status, BuildStatus::Failed | BuildStatus::NotReproducible) {
             code = 1;
         }
         outcomes.push(o);
@@ -457,6 +458,15 @@ fn print_build_outcome(o: &pipeline::BuildOutcome) {
                     .map(|f| format!("  - {f}"))
                     .collect::<Vec<_>>()
                     .join("\n"))
+                .unwrap_or_default()
+        ),
+        BuildStatus::NotReproducible => writeln!(
+            out,
+            "{}: NOT REPRODUCIBLE, not tagged\n{}",
+            o.recipe,
+            o.reproducible
+                .as_ref()
+                .map(|c| c.to_string())
                 .unwrap_or_default()
         ),
         BuildStatus::Untested => writeln!(

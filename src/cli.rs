@@ -123,6 +123,10 @@ pub struct BuildArgs {
         env = "RDNA1_IMAGES_BUILD_NETWORK"
     )]
     pub network: BuildNetwork,
+    /// Build a second time without cache and compare image id and layer digests; on a
+    /// mismatch name the layers and files that differ, tag nothing and exit 1.
+    #[arg(long)]
+    pub verify_reproducible: bool,
     #[arg(long)]
     pub json: bool,
 }

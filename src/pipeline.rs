@@ -52,6 +52,8 @@ pub enum BuildStatus {
     Failed,
     /// Built with `--smoke skip`: not tagged.
     Untested,
+    /// `--verify-reproducible`: a second build gave another image; not tagged.
+    NotReproducible,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +68,12 @@ pub struct BuildOutcome {
     pub build_seconds: Option<f64>,
     /// A failed candidate was removed (it had no tag of its own).
     pub candidate_removed: bool,
+    /// Layer digests (diff ids) of the image, bottom first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    /// The second build's comparison, with `--verify-reproducible`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reproducible: Option<crate::reproduce::Comparison>,
 }
 
 pub struct BuildOptions {
@@ -74,6 +82,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// `networkmode` for RUN steps (None: the engine's default).
     pub network: Option<&'static str>,
+    /// Build a second time without cache and compare before the smoke test.
+    pub verify_reproducible: bool,
 }
 
 /// Builds, tests and tags one recipe.
@@ -99,6 +109,8 @@ pub async fn build(
         smoke: None,
         build_seconds: None,
         candidate_removed: false,
+        layers: vec![],
+        reproducible: None,
     };
     if !opts.force {
         if let Some(existing) = engine.image(&pinned_ref).await? {
@@ -121,9 +133,24 @@ pub async fn build(
         prepared.digest.short()
     ));
     let started = Instant::now();
-    let image_id = build_image(engine, r, &prepared, opts, progress).await?;
+    let built = build_image(engine, r, &prepared, opts, progress).await?;
+    // The engine's image carries build times; the one tested, tagged and pushed does not.
+    let norm = crate::normalise::normalise(engine, r, &built, progress).await?;
+    let image_id = norm.normalised.image_id.clone();
     outcome.build_seconds = Some(started.elapsed().as_secs_f64());
     outcome.image_id = Some(image_id.clone());
+    outcome.layers = norm.normalised.diff_ids();
+    if opts.verify_reproducible {
+        let c = crate::normalise::verify(engine, r, &prepared, opts, &norm.normalised, progress)
+            .await?;
+        let same = c.reproducible;
+        outcome.reproducible = Some(c);
+        if !same {
+            outcome.status = BuildStatus::NotReproducible;
+            outcome.candidate_removed = engine.remove_untagged(&image_id).await?;
+            return Ok(outcome);
+        }
+    }
     if opts.level == Level::Skip {
         progress.note(&format!(
             "smoke test SKIPPED (--smoke skip): image {} is NOT tagged",

@@ -5,6 +5,7 @@
 
 mod build;
 mod container;
+mod export;
 mod images;
 
 use std::time::Duration;
