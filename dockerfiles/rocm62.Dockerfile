@@ -6,6 +6,7 @@
 FROM rocm/dev-ubuntu-22.04:6.2-complete@sha256:e5df8c7787939b5319a02481affb5356198a9365b37a2b8719dba42590fd1812 AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
+ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git ccache python3-pip \
  && apt-get clean \
@@ -41,6 +42,7 @@ RUN --mount=type=cache,target=/root/.ccache cd /src/pytorch \
 FROM rocm/dev-ubuntu-22.04:6.2-complete@sha256:e5df8c7787939b5319a02481affb5356198a9365b37a2b8719dba42590fd1812 AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
+ARG SOURCE_DATE_EPOCH
 COPY --from=builder /wheels/ /tmp/wheels/
 RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check /tmp/wheels/*.whl \
  && rm -rf /tmp/wheels
