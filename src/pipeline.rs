@@ -53,6 +53,7 @@ pub enum BuildStatus {
     /// Built with `--smoke skip`: not tagged.
     Untested,
     /// `--verify-reproducible`: a second build gave another image; not tagged.
+    #[serde(rename = "not_reproducible")]
     NotReproducible,
 }
 
