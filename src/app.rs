@@ -122,6 +122,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Build(a) => build(&cli, a, &mut console).await,
         Command::Smoke(a) => smoke(&cli, a, &mut console).await,
         Command::Clean(a) => clean(a, &mut console).await,
+        Command::Lock(a) => lock(&cli, a).await,
         Command::Doctor(_) | Command::Run(_) => Err(Failure::job(anyhow::anyhow!(
             "this command is not available in this build yet"
         ))),
@@ -527,6 +528,50 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         }
     }
     Ok(if result.passed { 0 } else { 1 })
+}
+
+async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
+    let Some(dir) = &cli.recipes else {
+        return Err(Failure::input(anyhow::anyhow!(
+            "`lock` writes the pins into the recipe file: name its folder with --recipes DIR (e.g. --recipes recipes)"
+        )));
+    };
+    if !crate::recipe::is_plain_name(&a.recipe) {
+        return Err(LookupError::NotAName(a.recipe.clone()).into());
+    }
+    let path = dir.join(format!("{}.yaml", a.recipe));
+    if !path.exists() {
+        return Err(Failure::input(anyhow::anyhow!(
+            "no recipe {}",
+            path.display()
+        )));
+    }
+    let engine = Engine::connect().await.ok();
+    let report = crate::lock::lock(&path, |image| {
+        let engine = engine.clone();
+        async move {
+            match engine {
+                Some(e) => e.resolve_digest(&image).await.map_err(|x| x.to_string()),
+                None => Err("no Docker engine answers to ask the registry".to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|e| Failure::job(anyhow::anyhow!(e)))?;
+    if a.json {
+        print_json(&report)?;
+    } else {
+        for (field, value) in &report.pinned {
+            println!("pinned {}: {field} = {value}", report.file);
+        }
+        for l in &report.left {
+            println!("left   {}: {l}", report.file);
+        }
+        if report.pinned.is_empty() {
+            println!("{}: nothing to pin", report.file);
+        }
+    }
+    Ok(0)
 }
 
 async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {

@@ -43,6 +43,16 @@ pub enum Command {
     Run(RunArgs),
     /// Remove containers and untagged images the tool left behind (found by its labels).
     Clean(CleanArgs),
+    /// Resolve the base tag to its digest and fill in missing wheel hashes, in the recipe file.
+    Lock(LockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The recipe to lock (in --recipes DIR: the file is rewritten, comments kept).
+    pub recipe: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

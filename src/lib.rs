@@ -9,6 +9,7 @@ pub mod context;
 pub mod doctor;
 pub mod engine;
 pub mod host;
+pub mod lock;
 pub mod normalise;
 pub mod pipeline;
 pub mod recipe;

@@ -330,3 +330,141 @@ fn the_shipped_recipes_pass_check_strict() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// A wheel folder served on loopback by Python's http.server; killed when dropped.
+struct WheelServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl WheelServer {
+    fn start(dir: &Path) -> WheelServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Owned before waiting: a panic below still kills it.
+        let server = WheelServer { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("http.server on 127.0.0.1:{port} did not start");
+    }
+}
+
+impl Drop for WheelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn lock_pins_the_base_by_registry_digest_and_hashes_wheels_keeping_comments() {
+    if !require_docker("lock") {
+        return;
+    }
+    let Some(reg) = registry("lock") else {
+        return;
+    };
+    // The base: the tiny test image, pushed to the loopback registry under a tag.
+    let tiny = "rdna1-test-tiny:latest";
+    if !docker(&["image", "inspect", tiny]).status.success() {
+        assert!(
+            std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() != Ok("1"),
+            "{tiny} is missing: run ci/test-base.sh"
+        );
+        eprintln!("SKIPPED lock: {tiny} missing");
+        return;
+    }
+    let base = format!("{reg}/rdna1-lock/tiny-{}:v1", std::process::id());
+    assert!(docker(&["tag", tiny, &base]).status.success());
+    let (_, _, out) = push(&base);
+    let digest = out
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
+        .to_string();
+    let _ = docker(&["rmi", &base]);
+
+    // The wheels: a folder served on loopback.
+    let wheels = tempfile::tempdir().unwrap();
+    let whl = wheels.path().join("rdna1_fixture-0.1-py3-none-any.whl");
+    write_wheel(&whl, 7);
+    let want = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&whl).unwrap());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let server = WheelServer::start(wheels.path());
+
+    let sb = Sandbox::new();
+    let name = "lock-fixture";
+    let recipe = fixture_ok()
+        .replace("name: fixture-ok\n", &format!("name: {name}\n"))
+        .replace(
+            "  image: rdna1-test-base:bookworm\n  unpinned_reason: local test image made by ci/test-base.sh, never pulled\n",
+            &format!("  # pinned by `lock`\n  image: {base}  # the tag people read\n"),
+        )
+        .replace(
+            "pytorch:\n  preinstalled:\n    version: 1.13.0a0  # Debian python3-torch 1.13.1+dfsg reports 1.13.0a0\n",
+            &format!(
+                "pytorch:\n  wheels:\n    torch_version: 1.13.0a0\n    index: http://127.0.0.1:{0}/\n    packages:\n      # the fixture wheel\n      - name: rdna1-fixture\n        version: \"0.1\"\n        url: http://127.0.0.1:{0}/rdna1_fixture-0.1-py3-none-any.whl\n",
+                server.port
+            ),
+        );
+    sb.write(name, &recipe);
+    // Unpinned: check --strict fails and names both.
+    let o = sb.cmd(&["check", "--strict"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    let o = sb.cmd(&["lock", name]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let locked = sb.read(name);
+    assert!(
+        locked.contains(&format!(
+            "  # pinned by `lock`\n  image: {base}  # the tag people read\n  digest: {digest}\n"
+        )),
+        "{locked}"
+    );
+    assert!(
+        locked.contains(&format!(
+            "      # the fixture wheel\n      - name: rdna1-fixture\n        version: \"0.1\"\n        url: http://127.0.0.1:{}/rdna1_fixture-0.1-py3-none-any.whl\n        sha256: [{want}]\n",
+            server.port
+        )),
+        "{locked}"
+    );
+    // Everything else is as it was.
+    assert_eq!(
+        locked
+            .replace(&format!("  digest: {digest}\n"), "")
+            .replace(&format!("        sha256: [{want}]\n"), ""),
+        recipe
+    );
+    let o = sb.cmd(&["check", "--strict"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Locked already: nothing changes.
+    let o = sb.cmd(&["lock", name]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("nothing to pin"), "{}", text(&o));
+    assert_eq!(sb.read(name), locked);
+}

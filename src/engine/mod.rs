@@ -7,6 +7,7 @@ mod build;
 mod container;
 mod export;
 mod images;
+mod resolve;
 
 use std::time::Duration;
 
