@@ -6,6 +6,7 @@
 FROM ubuntu:jammy-20260901.2@sha256:281c5745f657873d78e5531fc5ba8575f46ab7769b94550ac99543f122679986
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
+ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
  && apt-get clean \

@@ -6,6 +6,7 @@
 FROM rocm/dev-ubuntu-22.04:6.2-complete@sha256:e5df8c7787939b5319a02481affb5356198a9365b37a2b8719dba42590fd1812 AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
+ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates ccache cmake ninja-build build-essential perl python3 python3-dev python3-pip libpng-dev libjpeg-dev \
  && apt-get clean \
@@ -78,6 +79,7 @@ RUN --mount=type=cache,target=/root/.ccache export CCACHE_DIR=/root/.ccache \
 FROM rocm/dev-ubuntu-22.04:6.2-complete@sha256:e5df8c7787939b5319a02481affb5356198a9365b37a2b8719dba42590fd1812 AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
+ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates libgomp1 libnuma1 libpng16-16 libjpeg-turbo8 \
  && apt-get clean \

@@ -132,6 +132,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Push(a) => crate::registry_commands::push(&cli, a, &mut console).await,
         Command::Pull(a) => crate::registry_commands::pull(&cli, a, &mut console).await,
         Command::Promote(a) => crate::registry_commands::promote(&cli, a, &mut console).await,
+        Command::Lock(a) => lock(&cli, a).await,
     }
 }
 
@@ -400,6 +401,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         force: a.force,
         network: a.network.mode(),
         registry: plan.clone(),
+        verify_reproducible: a.verify_reproducible,
     };
     let mut outcomes = Vec::new();
     let mut code = 0;
@@ -416,7 +418,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         if !a.json {
             print_build_outcome(&o);
         }
-        if o.status == BuildStatus::Failed {
+        if matches!(o.status, BuildStatus::Failed | BuildStatus::NotReproducible) {
             code = 1;
         }
         if let Some(plan) = plan.as_ref().filter(|_| a.push) {
@@ -479,6 +481,15 @@ fn print_build_outcome(o: &pipeline::BuildOutcome) {
             "{}: PULLED from the registry (same input digest, tested there), tagged {} (image {id})",
             o.recipe,
             o.tags.join(", ")
+        ),
+        BuildStatus::NotReproducible => writeln!(
+            out,
+            "{}: NOT REPRODUCIBLE, not tagged\n{}",
+            o.recipe,
+            o.reproducible
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default()
         ),
         BuildStatus::Untested => writeln!(
             out,
@@ -546,6 +557,50 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         }
     }
     Ok(if result.passed { 0 } else { 1 })
+}
+
+async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
+    let Some(dir) = &cli.recipes else {
+        return Err(Failure::input(anyhow::anyhow!(
+            "`lock` writes the pins into the recipe file: name its folder with --recipes DIR (e.g. --recipes recipes)"
+        )));
+    };
+    if !crate::recipe::is_plain_name(&a.recipe) {
+        return Err(LookupError::NotAName(a.recipe.clone()).into());
+    }
+    let path = dir.join(format!("{}.yaml", a.recipe));
+    if !path.exists() {
+        return Err(Failure::input(anyhow::anyhow!(
+            "no recipe {}",
+            path.display()
+        )));
+    }
+    let engine = Engine::connect().await.ok();
+    let report = crate::lock::lock(&path, |image| {
+        let engine = engine.clone();
+        async move {
+            match engine {
+                Some(e) => e.resolve_digest(&image).await.map_err(|x| x.to_string()),
+                None => Err("no Docker engine answers to ask the registry".to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|e| Failure::job(anyhow::anyhow!(e)))?;
+    if a.json {
+        print_json(&report)?;
+    } else {
+        for (field, value) in &report.pinned {
+            println!("pinned {}: {field} = {value}", report.file);
+        }
+        for l in &report.left {
+            println!("left   {}: {l}", report.file);
+        }
+        if report.pinned.is_empty() {
+            println!("{}: nothing to pin", report.file);
+        }
+    }
+    Ok(0)
 }
 
 async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {

@@ -49,6 +49,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Pull the nightly image, run the gpu smoke test, and only on a pass move the stable tags.
     Promote(PromoteArgs),
+    /// Resolve the base tag to its digest and fill in missing wheel hashes, in the recipe file.
+    Lock(LockArgs),
 }
 
 /// The registry and how to log in to it.
@@ -110,6 +112,14 @@ pub struct PromoteArgs {
     pub smoke: PromoteLevel,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The recipe to lock (in --recipes DIR: the file is rewritten, comments kept).
+    pub recipe: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -200,6 +210,10 @@ pub struct BuildArgs {
     pub no_pull: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Build a second time without cache and compare image id and layer digests; on a
+    /// mismatch name the layers and files that differ, tag nothing and exit 1.
+    #[arg(long)]
+    pub verify_reproducible: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -653,6 +653,8 @@ pub async fn pull_for_build(
                 smoke: None,
                 build_seconds: None,
                 candidate_removed: false,
+                layers: vec![],
+                reproducible: None,
             })))
         }
         t => {

@@ -60,6 +60,9 @@ pub enum BuildStatus {
     Untested,
     /// Pulled from the registry (same input digest, its smoke report covers the level).
     Pulled,
+    /// `--verify-reproducible`: a second build gave another image; not tagged.
+    #[serde(rename = "not_reproducible")]
+    NotReproducible,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +77,12 @@ pub struct BuildOutcome {
     pub build_seconds: Option<f64>,
     /// A failed candidate was removed (it had no tag of its own).
     pub candidate_removed: bool,
+    /// Layer digests (diff ids) of the image, bottom first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    /// The second build's comparison, with `--verify-reproducible`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reproducible: Option<crate::reproduce::Comparison>,
 }
 
 pub struct BuildOptions {
@@ -84,6 +93,8 @@ pub struct BuildOptions {
     pub network: Option<&'static str>,
     /// Pull-or-build: the registry to ask for `<recipe>-<digest12>` first.
     pub registry: Option<crate::distribute::RegistryPlan>,
+    /// Build a second time without cache and compare before the smoke test.
+    pub verify_reproducible: bool,
 }
 
 /// Builds, tests and tags one recipe.
@@ -109,6 +120,8 @@ pub async fn build(
         smoke: None,
         build_seconds: None,
         candidate_removed: false,
+        layers: vec![],
+        reproducible: None,
     };
     if !opts.force {
         if let Some(existing) = engine.image(&pinned_ref).await? {
@@ -126,7 +139,12 @@ pub async fn build(
         }
     }
     let mut pulled = None;
-    if let Some(plan) = opts.registry.as_ref().filter(|p| p.pull) {
+    // Verifying reproducibility means building here, twice: no pull-or-build then.
+    if let Some(plan) = opts
+        .registry
+        .as_ref()
+        .filter(|p| p.pull && !opts.verify_reproducible)
+    {
         use crate::distribute::{pull_for_build, PullForBuild};
         match pull_for_build(engine, plan, loaded, &prepared.digest, opts.level, progress).await? {
             PullForBuild::Build => {}
@@ -134,8 +152,8 @@ pub async fn build(
             PullForBuild::NeedsSmoke(id) => pulled = Some(id),
         }
     }
-    let image_id = match pulled {
-        Some(id) => id,
+    let (image_id, normalised) = match pulled {
+        Some(id) => (id, None),
         None => {
             progress.note(&format!(
                 "building {} (input digest {})",
@@ -143,12 +161,27 @@ pub async fn build(
                 prepared.digest.short()
             ));
             let started = Instant::now();
-            let id = build_image(engine, r, &prepared, opts, progress).await?;
+            let built = build_image(engine, r, &prepared, opts, progress).await?;
+            // The engine's image carries build times; the one tested, tagged and pushed does not.
+            let norm = crate::normalise::normalise(engine, r, &built, progress).await?;
             outcome.build_seconds = Some(started.elapsed().as_secs_f64());
-            id
+            (norm.normalised.image_id.clone(), Some(norm.normalised))
         }
     };
     outcome.image_id = Some(image_id.clone());
+    if let Some(n) = &normalised {
+        outcome.layers = n.diff_ids();
+    }
+    if let (true, Some(n)) = (opts.verify_reproducible, &normalised) {
+        let c = crate::normalise::verify(engine, r, &prepared, opts, n, progress).await?;
+        let same = c.reproducible;
+        outcome.reproducible = Some(c);
+        if !same {
+            outcome.status = BuildStatus::NotReproducible;
+            outcome.candidate_removed = engine.remove_untagged(&image_id).await?;
+            return Ok(outcome);
+        }
+    }
     if opts.level == Level::Skip {
         progress.note(&format!(
             "smoke test SKIPPED (--smoke skip): image {} is NOT tagged",

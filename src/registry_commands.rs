@@ -271,7 +271,7 @@ pub async fn push_after_build(
             ));
             Ok(())
         }
-        BuildStatus::Failed | BuildStatus::Untested => {
+        BuildStatus::Failed | BuildStatus::Untested | BuildStatus::NotReproducible => {
             console.note(&format!(
                 "{}: not pushed: only an image that passed its smoke test is pushed",
                 outcome.recipe

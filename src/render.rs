@@ -230,6 +230,9 @@ fn from(_r: &Recipe, reference: &str, stage: Option<&str>, out: &mut String) {
     // pipefail: a failing command on the left of a pipe must fail the step.
     out.push_str("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]\n");
     out.push_str("ARG DEBIAN_FRONTEND=noninteractive\n");
+    // In every RUN's environment: Python then writes hash-based .pyc files (no source
+    // mtimes), and other tools that honour it stop stamping the build time.
+    out.push_str("ARG SOURCE_DATE_EPOCH\n");
 }
 
 fn system_packages(r: &Recipe, out: &mut String) {

@@ -5,8 +5,10 @@
 
 mod build;
 mod container;
+mod export;
 mod images;
 mod registry;
+mod resolve;
 
 use std::time::Duration;
 

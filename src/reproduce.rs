@@ -1,0 +1,890 @@
+//! Deterministic images on an engine that ignores SOURCE_DATE_EPOCH, and the comparison that
+//! says why two builds differ. Pure: files in, files out, no daemon.
+//!
+//! Docker 20.10's BuildKit writes the build time into the image config (`created`, history)
+//! and into the layers (mtimes of every file a RUN touches and of the parent folders of every
+//! COPY). So the image the engine builds is rewritten, in the `docker save` format:
+//!
+//! - every layer the build added (the base's layers are kept byte for byte): entries sorted
+//!   by path, mtimes clamped to SOURCE_DATE_EPOCH, atime/ctime and sub-second times dropped,
+//!   uid/gid/mode/xattrs and whiteouts kept, hard links pointed at the first path in order;
+//! - the config: `created` = SOURCE_DATE_EPOCH, history times clamped to it, `diff_ids`
+//!   recomputed.
+//!
+//! The result is a `docker load` archive holding only the rewritten layers (the engine finds
+//! the base layers by their chain id and does not read them), and its image id is the sha256
+//! of the config, known before the load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// A file (or folder, link...) in a layer, after normalisation: what decides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileInfo {
+    pub path: String,
+    /// `file`, `dir`, `symlink`, `hardlink`, `char`, `block`, `fifo`, or the tar type byte.
+    pub kind: String,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    /// sha256 of the content (regular files only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Extended attributes and other kept PAX records, `key=sha256(value)[..12]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<String>,
+}
+
+/// One layer of a normalised image.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub index: usize,
+    pub diff_id: String,
+    /// The Dockerfile instruction that made it (from the history), for messages.
+    pub created_by: String,
+    /// Rewritten by us (false: a base layer, kept as the engine had it).
+    pub rewritten: bool,
+    /// The entries (rewritten layers only).
+    #[serde(skip)]
+    pub files: Vec<FileInfo>,
+    pub bytes: u64,
+}
+
+/// The result of normalising one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Normalised {
+    /// sha256 of the rewritten config: the id the engine gives the loaded image.
+    pub image_id: String,
+    pub layers: Vec<LayerReport>,
+    #[serde(skip)]
+    pub config: serde_json::Value,
+}
+
+impl Normalised {
+    pub fn diff_ids(&self) -> Vec<String> {
+        self.layers.iter().map(|l| l.diff_id.clone()).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NormaliseError {
+    #[error("reading the saved image: {0}")]
+    Io(#[from] io::Error),
+    #[error("the saved image is not in the expected format: {0}")]
+    Format(String),
+}
+
+fn bad(msg: impl Into<String>) -> NormaliseError {
+    NormaliseError::Format(msg.into())
+}
+
+/// A byte range of a file, readable and seekable on its own (one layer inside a saved image).
+struct Region {
+    file: File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Region {
+    fn new(mut file: File, start: u64, len: u64) -> io::Result<Region> {
+        file.seek(SeekFrom::Start(start))?;
+        Ok(Region {
+            file,
+            start,
+            len,
+            pos: 0,
+        })
+    }
+}
+
+impl Read for Region {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        if left == 0 {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(left) as usize;
+        let n = self.file.read(&mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Region {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => p as i64,
+            SeekFrom::End(d) => self.len as i64 + d,
+            SeekFrom::Current(d) => self.pos as i64 + d,
+        };
+        if target < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before start",
+            ));
+        }
+        self.pos = target as u64;
+        self.file.seek(SeekFrom::Start(self.start + self.pos))?;
+        Ok(self.pos)
+    }
+}
+
+/// Writes through and hashes what it writes.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads through and hashes what it reads.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn hex(d: impl AsRef<[u8]>) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The entries of a tar file by path: (offset of the data, size).
+fn index_tar(path: &Path) -> io::Result<HashMap<String, (u64, u64)>> {
+    let mut ar = tar::Archive::new(File::open(path)?);
+    let mut out = HashMap::new();
+    for e in ar.entries_with_seek()? {
+        let e = e?;
+        let p = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        out.insert(p, (e.raw_file_position(), e.size()));
+    }
+    Ok(out)
+}
+
+fn read_region(path: &Path, at: (u64, u64)) -> io::Result<Vec<u8>> {
+    let mut r = Region::new(File::open(path)?, at.0, at.1)?;
+    let mut v = Vec::with_capacity(at.1 as usize);
+    r.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// One entry of a layer, located in the source for the second pass.
+struct Item {
+    path: Vec<u8>,
+    header: tar::Header,
+    link: Option<Vec<u8>>,
+    pax: Vec<(String, Vec<u8>)>,
+    data_pos: u64,
+    size: u64,
+}
+
+/// PAX records that carry time or what the header already says: dropped.
+const DROPPED_PAX: &[&str] = &["atime", "ctime", "mtime", "path", "linkpath", "size"];
+
+fn trim_slash(p: &[u8]) -> &[u8] {
+    let mut p = p;
+    while p.len() > 1 && p.ends_with(b"/") {
+        p = &p[..p.len() - 1];
+    }
+    while p.starts_with(b"./") {
+        p = &p[2..];
+    }
+    p
+}
+
+fn kind(t: tar::EntryType) -> String {
+    use tar::EntryType as T;
+    match t {
+        T::Regular | T::Continuous => "file".into(),
+        T::Directory => "dir".into(),
+        T::Symlink => "symlink".into(),
+        T::Link => "hardlink".into(),
+        T::Char => "char".into(),
+        T::Block => "block".into(),
+        T::Fifo => "fifo".into(),
+        other => format!("type {}", other.as_byte() as char),
+    }
+}
+
+/// Rewrites one layer tar deterministically into `out`; returns its diff id, size and entries.
+pub fn rewrite_layer<R: Read + Seek, W: Write>(
+    src: R,
+    epoch: u64,
+    out: W,
+) -> Result<(String, u64, Vec<FileInfo>), NormaliseError> {
+    let mut ar = tar::Archive::new(src);
+    let mut items = Vec::new();
+    for e in ar.entries_with_seek()? {
+        let mut e = e?;
+        let mut pax = Vec::new();
+        if let Some(exts) = e.pax_extensions()? {
+            for x in exts {
+                let x = x?;
+                let key = String::from_utf8_lossy(x.key_bytes()).into_owned();
+                if !DROPPED_PAX.contains(&key.as_str()) {
+                    pax.push((key, x.value_bytes().to_vec()));
+                }
+            }
+        }
+        pax.sort();
+        items.push(Item {
+            path: trim_slash(&e.path_bytes()).to_vec(),
+            header: e.header().clone(),
+            link: e.link_name_bytes().map(|l| l.into_owned()),
+            pax,
+            data_pos: e.raw_file_position(),
+            size: e.size(),
+        });
+    }
+    items.sort_by(|a, b| a.path.cmp(&b.path));
+    items.dedup_by(|later, earlier| later.path == earlier.path);
+    canonical_hardlinks(&mut items);
+
+    let mut src = ar.into_inner();
+    let mut b = tar::Builder::new(Hashing {
+        inner: BufWriter::new(out),
+        hash: Sha256::new(),
+        bytes: 0,
+    });
+    let mut files = Vec::with_capacity(items.len());
+    for it in &items {
+        let mut h = it.header.clone();
+        let mtime = h.mtime().unwrap_or(0).min(epoch);
+        h.set_mtime(mtime);
+        if let Some(g) = h.as_gnu_mut() {
+            g.atime = [0; 12];
+            g.ctime = [0; 12];
+        }
+        if !it.pax.is_empty() {
+            b.append_pax_extensions(it.pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        }
+        let path = bytes_path(&it.path);
+        let t = h.entry_type();
+        let mut sha = None;
+        match (&it.link, t) {
+            (Some(link), tar::EntryType::Link | tar::EntryType::Symlink) => {
+                h.set_size(0);
+                b.append_link(&mut h, path, bytes_path(link))?;
+            }
+            _ => {
+                src.seek(SeekFrom::Start(it.data_pos))?;
+                let mut r = HashingReader {
+                    inner: (&mut src).take(it.size),
+                    hash: Sha256::new(),
+                };
+                h.set_size(it.size);
+                b.append_data(&mut h, path, &mut r)?;
+                if t.is_file() {
+                    sha = Some(hex(r.hash.finalize()));
+                }
+            }
+        }
+        files.push(FileInfo {
+            path: String::from_utf8_lossy(&it.path).into_owned(),
+            kind: kind(t),
+            size: if it.link.is_some() { 0 } else { it.size },
+            mode: h.mode().unwrap_or(0),
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+            mtime,
+            sha256: sha,
+            link: it
+                .link
+                .as_ref()
+                .map(|l| String::from_utf8_lossy(l).into_owned()),
+            xattrs: it
+                .pax
+                .iter()
+                .map(|(k, v)| format!("{k}={}", &hex(Sha256::digest(v))[..12]))
+                .collect(),
+        });
+    }
+    b.finish()?;
+    let mut w = b.into_inner()?;
+    w.flush()?;
+    Ok((format!("sha256:{}", hex(w.hash.finalize())), w.bytes, files))
+}
+
+fn bytes_path(b: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(b))
+}
+
+/// After sorting, a hard link may come before the file it points at, which cannot be
+/// extracted. Each group of hard-linked paths gets its first path (in order) as the file and
+/// the others as links to it.
+fn canonical_hardlinks(items: &mut [Item]) {
+    let pos: HashMap<Vec<u8>, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.path.clone(), i))
+        .collect();
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, it) in items.iter().enumerate() {
+        if it.header.entry_type() == tar::EntryType::Link {
+            if let Some(&t) = it.link.as_ref().and_then(|l| pos.get(trim_slash(l))) {
+                groups.entry(t).or_default().push(i);
+            }
+        }
+    }
+    for (target, links) in groups {
+        let first = *links.iter().min().expect("a group has links");
+        if first < target {
+            // The first path takes the file (header, data, xattrs); the old file becomes a link.
+            let canonical = items[first].path.clone();
+            let (file_header, data_pos, size, pax) = {
+                let t = &items[target];
+                (t.header.clone(), t.data_pos, t.size, t.pax.clone())
+            };
+            let link_header = items[first].header.clone();
+            let it = &mut items[first];
+            it.header = file_header;
+            it.data_pos = data_pos;
+            it.size = size;
+            it.link = None;
+            it.pax = pax;
+            let t = &mut items[target];
+            t.header = link_header;
+            t.size = 0;
+            t.pax.clear();
+            t.link = Some(canonical.clone());
+            for &l in links.iter().filter(|&&l| l != first) {
+                items[l].link = Some(canonical.clone());
+            }
+        }
+    }
+}
+
+/// The config with `created` = SOURCE_DATE_EPOCH, history times clamped to it, and the new
+/// diff ids.
+pub fn rewrite_config(
+    config: &serde_json::Value,
+    diff_ids: &[String],
+    epoch: u64,
+) -> serde_json::Value {
+    let stamp = crate::render::rfc3339(epoch);
+    let mut c = config.clone();
+    c["created"] = serde_json::Value::String(stamp.clone());
+    if let Some(h) = c.get_mut("history").and_then(|h| h.as_array_mut()) {
+        for e in h {
+            let late = match e.get("created").and_then(|v| v.as_str()) {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.timestamp() > epoch as i64)
+                    .unwrap_or(true),
+                None => false,
+            };
+            if late {
+                e["created"] = serde_json::Value::String(stamp.clone());
+            }
+        }
+    }
+    c["rootfs"]["diff_ids"] = serde_json::Value::Array(
+        diff_ids
+            .iter()
+            .map(|d| serde_json::Value::String(d.clone()))
+            .collect(),
+    );
+    c
+}
+
+/// `created_by` of the history entry of each layer (entries with `empty_layer` have none).
+fn layer_history(config: &serde_json::Value, layers: usize) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .get("history")
+        .and_then(|h| h.as_array())
+        .map(|h| {
+            h.iter()
+                .filter(|e| {
+                    !e.get("empty_layer")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false)
+                })
+                .map(|e| {
+                    e.get("created_by")
+                        .or_else(|| e.get("comment"))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.resize(layers, String::new());
+    out
+}
+
+/// Reads a `docker save` archive and writes a `docker load` archive of the normalised image:
+/// the first `keep` layers are left to the engine (they are the base's), the others are
+/// rewritten. `scratch` holds the rewritten layers until they are packed.
+pub fn normalise_save(
+    save: &Path,
+    keep: usize,
+    epoch: u64,
+    scratch: &Path,
+    out: &Path,
+) -> Result<Normalised, NormaliseError> {
+    let index = index_tar(save)?;
+    let at = |p: &str| {
+        index
+            .get(p)
+            .copied()
+            .ok_or_else(|| bad(format!("no `{p}` in it")))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read_region(save, at("manifest.json")?)?)
+            .map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let m = manifest
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or_else(|| bad("manifest.json lists no image"))?;
+    let config_path = m["Config"]
+        .as_str()
+        .ok_or_else(|| bad("manifest.json has no Config"))?;
+    let layer_paths: Vec<String> = m["Layers"]
+        .as_array()
+        .ok_or_else(|| bad("manifest.json has no Layers"))?
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let config: serde_json::Value = serde_json::from_slice(&read_region(save, at(config_path)?)?)
+        .map_err(|e| bad(format!("{config_path}: {e}")))?;
+    let old_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or_else(|| bad("the config has no rootfs.diff_ids"))?
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    if old_ids.len() != layer_paths.len() || keep > old_ids.len() {
+        return Err(bad(format!(
+            "{} layers in the manifest, {} diff ids in the config, {keep} to keep",
+            layer_paths.len(),
+            old_ids.len()
+        )));
+    }
+    let history = layer_history(&config, old_ids.len());
+    let mut layers = Vec::new();
+    let mut new_paths = Vec::new();
+    for (i, p) in layer_paths.iter().enumerate() {
+        if i < keep {
+            layers.push(LayerReport {
+                index: i,
+                diff_id: old_ids[i].clone(),
+                created_by: history[i].clone(),
+                rewritten: false,
+                files: vec![],
+                bytes: at(p)?.1,
+            });
+            new_paths.push(p.clone());
+            continue;
+        }
+        let tmp = scratch.join(format!("layer-{i}.tar"));
+        let (diff_id, bytes, files) = rewrite_layer(
+            Region::new(File::open(save)?, at(p)?.0, at(p)?.1)?,
+            epoch,
+            File::create(&tmp)?,
+        )?;
+        new_paths.push(format!(
+            "{}/layer.tar",
+            diff_id.trim_start_matches("sha256:")
+        ));
+        layers.push(LayerReport {
+            index: i,
+            diff_id,
+            created_by: history[i].clone(),
+            rewritten: true,
+            files,
+            bytes,
+        });
+    }
+    let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let config = rewrite_config(&config, &ids, epoch);
+    let config_bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
+    let image_hex = hex(Sha256::digest(&config_bytes));
+    let manifest = serde_json::json!([{
+        "Config": format!("{image_hex}.json"),
+        "RepoTags": null,
+        "Layers": new_paths,
+    }]);
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("a JSON value serializes");
+
+    let mut b = tar::Builder::new(BufWriter::new(File::create(out)?));
+    let header = |size: u64| {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(epoch);
+        h.set_size(size);
+        h
+    };
+    let mut written = std::collections::HashSet::new();
+    for l in layers.iter().filter(|l| l.rewritten) {
+        let name = format!("{}/layer.tar", l.diff_id.trim_start_matches("sha256:"));
+        if !written.insert(name.clone()) {
+            continue;
+        }
+        let f = File::open(scratch.join(format!("layer-{}.tar", l.index)))?;
+        let mut h = header(f.metadata()?.len());
+        b.append_data(&mut h, &name, BufReader::new(f))?;
+    }
+    b.append_data(
+        &mut header(config_bytes.len() as u64),
+        format!("{image_hex}.json"),
+        config_bytes.as_slice(),
+    )?;
+    b.append_data(
+        &mut header(manifest_bytes.len() as u64),
+        "manifest.json",
+        manifest_bytes.as_slice(),
+    )?;
+    b.into_inner()?.flush()?;
+    Ok(Normalised {
+        image_id: format!("sha256:{image_hex}"),
+        layers,
+        config,
+    })
+}
+
+/// How two entries of the same path differ, field by field.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDiff {
+    pub path: String,
+    pub first: Option<FileInfo>,
+    pub second: Option<FileInfo>,
+}
+
+impl fmt::Display for FileDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.first, &self.second) {
+            (Some(a), Some(b)) => {
+                write!(f, "{}:", self.path)?;
+                let mut field = |name: &str, x: String, y: String| -> fmt::Result {
+                    if x != y {
+                        write!(f, " {name} {x} -> {y};")?;
+                    }
+                    Ok(())
+                };
+                field("kind", a.kind.clone(), b.kind.clone())?;
+                field("size", a.size.to_string(), b.size.to_string())?;
+                field("mode", format!("{:o}", a.mode), format!("{:o}", b.mode))?;
+                field(
+                    "owner",
+                    format!("{}:{}", a.uid, a.gid),
+                    format!("{}:{}", b.uid, b.gid),
+                )?;
+                field("mtime", a.mtime.to_string(), b.mtime.to_string())?;
+                let short = |s: &Option<String>| {
+                    s.as_deref()
+                        .map(|s| s[..12.min(s.len())].to_string())
+                        .unwrap_or_else(|| "-".into())
+                };
+                field("content sha256", short(&a.sha256), short(&b.sha256))?;
+                field(
+                    "link",
+                    a.link.clone().unwrap_or_default(),
+                    b.link.clone().unwrap_or_default(),
+                )?;
+                field("xattrs", a.xattrs.join(","), b.xattrs.join(","))
+            }
+            (Some(a), None) => write!(f, "{}: only in the first build ({})", self.path, a.kind),
+            (None, Some(b)) => write!(f, "{}: only in the second build ({})", self.path, b.kind),
+            (None, None) => write!(f, "{}", self.path),
+        }
+    }
+}
+
+/// A layer whose digest differs between two builds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerDiff {
+    pub index: usize,
+    pub created_by: String,
+    pub first: Option<String>,
+    pub second: Option<String>,
+    pub files: Vec<FileDiff>,
+}
+
+/// The verdict of `build --verify-reproducible`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub reproducible: bool,
+    pub first_image: String,
+    pub second_image: String,
+    pub first_layers: Vec<String>,
+    pub second_layers: Vec<String>,
+    pub layers: Vec<LayerDiff>,
+    /// Top-level config keys that differ (when the layers alone do not explain the ids).
+    pub config: Vec<String>,
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reproducible {
+            return write!(
+                f,
+                "reproducible: both builds gave image {} with the same {} layer digests",
+                self.first_image,
+                self.first_layers.len()
+            );
+        }
+        writeln!(
+            f,
+            "NOT reproducible: image {} vs {}",
+            self.first_image, self.second_image
+        )?;
+        for l in &self.layers {
+            writeln!(
+                f,
+                "  layer {} ({}): {} vs {}",
+                l.index,
+                if l.created_by.is_empty() {
+                    "?"
+                } else {
+                    &l.created_by
+                },
+                l.first.as_deref().unwrap_or("none"),
+                l.second.as_deref().unwrap_or("none")
+            )?;
+            if l.files.is_empty() {
+                writeln!(
+                    f,
+                    "    same files and metadata: the entries differ in order or header encoding"
+                )?;
+            }
+            for d in &l.files {
+                writeln!(f, "    {d}")?;
+            }
+        }
+        for k in &self.config {
+            writeln!(f, "  config field `{k}` differs")?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares two normalised builds of the same recipe: which layers differ, and in them which
+/// files and which of their fields.
+pub fn compare(a: &Normalised, b: &Normalised) -> Comparison {
+    let mut layers = Vec::new();
+    for i in 0..a.layers.len().max(b.layers.len()) {
+        let (la, lb) = (a.layers.get(i), b.layers.get(i));
+        if la.map(|l| &l.diff_id) == lb.map(|l| &l.diff_id) {
+            continue;
+        }
+        let map = |l: Option<&LayerReport>| -> BTreeMap<String, FileInfo> {
+            l.map(|l| {
+                l.files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let (fa, fb) = (map(la), map(lb));
+        let mut paths: Vec<&String> = fa.keys().chain(fb.keys()).collect();
+        paths.sort();
+        paths.dedup();
+        let files = paths
+            .into_iter()
+            .filter(|p| fa.get(*p) != fb.get(*p))
+            .map(|p| FileDiff {
+                path: p.clone(),
+                first: fa.get(p).cloned(),
+                second: fb.get(p).cloned(),
+            })
+            .collect();
+        layers.push(LayerDiff {
+            index: i,
+            created_by: la.or(lb).map(|l| l.created_by.clone()).unwrap_or_default(),
+            first: la.map(|l| l.diff_id.clone()),
+            second: lb.map(|l| l.diff_id.clone()),
+            files,
+        });
+    }
+    let mut config = Vec::new();
+    if let (Some(ca), Some(cb)) = (a.config.as_object(), b.config.as_object()) {
+        let mut keys: Vec<&String> = ca.keys().chain(cb.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            if k != "rootfs" && ca.get(k) != cb.get(k) {
+                config.push(k.clone());
+            }
+        }
+    }
+    Comparison {
+        reproducible: a.image_id == b.image_id,
+        first_image: a.image_id.clone(),
+        second_image: b.image_id.clone(),
+        first_layers: a.diff_ids(),
+        second_layers: b.diff_ids(),
+        layers,
+        config,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// (path, type, mtime, data, hard link target)
+    type Entry<'a> = (&'a str, tar::EntryType, u64, &'a [u8], Option<&'a str>);
+
+    fn layer(entries: &[Entry]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, t, mtime, data, link) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(*t);
+            h.set_mtime(*mtime);
+            h.set_mode(if *t == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
+            h.set_size(if link.is_some() { 0 } else { data.len() as u64 });
+            match link {
+                Some(l) => b.append_link(&mut h, path, l).unwrap(),
+                None => b.append_data(&mut h, path, *data).unwrap(),
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn rewrite(l: &[u8], epoch: u64) -> (String, Vec<u8>, Vec<FileInfo>) {
+        let mut out = Vec::new();
+        let (id, n, files) = rewrite_layer(Cursor::new(l), epoch, &mut out).unwrap();
+        assert_eq!(n as usize, out.len());
+        assert_eq!(id, format!("sha256:{}", hex(Sha256::digest(&out))));
+        (id, out, files)
+    }
+
+    #[test]
+    fn rewritten_layers_do_not_depend_on_build_time_or_order() {
+        use tar::EntryType::{Directory as D, Link as L, Regular as F};
+        let a = layer(&[
+            ("etc/", D, 2000, b"", None),
+            ("etc/x/", D, 2001, b"", None),
+            ("etc/x/b.conf", F, 2001, b"cfg", None),
+            ("etc/x/a.conf", L, 2001, b"", Some("etc/x/b.conf")),
+            ("old", F, 5, b"old", None),
+        ]);
+        let b = layer(&[
+            ("old", F, 5, b"old", None),
+            ("etc/", D, 3000, b"", None),
+            ("etc/x/", D, 3005, b"", None),
+            ("etc/x/b.conf", F, 3001, b"cfg", None),
+            ("etc/x/a.conf", L, 3001, b"", Some("etc/x/b.conf")),
+        ]);
+        let (ia, ta, files) = rewrite(&a, 1000);
+        let (ib, _, _) = rewrite(&b, 1000);
+        assert_eq!(ia, ib);
+        let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            names,
+            ["etc", "etc/x", "etc/x/a.conf", "etc/x/b.conf", "old"]
+        );
+        // Clamped, not set: an old mtime stays.
+        assert_eq!(files[0].mtime, 1000);
+        assert_eq!(files[4].mtime, 5);
+        // The hard link now points at the first path, which holds the data, and the
+        // archive extracts (a link before its target would not).
+        assert_eq!(files[2].kind, "file");
+        assert_eq!(files[3].kind, "hardlink");
+        assert_eq!(files[3].link.as_deref(), Some("etc/x/a.conf"));
+        let dir = tempfile::tempdir().unwrap();
+        tar::Archive::new(ta.as_slice()).unpack(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("etc/x/b.conf")).unwrap(),
+            b"cfg"
+        );
+        // Idempotent: a normalised layer stays as it is.
+        let (again, _, _) = rewrite(&ta, 1000);
+        assert_eq!(again, ia);
+    }
+
+    #[test]
+    fn config_gets_the_epoch_and_new_diff_ids() {
+        let c = serde_json::json!({
+            "created": "2026-11-25T19:03:50.054215533Z",
+            "history": [
+                {"created": "2020-01-01T00:00:00Z", "comment": "base"},
+                {"created": "2026-11-25T19:03:49.9Z", "created_by": "RUN x"},
+            ],
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:a", "sha256:b"]},
+        });
+        let r = rewrite_config(&c, &["sha256:a".into(), "sha256:c".into()], 1764028800);
+        assert_eq!(r["created"], "2025-11-25T00:00:00Z");
+        assert_eq!(r["history"][0]["created"], "2020-01-01T00:00:00Z");
+        assert_eq!(r["history"][1]["created"], "2025-11-25T00:00:00Z");
+        assert_eq!(r["rootfs"]["diff_ids"][1], "sha256:c");
+    }
+
+    #[test]
+    fn comparison_names_the_layer_and_the_file() {
+        let info = |path: &str, sha: &str| FileInfo {
+            path: path.into(),
+            kind: "file".into(),
+            size: 29,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 1000,
+            sha256: Some(sha.into()),
+            link: None,
+            xattrs: vec![],
+        };
+        let img = |id: &str, d: &str, sha: &str| Normalised {
+            image_id: id.into(),
+            layers: vec![LayerReport {
+                index: 0,
+                diff_id: d.into(),
+                created_by: "RUN date > /etc/build-date".into(),
+                rewritten: true,
+                files: vec![info("etc/build-date", sha), info("etc/same", "00")],
+                bytes: 0,
+            }],
+            config: serde_json::json!({}),
+        };
+        let c = compare(
+            &img("sha256:1", "sha256:a", "aaaa"),
+            &img("sha256:2", "sha256:b", "bbbb"),
+        );
+        assert!(!c.reproducible);
+        let text = c.to_string();
+        assert!(
+            text.contains("layer 0 (RUN date > /etc/build-date)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("etc/build-date: content sha256 aaaa -> bbbb;"),
+            "{text}"
+        );
+        assert!(!text.contains("etc/same"), "{text}");
+    }
+}

@@ -1,0 +1,470 @@
+//! Reproducible images against the real engine: two no-cache builds give the same image id
+//! and layer digests, a second push uploads no layer, and a build that writes the date is
+//! caught and named. Plus `check --strict` on each kind of unpinned input.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)))
+}
+
+/// A minimal wheel (a zip with fixed timestamps), written by the host's Python.
+fn write_wheel(dest: &Path, value: u32) {
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let script = r#"
+import sys, zipfile, hashlib, base64
+dest, value = sys.argv[1], sys.argv[2]
+files = {
+    "rdna1_fixture/__init__.py": f"VALUE = {value}\n",
+    "rdna1_fixture-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: rdna1-fixture\nVersion: 0.1\n",
+    "rdna1_fixture-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: rdna1-images-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+with zipfile.ZipFile(dest, "w") as z:
+    for name, text in files.items():
+        data = text.encode()
+        z.writestr(zipfile.ZipInfo(name, (2025, 11, 25, 0, 0, 0)), data)
+        h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={h},{len(data)}")
+    record.append("rdna1_fixture-0.1.dist-info/RECORD,,")
+    z.writestr(zipfile.ZipInfo("rdna1_fixture-0.1.dist-info/RECORD", (2025, 11, 25, 0, 0, 0)), "\n".join(record) + "\n")
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, dest.to_str().unwrap(), &value.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// The repro fixture with its wheel and config beside it.
+fn repro_sandbox() -> (Sandbox, String) {
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-repro");
+    write_wheel(
+        &sb.dir
+            .path()
+            .join("wheels/rdna1_fixture-0.1-py3-none-any.whl"),
+        42,
+    );
+    std::fs::create_dir_all(sb.dir.path().join("etc")).unwrap();
+    std::fs::write(sb.dir.path().join("etc/fixture.conf"), "mode=test\n").unwrap();
+    (sb, name)
+}
+
+/// The loopback registry of ci/registry.sh: required under RDNA1_REQUIRE_DOCKER=1.
+fn registry(test: &str) -> Option<String> {
+    let reg = std::env::var("RDNA1_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let up = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5"])
+        .arg(format!("http://{reg}/v2/"))
+        .output()
+        .map(|o| o.stdout == b"200")
+        .unwrap_or(false);
+    if up {
+        return Some(reg);
+    }
+    if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!("{test}: no registry answers at {reg}: run `ci/registry.sh start`");
+    }
+    eprintln!("SKIPPED {test}: no registry at {reg} (ci/registry.sh start)");
+    None
+}
+
+/// Pushes with the docker CLI; returns (layers pushed, layers already there).
+fn push(reference: &str) -> (usize, usize, String) {
+    let o = docker(&["push", reference]);
+    let out = text(&o);
+    assert!(o.status.success(), "docker push {reference}: {out}");
+    let pushed = out.lines().filter(|l| l.ends_with(": Pushed")).count();
+    let existed = out
+        .lines()
+        .filter(|l| l.ends_with(": Layer already exists"))
+        .count();
+    (pushed, existed, out)
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn two_no_cache_builds_give_the_same_image_and_the_second_push_uploads_nothing() {
+    if !require_base("reproducible_builds") {
+        return;
+    }
+    let Some(reg) = registry("reproducible_builds") else {
+        return;
+    };
+    let (sb, name) = repro_sandbox();
+
+    // Build, build again without cache, compare; then the smoke test, then the tags.
+    let o = sb.cmd(&[
+        "build",
+        &name,
+        "--smoke",
+        "cpu",
+        "--no-cache",
+        "--verify-reproducible",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let b = &json(&o)[0];
+    assert_eq!(b["status"], "passed", "{}", text(&o));
+    let c = &b["reproducible"];
+    assert_eq!(c["reproducible"], true, "{}", text(&o));
+    let id = b["image_id"].as_str().unwrap().to_string();
+    assert_eq!(c["first_image"], id.as_str());
+    assert_eq!(c["second_image"], id.as_str());
+    let layers = strings(&b["layers"]);
+    assert_eq!(strings(&c["first_layers"]), layers);
+    assert_eq!(strings(&c["second_layers"]), layers);
+    eprintln!(
+        "REPORT first build:  {id}\nREPORT second build: {}",
+        c["second_image"]
+    );
+    for l in &layers {
+        eprintln!("REPORT   layer {l}");
+    }
+    // The base layer is shared with the base image, untouched.
+    let base_layers = docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        "rdna1-test-base:bookworm",
+    ]);
+    let base_layers: Vec<String> = serde_json::from_str(&base_layers).unwrap();
+    assert_eq!(layers[..base_layers.len()], base_layers[..]);
+    assert!(layers.len() > base_layers.len() + 2, "{layers:?}");
+    // The config carries SOURCE_DATE_EPOCH, not the clock.
+    let created = docker_out(&["image", "inspect", "--format", "{{.Created}}", &id]);
+    assert!(created.starts_with("2025-11-25T00:00:00"), "{created}");
+    // What the RUN made is there and works.
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &id,
+        "python3",
+        "-c",
+        "import rdna1_fixture; print(rdna1_fixture.VALUE, open('/etc/rdna1-fixture/fixture.conf').read())",
+    ]);
+    assert!(text(&o).contains("42 mode=test\nthreads=1"), "{}", text(&o));
+
+    // First push: the new layers go up.
+    let repo = format!("{reg}/rdna1-repro/{name}");
+    let first = format!("{repo}:first");
+    assert!(docker(&["tag", &id, &first]).status.success());
+    let (pushed, _, out) = push(&first);
+    assert!(pushed >= layers.len() - base_layers.len(), "{out}");
+    eprintln!("REPORT first push: {pushed} layer(s) pushed");
+
+    // Remove the image completely, rebuild from nothing, push again: nothing to upload.
+    assert!(docker(&["rmi", &first]).status.success());
+    drop(sb);
+    let _ = docker(&["rmi", &id]);
+    assert!(
+        !docker(&["image", "inspect", &id]).status.success(),
+        "the image must be gone before the rebuild"
+    );
+    let (sb, name2) = repro_sandbox();
+    let again = sb.read(&name2).replace(&name2, &name);
+    sb.write(&name, &again);
+    std::fs::remove_file(sb.dir.path().join(format!("{name2}.yaml"))).unwrap();
+    let o = sb.cmd(&["build", &name, "--smoke", "skip", "--no-cache", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let b = &json(&o)[0];
+    assert_eq!(b["image_id"], id.as_str(), "{}", text(&o));
+    assert_eq!(strings(&b["layers"]), layers);
+    let second = format!("{repo}:second");
+    assert!(docker(&["tag", &id, &second]).status.success());
+    let (pushed, existed, out) = push(&second);
+    eprintln!("REPORT second push: {pushed} layer(s) pushed, {existed} already in the registry");
+    assert_eq!(pushed, 0, "the second push uploaded layers:\n{out}");
+    assert_eq!(existed, layers.len(), "{out}");
+    let _ = docker(&["rmi", &second]);
+    let _ = docker(&["rmi", &id]);
+}
+
+#[test]
+fn a_build_that_writes_the_date_is_caught_and_the_file_named() {
+    if !require_base("nonreproducible_build") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-nonrepro");
+    let o = sb.cmd(&[
+        "build",
+        &name,
+        "--smoke",
+        "cpu",
+        "--verify-reproducible",
+        "--json",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let b = &json(&o)[0];
+    assert_eq!(b["status"], "not_reproducible", "{out}");
+    assert!(b["tags"].as_array().unwrap().is_empty(), "{out}");
+    let c = &b["reproducible"];
+    assert_eq!(c["reproducible"], false);
+    let layers = c["layers"].as_array().unwrap();
+    assert_eq!(
+        layers.len(),
+        1,
+        "only the RUN that writes the date differs: {c}"
+    );
+    assert!(
+        layers[0]["created_by"]
+            .as_str()
+            .unwrap()
+            .contains("date +%s%N > /etc/rdna1-fixture/build-date"),
+        "{c}"
+    );
+    let files: Vec<&str> = layers[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["etc/rdna1-fixture/build-date"], "{c}");
+    // The human report says the same.
+    let o = sb.cmd(&["build", &name, "--smoke", "skip", "--verify-reproducible"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("NOT REPRODUCIBLE"), "{out}");
+    assert!(
+        out.contains("etc/rdna1-fixture/build-date: content sha256"),
+        "{out}"
+    );
+    // The file that is the same in both builds is not listed.
+    assert!(!out.contains("stable.conf:"), "{out}");
+}
+
+/// `check --strict` output for one recipe text.
+fn strict(text_of: &str) -> (Option<i32>, String) {
+    let sb = Sandbox::new();
+    let name = "strict-fixture";
+    sb.write(
+        name,
+        &text_of.replace("name: fixture-ok\n", &format!("name: {name}\n")),
+    );
+    let o = sb.cmd(&["check", "--strict"]);
+    (o.status.code(), text(&o))
+}
+
+fn fixture_ok() -> String {
+    std::fs::read_to_string(fixtures().join("recipes/fixture-ok.yaml")).unwrap()
+}
+
+#[test]
+fn check_strict_names_each_kind_of_unpinned_input() {
+    let ok = fixture_ok();
+    // The fixture's exemption is explicit and reasoned: it passes.
+    let (code, out) = strict(&ok);
+    assert_eq!(code, Some(0), "{out}");
+
+    // A base without digest or reason.
+    let t = ok.replace(
+        "  unpinned_reason: local test image made by ci/test-base.sh, never pulled\n",
+        "",
+    );
+    let (code, out) = strict(&t);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("field `base.digest`"), "{out}");
+
+    // apt packages without versions and without a reason.
+    let t = ok.replace(
+        "pytorch:\n",
+        "system_packages:\n  apt:\n    - curl\n    - git=1:2.39.5-0+deb12u2\npytorch:\n",
+    );
+    let (code, out) = strict(&t);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("system_packages.apt[0]") && out.contains("`curl` has no version"),
+        "{out}"
+    );
+    assert!(!out.contains("apt[1]"), "{out}");
+
+    // A wheel without sha256.
+    let t = ok.replace(
+        "pytorch:\n  preinstalled:\n    version: 1.13.0a0  # Debian python3-torch 1.13.1+dfsg reports 1.13.0a0\n",
+        "pytorch:\n  wheels:\n    torch_version: 1.13.0a0\n    index: https://example.invalid/whl\n    packages:\n      - name: torch\n        version: 1.13.0a0\n        url: https://example.invalid/whl/torch-1.13.0a0-py3-none-any.whl\n",
+    );
+    let (code, out) = strict(&t);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("pytorch.wheels.packages[0].sha256") && out.contains("`torch` has no sha256"),
+        "{out}"
+    );
+
+    // A source ref that is a tag, not a commit.
+    let t = ok.replace(
+        "pytorch:\n  preinstalled:\n    version: 1.13.0a0  # Debian python3-torch 1.13.1+dfsg reports 1.13.0a0\n",
+        "pytorch:\n  source:\n    version: 2.4.1\n    repository: https://github.com/pytorch/pytorch\n    ref: v2.4.1\n    commit: v2.4.1\n    arch: [gfx1010]\n",
+    );
+    let (code, out) = strict(&t);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("pytorch.source.commit")
+            && out.contains("`v2.4.1` must be a full 40-hex commit id"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_shipped_recipes_pass_check_strict() {
+    let o = Command::new(BIN)
+        .args(["check", "--strict"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A wheel folder served on loopback by Python's http.server; killed when dropped.
+struct WheelServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl WheelServer {
+    fn start(dir: &Path) -> WheelServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Owned before waiting: a panic below still kills it.
+        let server = WheelServer { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("http.server on 127.0.0.1:{port} did not start");
+    }
+}
+
+impl Drop for WheelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn lock_pins_the_base_by_registry_digest_and_hashes_wheels_keeping_comments() {
+    if !require_docker("lock") {
+        return;
+    }
+    let Some(reg) = registry("lock") else {
+        return;
+    };
+    // The base: the tiny test image, pushed to the loopback registry under a tag.
+    let tiny = "rdna1-test-tiny:latest";
+    if !docker(&["image", "inspect", tiny]).status.success() {
+        assert!(
+            std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() != Ok("1"),
+            "{tiny} is missing: run ci/test-base.sh"
+        );
+        eprintln!("SKIPPED lock: {tiny} missing");
+        return;
+    }
+    let base = format!("{reg}/rdna1-lock/tiny-{}:v1", std::process::id());
+    assert!(docker(&["tag", tiny, &base]).status.success());
+    let (_, _, out) = push(&base);
+    let digest = out
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
+        .to_string();
+    let _ = docker(&["rmi", &base]);
+
+    // The wheels: a folder served on loopback.
+    let wheels = tempfile::tempdir().unwrap();
+    let whl = wheels.path().join("rdna1_fixture-0.1-py3-none-any.whl");
+    write_wheel(&whl, 7);
+    let want = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&whl).unwrap());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let server = WheelServer::start(wheels.path());
+
+    let sb = Sandbox::new();
+    let name = "lock-fixture";
+    let recipe = fixture_ok()
+        .replace("name: fixture-ok\n", &format!("name: {name}\n"))
+        .replace(
+            "  image: rdna1-test-base:bookworm\n  unpinned_reason: local test image made by ci/test-base.sh, never pulled\n",
+            &format!("  # pinned by `lock`\n  image: {base}  # the tag people read\n"),
+        )
+        .replace(
+            "pytorch:\n  preinstalled:\n    version: 1.13.0a0  # Debian python3-torch 1.13.1+dfsg reports 1.13.0a0\n",
+            &format!(
+                "pytorch:\n  wheels:\n    torch_version: 1.13.0a0\n    index: http://127.0.0.1:{0}/\n    packages:\n      # the fixture wheel\n      - name: rdna1-fixture\n        version: \"0.1\"\n        url: http://127.0.0.1:{0}/rdna1_fixture-0.1-py3-none-any.whl\n",
+                server.port
+            ),
+        );
+    sb.write(name, &recipe);
+    // Unpinned: check --strict fails and names both.
+    let o = sb.cmd(&["check", "--strict"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    let o = sb.cmd(&["lock", name]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let locked = sb.read(name);
+    assert!(
+        locked.contains(&format!(
+            "  # pinned by `lock`\n  image: {base}  # the tag people read\n  digest: {digest}\n"
+        )),
+        "{locked}"
+    );
+    assert!(
+        locked.contains(&format!(
+            "      # the fixture wheel\n      - name: rdna1-fixture\n        version: \"0.1\"\n        url: http://127.0.0.1:{}/rdna1_fixture-0.1-py3-none-any.whl\n        sha256: [{want}]\n",
+            server.port
+        )),
+        "{locked}"
+    );
+    // Everything else is as it was.
+    assert_eq!(
+        locked
+            .replace(&format!("  digest: {digest}\n"), "")
+            .replace(&format!("        sha256: [{want}]\n"), ""),
+        recipe
+    );
+    let o = sb.cmd(&["check", "--strict"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Locked already: nothing changes.
+    let o = sb.cmd(&["lock", name]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("nothing to pin"), "{}", text(&o));
+    assert_eq!(sb.read(name), locked);
+}
