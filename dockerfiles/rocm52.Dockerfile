@@ -10,7 +10,7 @@ ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
  && apt-get clean \
- && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache
+ && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/aux-cache
 COPY requirements.txt /opt/rdna1-images/requirements.txt
 RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --require-hashes --only-binary=:all: -r /opt/rdna1-images/requirements.txt
 ENV HSA_OVERRIDE_GFX_VERSION="10.3.0" \

@@ -10,7 +10,7 @@ ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates ccache cmake ninja-build build-essential perl python3 python3-dev python3-pip libpng-dev libjpeg-dev \
  && apt-get clean \
- && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache
+ && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/aux-cache
 RUN { ls /opt/rocm/lib/rocblas/library | grep gfx1010 || { echo "rocBLAS in the base image has no gfx1010 Tensile files" >&2; exit 1; }; } \
  && { test -e /opt/rocm/lib/rocblas/library/TensileLibrary_lazy_gfx1010.dat || { echo "rocBLAS has no TensileLibrary_lazy_gfx1010.dat (Tensile #1757)" >&2; exit 1; }; } \
  && { test -x /opt/rocm/bin/roc-obj-ls; }
@@ -83,7 +83,7 @@ ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates libgomp1 libnuma1 libpng16-16 libjpeg-turbo8 \
  && apt-get clean \
- && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache
+ && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/aux-cache
 COPY requirements.txt /opt/rdna1-images/requirements.txt
 COPY --from=builder /wheels/ /tmp/wheels/
 RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --require-hashes --no-deps -r /opt/rdna1-images/requirements.txt \

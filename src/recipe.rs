@@ -944,13 +944,26 @@ pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
             base(rb, &["pytorch", "source", "runtime_base"]);
         }
     }
+    // One reason covers every apt list of the recipe: the runtime's and a builder's.
     if r.system_packages.unpinned_reason.is_none() {
-        for (i, p) in r.system_packages.apt.iter().enumerate() {
-            if !p.contains('=') {
-                out.push(at(
-                    &["system_packages", "apt", &i.to_string()],
-                    format!("apt package `{p}` has no version (`{p}=<version>`), and `system_packages.unpinned_reason` gives no reason"),
-                ));
+        let builder: &[String] = match &r.pytorch {
+            PyTorch::Source(s) => &s.builder_apt,
+            _ => &[],
+        };
+        for (list, path) in [
+            (&r.system_packages.apt[..], &["system_packages", "apt"][..]),
+            (builder, &["pytorch", "source", "builder_apt"][..]),
+        ] {
+            for (i, p) in list.iter().enumerate() {
+                if !p.contains('=') {
+                    let idx = i.to_string();
+                    let mut full = path.to_vec();
+                    full.push(&idx);
+                    out.push(at(
+                        &full,
+                        format!("apt package `{p}` has no version (`{p}=<version>`), and `system_packages.unpinned_reason` gives no reason"),
+                    ));
+                }
             }
         }
     }
@@ -1169,6 +1182,44 @@ source_date_epoch: 1
         let e = parse("recipes/src.yaml", &bad).unwrap_err();
         assert_eq!(e.field, "pytorch.source.builder_apt[1]");
         assert_eq!(e.line, Some(21));
+    }
+
+    #[test]
+    fn strict_check_flags_builder_apt_without_a_reason() {
+        let text = EMBEDDED.iter().find(|(n, _)| *n == "rocm62").unwrap().1;
+        let loaded = |text: &str| Loaded {
+            recipe: parse("recipes/rocm62.yaml", text).unwrap(),
+            file: "recipes/rocm62.yaml".into(),
+            text: text.to_string(),
+            origin: Origin::Embedded,
+        };
+        assert!(
+            unpinned(&loaded(text)).is_empty(),
+            "the shipped recipe carries its reason"
+        );
+        let reason = text
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with("unpinned_reason: Ubuntu packages")
+            })
+            .unwrap();
+        let stripped = text.replace(&format!("{reason}\n"), "");
+        let found = unpinned(&loaded(&stripped));
+        let fields: Vec<&str> = found.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"system_packages.apt[0]"), "{fields:?}");
+        assert!(
+            fields.contains(&"pytorch.source.builder_apt[0]"),
+            "{fields:?}"
+        );
+        let e = found
+            .iter()
+            .find(|e| e.field == "pytorch.source.builder_apt[0]")
+            .unwrap();
+        assert!(
+            e.line.is_some() && e.message.contains("`git` has no version"),
+            "{e}"
+        );
     }
 
     #[test]

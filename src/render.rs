@@ -152,7 +152,7 @@ fn apt_install(pkgs: &[String]) -> Vec<String> {
             pkgs.join(" ")
         ),
         "apt-get clean".into(),
-        "rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache"
+        "rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/aux-cache"
             .into(),
     ]
 }
