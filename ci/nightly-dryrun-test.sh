@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# A dry run of one nightly matrix entry (ci/nightly-entry.sh), end to end, against the
+# loopback registry and fixture recipes on the local base image: what nightly.yml does on a
+# hosted runner, minus GHCR, the SBOM and the signature.
+#
+#   1 absent   fixture-ok under a fresh name: built, smoke-tested (cpu), pushed; the tag is
+#              then in the registry, and the smoke table is in the job summary
+#   2 present  the same entry again, with the local image removed: nothing is built (the
+#              registry alone decides), status=present with the same digest
+#   3 failing  fixture-wrong-torch: exit 1, status=failed, nothing pushed
+#
+# Needs: the engine, rdna1-test-base:bookworm (ci/test-base.sh) and the open loopback registry
+# (ci/registry.sh start; RDNA1_TEST_REGISTRY). tests/nightly.rs runs this under cargo test with
+# RDNA1_IMAGES_BIN set to the binary cargo just built; by hand:
+#   eval "$(ci/registry.sh env)" && ci/nightly-dryrun-test.sh
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+registry_host=${RDNA1_TEST_REGISTRY:-}
+[[ -n $registry_host ]] || { echo "nightly-dryrun-test: RDNA1_TEST_REGISTRY is not set; run: eval \"\$(ci/registry.sh env)\"" >&2; exit 3; }
+
+passed=0 failed=0
+check() {
+    local what=$1; shift
+    if "$@"; then
+        printf 'ok      %s\n' "$what"
+        passed=$((passed + 1))
+    else
+        printf 'FAILED  %s\n' "$what"
+        failed=$((failed + 1))
+    fi
+}
+
+work=$(mktemp -d /tmp/rdna1-nightly-dryrun.XXXXXX)
+id=$$-$RANDOM
+good=nightly-t$id
+bad=nightly-bad-t$id
+cleanup() {
+    docker image ls --format '{{.Repository}}:{{.Tag}}' rdna1-images |
+        grep -E "^rdna1-images:(${good}|${bad})(-|$)" |
+        xargs -r docker rmi --no-prune >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/recipes"
+sed "s/^name: fixture-ok$/name: $good/" tests/fixtures/recipes/fixture-ok.yaml >"$work/recipes/$good.yaml"
+sed "s/^name: fixture-wrong-torch$/name: $bad/" tests/fixtures/recipes/fixture-wrong-torch.yaml >"$work/recipes/$bad.yaml"
+
+export RDNA1_IMAGES_RECIPES=$work/recipes
+export RDNA1_IMAGES_REGISTRY=$registry_host/rdna1-nightly-dryrun-$id
+# This machine's engine has no bridge network; the fixtures need none.
+export RDNA1_IMAGES_BUILD_NETWORK=${RDNA1_IMAGES_BUILD_NETWORK:-none}
+unset RDNA1_NIGHTLY_FORCE RDNA1_NIGHTLY_NO_PUSH RDNA1_REGISTRY_USER RDNA1_REGISTRY_PASSWORD
+
+# Runs one entry like the workflow step does, with its own GITHUB_OUTPUT/STEP_SUMMARY files.
+entry() {
+    local run=$1 recipe=$2
+    mkdir -p "$work/$run"
+    : >"$work/$run/github-output"
+    : >"$work/$run/step-summary"
+    local rc=0
+    GITHUB_OUTPUT=$work/$run/github-output GITHUB_STEP_SUMMARY=$work/$run/step-summary \
+        RDNA1_NIGHTLY_OUT=$work/$run/out \
+        bash ci/nightly-entry.sh "$recipe" >"$work/$run/stdout" 2>"$work/$run/stderr" || rc=$?
+    echo "$rc" >"$work/$run/rc"
+    printf -- '--- %s (%s): exit %s\n' "$run" "$recipe" "$rc"
+    sed 's/^/    /' "$work/$run/github-output"
+}
+output() { sed -n "s/^$2=//p" "$work/$1/github-output" | tail -n1; }
+rc_is() { [[ $(<"$work/$1/rc") == "$2" ]]; }
+has_tag() { bash ci/nightly-has-tag.sh "$RDNA1_IMAGES_REGISTRY:$1" >/dev/null 2>&1; }
+lacks_tag() { ! has_tag "$1"; }
+report_passed() { jq -e '.[0].status == "passed"' "$1" >/dev/null; }
+local_tags_of() { docker image ls --format '{{.Repository}}:{{.Tag}}' rdna1-images | grep -c "^rdna1-images:$1" || true; }
+show_log_on_failure() {
+    if ((failed)); then
+        local run
+        for run in "$@"; do
+            printf -- '--- %s stderr (last 40 lines)\n' "$run"
+            tail -n 40 "$work/$run/stderr" | sed 's/^/    /'
+        done
+    fi
+}
+
+start=$SECONDS
+# 1 absent: build, smoke, push
+entry absent "$good"
+tag=$(output absent tag)
+check "absent: exit 0" rc_is absent 0
+check "absent: status=pushed" test "$(output absent status)" = pushed
+check "absent: $tag is in the registry" has_tag "$tag"
+check "absent: the ref names a manifest digest" grep -Eq "^ref=$RDNA1_IMAGES_REGISTRY@sha256:[0-9a-f]{64}$" "$work/absent/github-output"
+check "absent: the smoke table is in the step summary" grep -q '^| medium | ok |' "$work/absent/step-summary"
+check "absent: the JSON report is kept" report_passed "$work/absent/out/report.json"
+
+# 2 present: the registry alone decides (the local image is gone)
+docker image ls --format '{{.Repository}}:{{.Tag}}' rdna1-images | grep "^rdna1-images:$good" |
+    xargs -r docker rmi --no-prune >/dev/null
+entry present "$good"
+check "present: exit 0" rc_is present 0
+check "present: status=present" test "$(output present status)" = present
+check "present: same ref as the push" test "$(output present ref)" = "$(output absent ref)"
+check "present: nothing was built (no local image came back)" test "$(local_tags_of "$good")" = 0
+check "present: the step summary says nothing new" grep -q 'nothing new' "$work/present/step-summary"
+
+# 3 failing smoke test: nothing pushed
+entry failing "$bad"
+check "failing: exit 1" rc_is failing 1
+check "failing: status=failed" test "$(output failing status)" = failed
+check "failing: nothing pushed" lacks_tag "$(output failing tag)"
+check "failing: the step summary shows the failed build" grep -q "build failed" "$work/failing/step-summary"
+
+show_log_on_failure absent present failing
+printf 'nightly dry run: %d s\n' "$((SECONDS - start))"
+printf '%d passed, %d failed\n' "$passed" "$failed"
+((failed == 0))

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# One entry of the nightly matrix: build RECIPE and push it to the registry only when
+# its exact inputs are not there yet, so a night with nothing new costs one `list` and
+# one HTTP request. .github/workflows/nightly.yml calls this; so does
+# ci/nightly-dryrun-test.sh, against the loopback registry, with a fixture recipe.
+#
+# Usage: ci/nightly-entry.sh RECIPE
+#
+#   1 digest   `rdna1-images list --json` gives the recipe's input digest (no Docker needed)
+#   2 present? REGISTRY:<recipe>-<digest12> in the registry (ci/nightly-has-tag.sh): done
+#   3 build    `rdna1-images build RECIPE --smoke cpu --json`: tags only on a passed smoke test
+#   4 push     `build --push --registry R` when the binary has it (a cpu pass reaches the
+#              nightly channel only); until it does, the docker CLI pushes the tags the passed
+#              build made (see push_with_docker)
+#   5 report   the JSON report, a Markdown smoke table (also into $GITHUB_STEP_SUMMARY) and
+#              key=value results (also into $GITHUB_OUTPUT)
+#
+# Environment:
+#   RDNA1_IMAGES_REGISTRY   where to push, HOST[:PORT]/NAME (required), e.g. ghcr.io/owner/rdna1-images
+#   RDNA1_IMAGES_BIN        the binary (default: target/release, then target/debug, then PATH)
+#   RDNA1_IMAGES_RECIPES    a recipes folder instead of the embedded recipes (the binary reads it)
+#   RDNA1_NIGHTLY_OUT       folder for report.json, summary.md, result.env (default target/nightly/RECIPE)
+#   RDNA1_NIGHTLY_SMOKE     smoke level (default cpu: hosted runners have no GPU; promote runs gpu)
+#   RDNA1_NIGHTLY_FORCE=1   build and push even when the tag is present
+#   RDNA1_NIGHTLY_NO_PUSH=1 stop after a passed build (prints what it would push)
+#   RDNA1_REGISTRY_USER / RDNA1_REGISTRY_PASSWORD   for the presence check (see nightly-has-tag.sh);
+#                           pushing uses the engine's login (docker login) as usual
+#
+# Results (stdout, result.env and $GITHUB_OUTPUT): recipe, digest12, tag, status
+# (present | pushed | built | failed), and ref (REGISTRY@sha256:..., set when pushed or present).
+# Exit: 0 present, pushed or built (NO_PUSH); 1 build, smoke test or push failed; 2 bad
+# input; 3 the environment (registry unreachable, no binary).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'nightly: %s\n' "$*" >&2; }
+fail() { local code=$1; shift; printf 'nightly: error: %s\n' "$*" >&2; exit "$code"; }
+
+[[ $# -eq 1 ]] || fail 2 "usage: $0 RECIPE"
+recipe=$1
+[[ $recipe =~ ^[a-z0-9][a-z0-9._-]*$ ]] || fail 2 "'$recipe' is not a recipe name"
+registry=${RDNA1_IMAGES_REGISTRY:-}
+[[ -n $registry ]] || fail 2 "RDNA1_IMAGES_REGISTRY is not set (HOST[:PORT]/NAME, e.g. ghcr.io/owner/rdna1-images)"
+[[ $registry == */* && ${registry##*/} != *[:@]* ]] ||
+    fail 2 "RDNA1_IMAGES_REGISTRY='$registry' is not HOST[:PORT]/NAME (no tag)"
+smoke=${RDNA1_NIGHTLY_SMOKE:-cpu}
+out=${RDNA1_NIGHTLY_OUT:-target/nightly/$recipe}
+mkdir -p "$out"
+
+bin=${RDNA1_IMAGES_BIN:-}
+if [[ -z $bin ]]; then
+    for candidate in target/release/rdna1-images target/debug/rdna1-images; do
+        [[ -x $candidate ]] && { bin=$candidate; break; }
+    done
+    [[ -n $bin ]] || bin=$(command -v rdna1-images) || fail 3 "no rdna1-images binary: run cargo build --release or set RDNA1_IMAGES_BIN"
+fi
+
+: >"$out/result.env"
+result() {
+    printf '%s=%s\n' "$1" "$2" | tee -a "$out/result.env"
+    if [[ -n ${GITHUB_OUTPUT:-} ]]; then printf '%s=%s\n' "$1" "$2" >>"$GITHUB_OUTPUT"; fi
+}
+summary() {
+    if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then
+        tee -a "$out/summary.md" >>"$GITHUB_STEP_SUMMARY"
+    else
+        cat >>"$out/summary.md"
+    fi
+}
+: >"$out/summary.md"
+result recipe "$recipe"
+
+# 1 digest
+digest=$("$bin" list --json | jq -r --arg r "$recipe" '.[] | select(.name == $r) | .input_digest') ||
+    fail 2 "rdna1-images list --json failed"
+[[ $digest =~ ^[0-9a-f]{64}$ ]] || fail 2 "no recipe '$recipe' (or no input digest) in rdna1-images list --json"
+digest12=${digest:0:12}
+tag=$recipe-$digest12
+result digest12 "$digest12"
+result tag "$tag"
+
+# 2 present?
+presence=0
+remote_digest=$(bash ci/nightly-has-tag.sh "$registry:$tag") || presence=$?
+case $presence in
+0)
+    if [[ ${RDNA1_NIGHTLY_FORCE:-0} != 1 ]]; then
+        log "$registry:$tag is in the registry ($remote_digest): nothing new, nothing built"
+        result status present
+        result ref "$registry@$remote_digest"
+        printf '### %s: nothing new\n\n%s is already in the registry (%s); no build.\n' \
+            "$recipe" "\`$registry:$tag\`" "$remote_digest" | summary
+        exit 0
+    fi
+    log "$registry:$tag is present, RDNA1_NIGHTLY_FORCE=1: building anyway"
+    ;;
+1) log "$registry:$tag is not in the registry: building" ;;
+*) fail 3 "could not tell whether $registry:$tag exists (see above)" ;;
+esac
+
+# 3 build (+ 4 push, when the binary can)
+binary_pushes=0
+build_help=$("$bin" build --help)
+has_flag() { grep -Eq -- "(^|[[:space:],])$1([[:space:],=]|$)" <<<"$build_help"; }
+if has_flag --push && has_flag --registry; then
+    binary_pushes=1
+fi
+build_args=(build "$recipe" --smoke "$smoke" --json)
+# --force: the engine may still hold the <recipe>-<digest12> tag from an earlier run (a
+# persistent self-hosted runner), and `build` would skip it; the registry is what counts here.
+build_args+=(--force)
+# --no-pull: a build that finds its tag in the registry pulls it instead of building; the
+# nightly builds only when the tag is absent, or when forced, and then it means it.
+if has_flag --no-pull; then build_args+=(--no-pull); fi
+if ((binary_pushes)) && [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} != 1 ]]; then
+    build_args+=(--push --registry "$registry")
+fi
+log "$bin ${build_args[*]}"
+build_rc=0
+"$bin" "${build_args[@]}" >"$out/report.json" || build_rc=$?
+
+# 5 report (whatever happened): the smoke table from the JSON outcome
+status=$(jq -r --arg r "$recipe" 'map(select(.recipe == $r))[0].status // "unknown"' "$out/report.json" 2>/dev/null || echo unknown)
+{
+    printf '### %s: build %s (smoke %s, input digest %s)\n\n' "$recipe" "$status" "$smoke" "$digest12"
+    jq -r --arg r "$recipe" '
+        map(select(.recipe == $r))[0] as $o
+        | ($o.smoke // {}) as $s
+        | (($s.report // {}) | "torch \(.torch // "?"), Python \(.python // "?"), HIP \(.hip // "none"), device \(.device_name // "none")\n"),
+          "| case | status | first call (s) | steady (s) | rel. error |",
+          "|---|---|---|---|---|",
+          ((($s.report // {}).cases // [])[] | "| \(.name) | \(.status) | \(.first_s // "-") | \(.steady_s // "-") | \(.rel_error // "-") |"),
+          "",
+          (if (($s.findings // []) | length) > 0 then "Findings:\n" + (($s.findings // []) | map("- \(.)") | join("\n")) + "\n" else empty end)
+    ' "$out/report.json" 2>/dev/null || printf 'No JSON report (exit %d); see the job log.\n' "$build_rc"
+    printf '\n'
+} | summary
+
+if ((build_rc != 0)) || [[ $status != passed ]]; then
+    result status failed
+    fail 1 "build of $recipe did not pass (exit $build_rc, status $status); nothing pushed, the registry's tags are untouched"
+fi
+
+if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} == 1 ]]; then
+    log "RDNA1_NIGHTLY_NO_PUSH=1: would push $registry:$tag and $registry:$recipe-nightly"
+    result status built
+    exit 0
+fi
+
+# Until `build --push` exists in the binary: push the tags the passed build made, with the
+# engine's own client. The same rule holds, since the binary tags only after a passed smoke
+# test: rdna1-images:<recipe>-<digest12> exists only if this build passed. Tags pushed:
+# <recipe>-<digest12> (never moves) and <recipe>-nightly (moves to the newest nightly).
+push_with_docker() {
+    local local_ref=rdna1-images:$tag t
+    docker image inspect "$local_ref" >/dev/null 2>&1 || fail 1 "the passed build left no $local_ref to push"
+    log "this rdna1-images has no build --push/--registry yet: pushing $local_ref with the docker CLI"
+    for t in "$tag" "$recipe-nightly"; do
+        docker tag "$local_ref" "$registry:$t"
+        if ! docker push -q "$registry:$t" >&2; then
+            docker rmi --no-prune "$registry:$t" >/dev/null 2>&1 || true
+            fail 1 "docker push $registry:$t failed"
+        fi
+        docker rmi --no-prune "$registry:$t" >/dev/null 2>&1 || true
+    done
+}
+((binary_pushes)) || push_with_docker
+
+pushed=0
+remote_digest=$(bash ci/nightly-has-tag.sh "$registry:$tag") || pushed=$?
+((pushed == 0)) || fail 1 "after the push, $registry:$tag is not in the registry"
+result status pushed
+result ref "$registry@$remote_digest"
+printf 'Pushed %s (%s).\n\n' "\`$registry:$tag\`" "$remote_digest" | summary
+log "pushed $registry:$tag ($remote_digest)"

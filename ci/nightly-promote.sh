@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU half of the nightly, on a self-hosted runner with an RDNA1 card: for RECIPE,
+# `rdna1-images promote` pulls the nightly image, runs the gpu smoke test and, only on a
+# pass, moves the stable tags in the registry. The logic is the binary's; this script finds
+# the binary, checks the host first (a runner without /dev/kfd says so plainly instead of
+# failing deep inside a container), and copies the outcome into the job summary.
+#
+# Usage: ci/nightly-promote.sh RECIPE
+# Environment: RDNA1_IMAGES_REGISTRY (HOST[:PORT]/NAME, required), RDNA1_IMAGES_BIN (optional).
+# Exit: the binary's (0 promoted, 1 smoke test failed, 2 bad input, 3 environment).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+fail() { local code=$1; shift; printf 'nightly-promote: error: %s\n' "$*" >&2; exit "$code"; }
+
+[[ $# -eq 1 ]] || fail 2 "usage: $0 RECIPE"
+recipe=$1
+[[ -n ${RDNA1_IMAGES_REGISTRY:-} ]] || fail 2 "RDNA1_IMAGES_REGISTRY is not set"
+bin=${RDNA1_IMAGES_BIN:-}
+if [[ -z $bin ]]; then
+    for candidate in target/release/rdna1-images target/debug/rdna1-images; do
+        [[ -x $candidate ]] && { bin=$candidate; break; }
+    done
+    [[ -n $bin ]] || bin=$(command -v rdna1-images) || fail 3 "no rdna1-images binary: run cargo build --release"
+fi
+"$bin" promote --help >/dev/null 2>&1 || fail 3 "this rdna1-images has no \`promote\` command yet"
+[[ -e /dev/kfd ]] || fail 3 "no /dev/kfd on this runner: promote needs an AMD GPU with the amdgpu driver"
+
+summary() {
+    if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then tee -a "$GITHUB_STEP_SUMMARY"; else cat; fi
+}
+
+rc=0
+"$bin" promote "$recipe" --registry "$RDNA1_IMAGES_REGISTRY" 2>&1 | tee "promote-$recipe.log" || rc=${PIPESTATUS[0]}
+{
+    printf '### promote %s: %s\n\n```\n' "$recipe" "$( ((rc == 0)) && echo promoted || echo "not promoted (exit $rc)")"
+    tail -n 40 "promote-$recipe.log"
+    printf '```\n\n'
+} | summary
+exit "$rc"
