@@ -11,7 +11,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates ccache cmake ninja-build build-essential perl python3 python3-dev python3-pip libpng-dev libjpeg-dev \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/aux-cache
-RUN { ls /opt/rocm/lib/rocblas/library | grep gfx1010 || { echo "rocBLAS in the base image has no gfx1010 Tensile files" >&2; exit 1; }; } \
+RUN { find /opt/rocm/lib/rocblas/library -name '*gfx1010*' | grep -q . || { echo "rocBLAS in the base image has no gfx1010 Tensile files" >&2; exit 1; }; } \
  && { test -e /opt/rocm/lib/rocblas/library/TensileLibrary_lazy_gfx1010.dat || { echo "rocBLAS has no TensileLibrary_lazy_gfx1010.dat (Tensile #1757)" >&2; exit 1; }; } \
  && { test -x /opt/rocm/bin/roc-obj-ls; }
 COPY build-requirements.txt /opt/rdna1-images/build-requirements.txt
@@ -25,53 +25,49 @@ ENV BUILD_TEST="0" \
     USE_KINETO="1" \
     USE_MEM_EFF_ATTENTION="0" \
     USE_ROCM="1"
-RUN git init -q /src/pytorch \
- && cd /src/pytorch \
+WORKDIR /src/pytorch
+RUN git init -q . \
  && git remote add origin https://github.com/pytorch/pytorch \
  && git fetch -q --depth 1 origin ee1b6804381c57161c477caa380a840a84167676 \
  && git checkout -q --detach FETCH_HEAD \
  && test "$(git rev-parse HEAD)" = ee1b6804381c57161c477caa380a840a84167676 \
  && git submodule update -q --init --recursive --jobs 4
 COPY patches/ /opt/rdna1-images/patches/
-RUN cd /src/pytorch \
- && git apply --check /opt/rdna1-images/patches/pytorch-2.4.1-aotriton-guard.patch \
+RUN git apply --check /opt/rdna1-images/patches/pytorch-2.4.1-aotriton-guard.patch \
  && git apply /opt/rdna1-images/patches/pytorch-2.4.1-aotriton-guard.patch
-RUN cd /src/pytorch \
- && python3 tools/amd_build/build_amd.py
+RUN python3 tools/amd_build/build_amd.py
 RUN --mount=type=cache,target=/root/.ccache export CCACHE_DIR=/root/.ccache \
  && ccache --max-size=20G \
- && cd /src/pytorch \
  && mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) * 1024 )) \
  && lim=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo max) \
- && if [ "$lim" != max ] && [ "$lim" -lt "$mem" ]; then mem=$lim; fi \
+ && if [ "$lim" != max ] && [ "$lim" -lt "$mem" ]; then mem="$lim"; fi \
  && jobs=$(( mem / (4 * 1073741824) )) \
  && if [ "$jobs" -lt 1 ]; then jobs=1; fi \
- && if [ "$jobs" -gt "$(nproc)" ]; then jobs=$(nproc); fi \
- && export MAX_JOBS=$jobs \
+ && if [ "$jobs" -gt "$(nproc)" ]; then jobs="$(nproc)"; fi \
+ && export MAX_JOBS="$jobs" \
  && echo "MAX_JOBS=$MAX_JOBS ($(( mem / 1073741824 )) GiB usable, 4 GiB per job)" \
  && python3 setup.py bdist_wheel \
  && mkdir -p /wheels \
  && cp dist/*.whl /wheels/
-RUN cd /src/pytorch \
- && { /opt/rocm/bin/roc-obj-ls torch/lib/libtorch_hip.so | tee /tmp/libtorch_hip.code-objects && grep -q gfx1010 /tmp/libtorch_hip.code-objects; } \
- && { test ! -e build/aotriton && ! ls torch/lib | grep -qi aotriton; }
+RUN { /opt/rocm/bin/roc-obj-ls torch/lib/libtorch_hip.so | tee /tmp/libtorch_hip.code-objects && grep -q gfx1010 /tmp/libtorch_hip.code-objects; } \
+ && { test ! -e build/aotriton && test -z "$(find torch/lib -iname '*aotriton*')"; }
 COPY requirements.txt /opt/rdna1-images/requirements.txt
 RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --require-hashes --no-deps -r /opt/rdna1-images/requirements.txt
+WORKDIR /src/vision
 RUN --mount=type=cache,target=/root/.ccache export CCACHE_DIR=/root/.ccache \
  && python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --no-deps /wheels/torch-*.whl \
- && git init -q /src/vision \
- && cd /src/vision \
+ && git init -q . \
  && git remote add origin https://github.com/pytorch/vision \
  && git fetch -q --depth 1 origin 61943691d3390bd3148a7003b4a501f0e2b7ac6e \
  && git checkout -q --detach FETCH_HEAD \
  && test "$(git rev-parse HEAD)" = 61943691d3390bd3148a7003b4a501f0e2b7ac6e \
  && mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) * 1024 )) \
  && lim=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo max) \
- && if [ "$lim" != max ] && [ "$lim" -lt "$mem" ]; then mem=$lim; fi \
+ && if [ "$lim" != max ] && [ "$lim" -lt "$mem" ]; then mem="$lim"; fi \
  && jobs=$(( mem / (4 * 1073741824) )) \
  && if [ "$jobs" -lt 1 ]; then jobs=1; fi \
- && if [ "$jobs" -gt "$(nproc)" ]; then jobs=$(nproc); fi \
- && export MAX_JOBS=$jobs \
+ && if [ "$jobs" -gt "$(nproc)" ]; then jobs="$(nproc)"; fi \
+ && export MAX_JOBS="$jobs" \
  && echo "MAX_JOBS=$MAX_JOBS ($(( mem / 1073741824 )) GiB usable, 4 GiB per job)" \
  && BUILD_VERSION=0.19.1+rocm6.2 FORCE_CUDA=1 PYTORCH_VERSION=2.4.1 python3 setup.py bdist_wheel \
  && cp dist/*.whl /wheels/

@@ -261,12 +261,11 @@ fn wheels(r: &Recipe, out: &mut String) {
     );
 }
 
-/// `git init` + fetch of one commit + a check that HEAD is that commit: a moved tag or a
-/// compromised mirror cannot change what is built.
-fn checkout(dir: &str, repository: &str, commit: &str) -> Vec<String> {
+/// `git init` + fetch of one commit + a check that HEAD is that commit, in the WORKDIR: a
+/// moved tag or a compromised mirror cannot change what is built.
+fn checkout(repository: &str, commit: &str) -> Vec<String> {
     vec![
-        format!("git init -q {dir}"),
-        format!("cd {dir}"),
+        "git init -q .".into(),
         format!("git remote add origin {repository}"),
         format!("git fetch -q --depth 1 origin {commit}"),
         "git checkout -q --detach FETCH_HEAD".into(),
@@ -281,11 +280,11 @@ fn max_jobs(gb_per_job: u32) -> Vec<String> {
     vec![
         "mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) * 1024 ))".into(),
         "lim=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo max)".into(),
-        "if [ \"$lim\" != max ] && [ \"$lim\" -lt \"$mem\" ]; then mem=$lim; fi".into(),
+        "if [ \"$lim\" != max ] && [ \"$lim\" -lt \"$mem\" ]; then mem=\"$lim\"; fi".into(),
         format!("jobs=$(( mem / ({gb_per_job} * 1073741824) ))"),
         "if [ \"$jobs\" -lt 1 ]; then jobs=1; fi".into(),
-        "if [ \"$jobs\" -gt \"$(nproc)\" ]; then jobs=$(nproc); fi".into(),
-        "export MAX_JOBS=$jobs".into(),
+        "if [ \"$jobs\" -gt \"$(nproc)\" ]; then jobs=\"$(nproc)\"; fi".into(),
+        "export MAX_JOBS=\"$jobs\"".into(),
         format!("echo \"MAX_JOBS=$MAX_JOBS ($(( mem / 1073741824 )) GiB usable, {gb_per_job} GiB per job)\""),
     ]
 }
@@ -318,12 +317,13 @@ fn source_stages(r: &Recipe, s: &Source, out: &mut String) {
     build_env.push(("PYTORCH_ROCM_ARCH".into(), s.arch.join(";")));
     build_env.sort();
     key_values("ENV", &build_env, out);
-    let mut clone = checkout("/src/pytorch", &s.repository, &s.commit);
+    let _ = writeln!(out, "WORKDIR /src/pytorch");
+    let mut clone = checkout(&s.repository, &s.commit);
     clone.push("git submodule update -q --init --recursive --jobs 4".into());
     run(&clone, "", out);
     if !s.patches.is_empty() {
         let _ = writeln!(out, "COPY patches/ {TOOL_DIR}/patches/");
-        let mut cmds = vec!["cd /src/pytorch".to_string()];
+        let mut cmds = vec![];
         for p in &s.patches {
             let name = p.rsplit('/').next().unwrap_or(p);
             cmds.push(format!("git apply --check {TOOL_DIR}/patches/{name}"));
@@ -333,10 +333,7 @@ fn source_stages(r: &Recipe, s: &Source, out: &mut String) {
     }
     // After the patches, so the generated HIP sources carry them.
     run(
-        &[
-            "cd /src/pytorch".into(),
-            format!("{} tools/amd_build/build_amd.py", r.python.bin),
-        ],
+        &[format!("{} tools/amd_build/build_amd.py", r.python.bin)],
         "",
         out,
     );
@@ -350,7 +347,6 @@ fn source_stages(r: &Recipe, s: &Source, out: &mut String) {
         ),
         None => (String::new(), vec![]),
     };
-    cmds.push("cd /src/pytorch".into());
     cmds.extend(max_jobs(
         s.max_jobs.as_ref().map(|m| m.gb_per_job).unwrap_or(4),
     ));
@@ -359,8 +355,7 @@ fn source_stages(r: &Recipe, s: &Source, out: &mut String) {
     cmds.push("cp dist/*.whl /wheels/".into());
     run(&cmds, &cache_mount, out);
     if !s.verify.is_empty() {
-        let mut v = vec!["cd /src/pytorch".to_string()];
-        v.extend(s.verify.iter().map(|c| grouped(c)));
+        let v: Vec<String> = s.verify.iter().map(|c| grouped(c)).collect();
         run(&v, "", out);
     }
     if !s.requirements.is_empty() {
@@ -378,7 +373,8 @@ fn source_stages(r: &Recipe, s: &Source, out: &mut String) {
         let mut env: Vec<(String, String)> =
             tv.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.sort();
-        let mut cmds = checkout("/src/vision", &tv.repository, &tv.commit);
+        let _ = writeln!(out, "WORKDIR /src/vision");
+        let mut cmds = checkout(&tv.repository, &tv.commit);
         cmds.insert(0, format!("{} --no-deps /wheels/torch-*.whl", pip(r)));
         if let Some(c) = &s.ccache {
             cmds.insert(0, format!("export CCACHE_DIR={}", c.dir));

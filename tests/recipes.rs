@@ -144,7 +144,7 @@ fn rocm62_facts() {
     // A ` #` inside a plain YAML scalar once cut this command short.
     assert!(df.contains("(Tensile #1757)\" >&2; exit 1; }"), "{df}");
     assert!(df.contains("--mount=type=cache,target=/root/.ccache"));
-    assert!(df.contains("MAX_JOBS=$jobs"));
+    assert!(df.contains("export MAX_JOBS=\"$jobs\""), "{df}");
     let runtime = runtime_stage(&df);
     assert!(
         !runtime.contains("HSA_OVERRIDE_GFX_VERSION"),
