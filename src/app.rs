@@ -102,14 +102,14 @@ impl Progress for Console {
     }
 }
 
-fn catalog(cli: &Cli) -> Catalog {
+pub(crate) fn catalog(cli: &Cli) -> Catalog {
     match &cli.recipes {
         Some(d) => Catalog::dir(d),
         None => Catalog::embedded(),
     }
 }
 
-fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(v).map_err(Failure::job)?;
     println!("{s}");
     Ok(())

@@ -4,14 +4,12 @@
 
 use std::io::Write as _;
 
-use serde::Serialize;
-
-use crate::app::{Console, Failure, Outcome};
+use crate::app::{catalog, print_json, Console, Failure, Outcome};
 use crate::cli::{self, Cli, PromoteLevel, RegistryArgs, SmokeChoice};
 use crate::distribute::{self, DistError, PullOutcome, RegistryPlan, Remote};
 use crate::engine::Engine;
 use crate::pipeline::{self, BuildOutcome, BuildStatus, Progress};
-use crate::recipe::{Catalog, Loaded};
+use crate::recipe::Loaded;
 use crate::registry;
 use crate::smoke::Level;
 
@@ -22,19 +20,6 @@ impl From<DistError> for Failure {
             error: e.into(),
         }
     }
-}
-
-fn catalog(cli: &Cli) -> Catalog {
-    match &cli.recipes {
-        Some(d) => Catalog::dir(d),
-        None => Catalog::embedded(),
-    }
-}
-
-fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
-    let s = serde_json::to_string_pretty(v).map_err(Failure::job)?;
-    println!("{s}");
-    Ok(())
 }
 
 async fn remote(a: &RegistryArgs, console: &mut Console) -> Result<Remote, Failure> {

@@ -53,6 +53,50 @@ pub struct ContainerOutcome {
     pub seconds: f64,
 }
 
+/// The engine's create request for a spec; `tty` attaches a terminal and stdin (`run -it`).
+fn create_body(spec: &ContainerSpec, tty: bool) -> ContainerCreateBody {
+    let some_if = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let host_config = HostConfig {
+        devices: (!spec.devices.is_empty()).then(|| {
+            spec.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.clone()),
+                    path_in_container: Some(d.clone()),
+                    cgroup_permissions: Some("rwm".into()),
+                })
+                .collect()
+        }),
+        group_add: (!spec.group_add.is_empty())
+            .then(|| spec.group_add.iter().map(|g| g.to_string()).collect()),
+        security_opt: some_if(&spec.security_opt),
+        ipc_mode: spec.ipc_host.then(|| "host".to_string()),
+        shm_size: spec.shm_size,
+        binds: some_if(&spec.binds),
+        network_mode: spec.network.clone(),
+        init: spec.init.then_some(true),
+        // Kept off: with it on, logs and inspect 404 right after exit. We remove ourselves.
+        auto_remove: Some(false),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        // Empty: the image's own command (an interactive shell for `run` without one).
+        cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.iter().cloned().collect::<HashMap<_, _>>()),
+        working_dir: spec.workdir.clone(),
+        network_disabled: (spec.network.as_deref() == Some("none")).then_some(true),
+        tty: tty.then_some(true),
+        open_stdin: tty.then_some(true),
+        attach_stdin: tty.then_some(true),
+        attach_stdout: tty.then_some(true),
+        attach_stderr: tty.then_some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
 impl Engine {
     /// Creates, starts and waits for a container, streaming its stderr lines to `on_stderr`.
     /// Whatever happens (exit, timeout, Ctrl-C, an engine error), the container is removed.
@@ -61,39 +105,7 @@ impl Engine {
         spec: &ContainerSpec,
         on_stderr: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ContainerOutcome, EngineError> {
-        let host_config = HostConfig {
-            devices: (!spec.devices.is_empty()).then(|| {
-                spec.devices
-                    .iter()
-                    .map(|d| DeviceMapping {
-                        path_on_host: Some(d.clone()),
-                        path_in_container: Some(d.clone()),
-                        cgroup_permissions: Some("rwm".into()),
-                    })
-                    .collect()
-            }),
-            group_add: (!spec.group_add.is_empty())
-                .then(|| spec.group_add.iter().map(|g| g.to_string()).collect()),
-            security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
-            ipc_mode: spec.ipc_host.then(|| "host".to_string()),
-            shm_size: spec.shm_size,
-            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
-            network_mode: spec.network.clone(),
-            init: spec.init.then_some(true),
-            // Kept off: with it on, logs and inspect 404 right after exit. We remove ourselves.
-            auto_remove: Some(false),
-            ..Default::default()
-        };
-        let config = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            cmd: Some(spec.cmd.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(spec.labels.iter().cloned().collect::<HashMap<_, _>>()),
-            working_dir: spec.workdir.clone(),
-            network_disabled: (spec.network.as_deref() == Some("none")).then_some(true),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
+        let config = create_body(spec, false);
         let created = self
             .docker
             .create_container(
@@ -312,43 +324,7 @@ impl Engine {
         };
         use tokio::io::AsyncWriteExt;
 
-        let mut host_config = HostConfig {
-            devices: (!spec.devices.is_empty()).then(|| {
-                spec.devices
-                    .iter()
-                    .map(|d| DeviceMapping {
-                        path_on_host: Some(d.clone()),
-                        path_in_container: Some(d.clone()),
-                        cgroup_permissions: Some("rwm".into()),
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        };
-        host_config.group_add = (!spec.group_add.is_empty())
-            .then(|| spec.group_add.iter().map(|g| g.to_string()).collect());
-        host_config.security_opt =
-            (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone());
-        host_config.ipc_mode = spec.ipc_host.then(|| "host".to_string());
-        host_config.shm_size = spec.shm_size;
-        host_config.binds = (!spec.binds.is_empty()).then(|| spec.binds.clone());
-        host_config.network_mode = spec.network.clone();
-        host_config.init = spec.init.then_some(true);
-        host_config.auto_remove = Some(false);
-        let config = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(spec.labels.iter().cloned().collect::<HashMap<_, _>>()),
-            working_dir: spec.workdir.clone(),
-            tty: Some(true),
-            open_stdin: Some(true),
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
+        let config = create_body(spec, true);
         let id = self
             .docker
             .create_container(
