@@ -16,6 +16,8 @@ name=bench-fixture
 sed "s/^name: fixture-ok$/name: $name/" tests/fixtures/recipes/fixture-ok.yaml >"$work/$name.yaml"
 # This machine kind's engine has no docker0 bridge; the fixture needs no network.
 export RDNA1_IMAGES_BUILD_NETWORK=none
+# Time the build itself, not a registry lookup (pull-or-build).
+export RDNA1_IMAGES_NO_PULL=1
 
 docker image ls -q "rdna1-images:$name*" | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
 

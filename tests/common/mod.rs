@@ -107,6 +107,13 @@ impl Sandbox {
         let mut c = Command::new(BIN);
         // This machine kind's engine has no docker0 bridge; the fixtures need no network.
         c.env("RDNA1_IMAGES_BUILD_NETWORK", "none");
+        // Pull-or-build asks the registry first: never the public default from a test.
+        let registry =
+            std::env::var("RDNA1_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
+        c.env(
+            "RDNA1_IMAGES_REGISTRY",
+            format!("{registry}/rdna1-images-sandbox"),
+        );
         c.arg("--recipes").arg(self.dir.path()).args(args);
         for (k, v) in env {
             c.env(k, v);
