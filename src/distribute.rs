@@ -267,10 +267,16 @@ pub async fn record_pass(
         .expect("writing to a Vec cannot fail");
     let tar = b.into_inner().expect("writing to a Vec cannot fail");
     let tag = registry::report_tag(recipe, &digest.short(), smoke.level);
+    let reference = format!("{REPOSITORY}:{tag}");
+    let previous = engine.image(&reference).await?.map(|i| i.id);
     engine
         .import(tar, REPOSITORY, &tag, &report.labels())
         .await?;
-    Ok(format!("{REPOSITORY}:{tag}"))
+    // A retest moves the tag: the old report would be left as a dangling image.
+    if let Some(old) = previous {
+        engine.remove_untagged(&old).await?;
+    }
+    Ok(reference)
 }
 
 /// The strongest local smoke report for `image_id`: (level, report reference).

@@ -241,6 +241,8 @@ impl PassReport {
                 crate::render::labels::ROLE.into(),
                 labels::ROLE_REPORT.into(),
             ),
+            // So `clean` finds a report that lost its tag.
+            (crate::render::labels::MANAGED.into(), "true".into()),
             (labels::LEVEL.into(), self.level.to_string()),
             (labels::TESTED_IMAGE.into(), self.image_id.clone()),
             (labels::TESTED_AT.into(), self.tested_at.clone()),

@@ -79,6 +79,19 @@ fn passing_fixture_is_tagged_with_labels_then_skipped_then_forced() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(json(&o)[0]["status"], "passed");
     assert!(text(&o).contains("smoke test (cpu)"), "{}", text(&o));
+    // The retest replaced the smoke report image; the old one is gone, not dangling.
+    let dangling = docker_out(&[
+        "images",
+        "-q",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        &format!("label=io.github.rdna1-images.recipe={name}"),
+    ]);
+    assert!(
+        dangling.is_empty(),
+        "dangling images of {name} left: {dangling}"
+    );
 
     // `smoke` on the tagged image, by recipe name.
     let o = sb.cmd(&["smoke", &name, "--level", "cpu"]);
