@@ -10,10 +10,7 @@ use std::fmt::Write as _;
 use crate::recipe::{PyTorch, Recipe, Source, Wheel};
 use crate::smoke::PROGRAM_PATH;
 
-/// Our label namespace (reverse DNS of the project's home).
-pub const LABEL_NS: &str = "io.github.rdna1-images";
-
-/// Label keys the tool sets and reads.
+/// Label keys the tool sets and reads, in one reverse-DNS namespace of its own.
 pub mod labels {
     pub const RECIPE: &str = "io.github.rdna1-images.recipe";
     pub const INPUT_DIGEST: &str = "io.github.rdna1-images.input-digest";

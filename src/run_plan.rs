@@ -22,8 +22,6 @@ pub const MIOPEN_CACHE: &str = "/var/cache/miopen";
 /// PyTorch's docs use 8G: DataLoader workers pass batches through /dev/shm, and Docker's
 /// default of 64 MB breaks them.
 pub const DEFAULT_SHM_SIZE: &str = "8g";
-/// Label namespace of what the tool creates; keep equal to the engine module's.
-pub const LABEL_PREFIX: &str = "io.github.rdna1-images";
 pub const HSA_OVERRIDE: &str = "HSA_OVERRIDE_GFX_VERSION";
 const MIOPEN_DB_ENV: &str = "MIOPEN_USER_DB_PATH";
 const MIOPEN_KERNELS_ENV: &str = "MIOPEN_CUSTOM_CACHE_DIR";
@@ -428,8 +426,11 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
     }
 
     let mut labels = BTreeMap::new();
-    labels.insert(format!("{LABEL_PREFIX}.recipe"), recipe.name.clone());
-    labels.insert(format!("{LABEL_PREFIX}.role"), "run".to_string());
+    labels.insert(
+        crate::render::labels::RECIPE.to_string(),
+        recipe.name.clone(),
+    );
+    labels.insert(crate::render::labels::ROLE.to_string(), "run".to_string());
 
     Ok(RunPlan {
         recipe: recipe.name.clone(),
@@ -675,7 +676,7 @@ mod tests {
             }]
         );
         assert_eq!(p.workdir, "/workspace");
-        assert_eq!(p.labels[&format!("{LABEL_PREFIX}.recipe")], "rocm52");
+        assert_eq!(p.labels[crate::render::labels::RECIPE], "rocm52");
     }
 
     #[test]
