@@ -651,39 +651,6 @@ fn host_report() -> Result<crate::host::HostReport, Failure> {
     Ok(crate::host::probe(&root))
 }
 
-async fn engine_status() -> crate::doctor::EngineStatus {
-    let engine = match Engine::connect().await {
-        Ok(e) => e,
-        Err(e) => return crate::doctor::EngineStatus::unreachable(e.to_string()),
-    };
-    match engine.info().await {
-        Ok(info) => {
-            let api: Option<f64> = info.api_version.as_deref().and_then(|v| v.parse().ok());
-            let local = engine.host.starts_with("unix://");
-            crate::doctor::EngineStatus {
-                reachable: true,
-                // BuildKit builds through the API arrived with API 1.39 (Docker 18.09).
-                buildkit: api.map(|v| v >= 1.39),
-                rootless: Some(
-                    info.security_options
-                        .iter()
-                        .any(|o| o.contains("name=rootless") || o.contains("name=userns")),
-                ),
-                free_disk_bytes: info
-                    .root_dir
-                    .as_deref()
-                    .filter(|_| local)
-                    .and_then(|d| crate::doctor::free_disk(Path::new(d))),
-                version: info.version,
-                api_version: info.api_version,
-                root_dir: info.root_dir,
-                error: None,
-            }
-        }
-        Err(e) => crate::doctor::EngineStatus::unreachable(e.to_string()),
-    }
-}
-
 async fn doctor(cli: &Cli, a: &cli::DoctorArgs) -> Outcome {
     let host = host_report()?;
     let recipes: Vec<Recipe> = catalog(cli)
@@ -691,7 +658,7 @@ async fn doctor(cli: &Cli, a: &cli::DoctorArgs) -> Outcome {
         .into_iter()
         .filter_map(|l| l.ok().map(|l| l.recipe))
         .collect();
-    let d = crate::doctor::diagnose(host, engine_status().await, &recipes);
+    let d = crate::doctor::diagnose(host, crate::engine::engine_status().await, &recipes);
     if a.json {
         print_json(&d)?;
     } else {
