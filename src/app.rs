@@ -347,6 +347,32 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
 /// Resolves `--smoke auto` on this host, saying so when it falls back to cpu.
 pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
     let kfd = pipeline::host_root().join("dev/kfd");
+    // The GPU plan (devices, their GIDs) is read from this host: it says nothing about
+    // an engine on another machine.
+    let remote = crate::endpoint::resolve(&crate::endpoint::EnvView::from_process())
+        .ok()
+        .filter(|e| !e.is_local());
+    if let Some(e) = &remote {
+        match choice {
+            SmokeChoice::Gpu => {
+                return Err(Failure::input(anyhow::anyhow!(
+                    "--smoke gpu: the engine at {} ({}) is not on this machine, and the GPU devices are read from this one; build there with --smoke cpu --push, then run `rdna1-images promote <recipe>` on the GPU machine",
+                    e.host,
+                    e.source
+                )))
+            }
+            SmokeChoice::Auto => {
+                console.note(&format!(
+                    "WARNING: the engine at {} ({}) is not on this machine, so the smoke test runs there on the CPU only: \
+                     it proves the image's Python, PyTorch and Conv2d work, NOT that a GPU does \
+                     (push it, then `rdna1-images promote <recipe>` on the GPU machine)",
+                    e.host, e.source
+                ));
+                return Ok(Level::Cpu);
+            }
+            _ => {}
+        }
+    }
     Ok(match choice {
         SmokeChoice::Gpu => {
             if !kfd.exists() {

@@ -381,6 +381,7 @@ fn engine_problems(engine: &EngineStatus, needs: &[DiskNeed], out: &mut Vec<Prob
         return;
     }
     platform_problems(engine, out);
+    store_problems(engine, out);
     if engine.buildkit == Some(false) {
         out.push(Problem {
             id: "engine-no-buildkit",
@@ -467,6 +468,22 @@ fn platform_problems(engine: &EngineStatus, out: &mut Vec<Problem>) {
                 "the Docker engine runs on {arch}; the PyTorch ROCm wheels and ROCm packages exist for x86_64 only"
             ),
             fix: remote_fix.into(),
+        });
+    }
+}
+
+/// Stores whose saved images a step cannot read yet. The containerd store saves an OCI
+/// layout (index.json, compressed blobs, manifest digests as image IDs), which `normalise`
+/// does not read yet (issue 10 part 2): every build there fails after the build itself.
+fn store_problems(engine: &EngineStatus, out: &mut Vec<Problem>) {
+    if let Some(Store::Containerd { snapshotter }) = &engine.store {
+        out.push(Problem {
+            id: "engine-containerd-store",
+            severity: Severity::BlocksAll,
+            what: format!(
+                "the engine keeps images in the containerd image store (snapshotter {snapshotter}), whose saved images this version cannot normalise yet"
+            ),
+            fix: "use an engine with the classic store: set `\"features\": {\"containerd-snapshotter\": false}` in /etc/docker/daemon.json and restart Docker (images in the containerd store are not visible there), or point DOCKER_HOST / a context at another engine".into(),
         });
     }
 }
@@ -1229,6 +1246,107 @@ mod tests {
         let Run { doctor: d, .. } = doctor_on(FixtureHost::rx5700xt(), old);
         assert!(ids(&d).contains(&"engine-old") && ids(&d).contains(&"engine-no-buildkit"));
         assert!(!d.ready.build);
+    }
+
+    #[test]
+    fn the_engine_report_names_endpoint_origin_and_store() {
+        let endpoint = crate::endpoint::Endpoint {
+            host: "ssh://builder".into(),
+            source: crate::endpoint::Source::DockerContext {
+                name: "builder".into(),
+            },
+            tls: None,
+        };
+        let e = EngineStatus {
+            chosen_by: Some(endpoint.source.to_string()),
+            endpoint: Some(endpoint),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), e);
+        let text = render_human(&d);
+        assert!(
+            text.contains("endpoint      ssh://builder (context `builder` from DOCKER_CONTEXT)"),
+            "{text}"
+        );
+        assert!(text.contains("store         classic image store, graph driver overlay2"));
+        let v = json(&d);
+        assert_eq!(v["engine"]["endpoint"]["source"]["kind"], "docker_context");
+        assert_eq!(v["engine"]["store"]["kind"], "classic");
+        assert!(d.ready.build);
+    }
+
+    #[test]
+    fn the_store_comes_from_driver_status() {
+        assert_eq!(
+            Store::from_info("overlayfs", Some("io.containerd.snapshotter.v1")),
+            Store::Containerd {
+                snapshotter: "overlayfs".into()
+            }
+        );
+        assert_eq!(
+            Store::from_info("fuse-overlayfs", None),
+            Store::Classic {
+                driver: "fuse-overlayfs".into()
+            }
+        );
+    }
+
+    #[test]
+    fn stores_and_platforms_a_build_cannot_use_are_problems_with_fixes() {
+        let containerd = EngineStatus {
+            store: Some(Store::from_info(
+                "overlayfs",
+                Some("io.containerd.snapshotter.v1"),
+            )),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), containerd);
+        let p = d
+            .problems
+            .iter()
+            .find(|p| p.id == "engine-containerd-store")
+            .unwrap();
+        assert!(
+            p.fix.contains("containerd-snapshotter\": false"),
+            "{}",
+            p.fix
+        );
+        assert!(!d.ready.build);
+
+        let arm = EngineStatus {
+            architecture: Some("aarch64".into()),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), arm);
+        let p = d
+            .problems
+            .iter()
+            .find(|p| p.id == "engine-not-x86_64")
+            .unwrap();
+        assert!(p.what.contains("aarch64") && p.fix.contains("DOCKER_HOST=ssh://"));
+        assert_eq!(exit_code(&d, Focus::Build), 3);
+
+        let windows = EngineStatus {
+            os_type: Some("windows".into()),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), windows);
+        assert!(ids(&d).contains(&"engine-not-linux"));
+    }
+
+    #[test]
+    fn an_unreachable_engine_gets_the_endpoints_own_advice() {
+        let e = EngineStatus {
+            fix: Some("check that `ssh builder docker system dial-stdio` works".into()),
+            ..EngineStatus::unreachable("connection refused")
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), e);
+        let p = d
+            .problems
+            .iter()
+            .find(|p| p.id == "engine-unreachable")
+            .unwrap();
+        assert!(p.fix.contains("dial-stdio") && !p.fix.contains("systemctl"));
     }
 
     #[test]

@@ -108,9 +108,21 @@ impl Endpoint {
         scheme_of(&self.host)
     }
 
-    /// Whether the engine's files (data root) are on this machine's filesystem.
+    /// Whether the engine runs on this machine (its data root on our disks, our GPU its
+    /// GPU): a unix socket, or tcp to a loopback address.
     pub fn is_local(&self) -> bool {
-        self.scheme() == Scheme::Unix
+        match self.scheme() {
+            Scheme::Unix => true,
+            Scheme::Tcp => {
+                let rest = self.host.split_once("://").map_or("", |(_, r)| r);
+                let host = match rest.strip_prefix('[') {
+                    Some(v6) => v6.split(']').next().unwrap_or(""),
+                    None => rest.split([':', '/']).next().unwrap_or(""),
+                };
+                matches!(host, "127.0.0.1" | "localhost" | "::1")
+            }
+            _ => false,
+        }
     }
 
     /// What to do when the engine does not answer, for this kind of endpoint and the way it
@@ -638,6 +650,22 @@ mod tests {
             ..env
         };
         assert!(resolve(&plain).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn only_sockets_and_loopback_are_this_machine() {
+        let at = |h: &str| Endpoint {
+            host: h.into(),
+            source: Source::DockerHost,
+            tls: None,
+        };
+        assert!(at("unix:///run/user/1000/docker.sock").is_local());
+        assert!(at("tcp://127.0.0.1:2376").is_local());
+        assert!(at("tcp://[::1]:2376").is_local());
+        assert!(at("tcp://localhost:2375").is_local());
+        assert!(!at("tcp://10.0.0.5:2376").is_local());
+        assert!(!at("tcp://localhost.example.org:2376").is_local());
+        assert!(!at("ssh://builder").is_local());
     }
 
     #[test]

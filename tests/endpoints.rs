@@ -370,6 +370,16 @@ fn ssh_reaches_the_engine_and_a_build_runs_end_to_end_over_it() {
         sshd.leftovers()
     );
 
+    // This host's GPU is not the remote engine's: a gpu smoke test there is refused.
+    let o = sb.cmd_env(&["build", &name, "--smoke", "gpu"], &borrowed(&env));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ssh://builder (DOCKER_HOST) is not on this machine"),
+        "{err}"
+    );
+    assert!(err.contains("promote"), "{err}");
+
     // An ssh:// address with a port would be silently mis-dialled: refused, with the fix.
     let o = tool(
         &[
