@@ -69,6 +69,8 @@ missing=()
 for tool in /usr/sbin/sshd:openssh-server ssh:openssh-client stunnel:stunnel4 openssl:openssl; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
+# ci/engines.sh verifies sid's lists with Debian's keyring (not preinstalled on Ubuntu).
+[[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
 if ((${#missing[@]})); then
     echo "    installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
