@@ -141,10 +141,12 @@ for name in "${ENGINES[@]}"; do
     var=RDNA1_ENGINE_${name^^}
     started=$SECONDS
     printf '\n--- %s (DOCKER_HOST=%s)\n' "$name" "${!var}"
-    # Both engines run even when the first fails, so one run shows where each stands.
-    if DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test \
-        --test engine --test registry --test reproducible &&
-        DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --lib smoke::program_tests::docker_; then
+    # Every file runs on both engines even after a failure, so one run shows where each stands.
+    passed=1
+    DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --no-fail-fast \
+        --test engine --test registry --test reproducible || passed=0
+    DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --lib smoke::program_tests::docker_ || passed=0
+    if ((passed)); then
         engine_times+=("$name: passed in $((SECONDS - started)) s")
     else
         engine_times+=("$name: FAILED after $((SECONDS - started)) s")
