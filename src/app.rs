@@ -175,12 +175,12 @@ fn list(cli: &Cli, json: bool) -> Outcome {
         return Ok(0);
     }
     let mut out = format!(
-        "{:<12} {:<12} {:<6} {:<16} {:<7} {:<13} {:<10}\n",
+        "{:<12} {:<12} {:<6} {:<18} {:<7} {:<13} {:<10}\n",
         "NAME", "STATUS", "ROCM", "PYTORCH", "PYTHON", "INSTALL", "HSA"
     );
     for r in &rows {
         out.push_str(&format!(
-            "{:<12} {:<12} {:<6} {:<16} {:<7} {:<13} {:<10}\n",
+            "{:<12} {:<12} {:<6} {:<18} {:<7} {:<13} {:<10}\n",
             r.name,
             r.status,
             r.rocm,
