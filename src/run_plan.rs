@@ -734,12 +734,13 @@ mod tests {
 
     #[test]
     fn gfx1030_is_refused_with_the_reason_and_the_way_out() {
-        // Refused for both recipes, though rocm52's wheels carry gfx1030 code: the images
-        // are built, tested and tuned for RDNA1 (the override, MIOpen settings), and an RX
-        // 6800 is served natively by the official ROCm builds.
+        // Refused for every recipe, though rocm52's wheels carry gfx1030 code and TheRock
+        // publishes a gfx1030 device package: the images are built, tested and tuned for
+        // RDNA1 (device packages, overrides, MIOpen settings), and an RX 6800 is served
+        // natively by the official ROCm builds.
         let (h, _) = host(FixtureHost::rx6800());
-        for r in ["rocm52", "rocm62"] {
-            let all = [recipe("rocm52"), recipe("rocm62")];
+        for r in ["rocm52", "rocm62", "therock"] {
+            let all = [recipe("rocm52"), recipe("rocm62"), recipe("therock")];
             let e = plan(&recipe(r), &h, &opts())
                 .unwrap_err()
                 .with_fits(&all, &h);
