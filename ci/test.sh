@@ -5,11 +5,16 @@
 #   1 engine      ci/ensure-docker.sh
 #   2 images      ci/test-base.sh (rdna1-test-base:bookworm, rdna1-test-tiny:latest)
 #   3 registries  ci/registry.sh start (stopped again on exit if this run started them)
-#   4 gates       ci/static-gates.sh, when present
-#   5 fmt         cargo fmt --all -- --check
-#   6 clippy      cargo clippy --all-targets -- -D warnings
-#   7 drift       cargo run -- render --all --check (committed Dockerfiles)
-#   8 tests       RDNA1_REQUIRE_DOCKER=1 cargo test
+#   4 engines     ci/engines.sh start: Docker 28.5, classic and containerd stores (the
+#                 context tests use one; stopped on exit if this run started them), and
+#                 the tools of the endpoint tests (sshd, ssh, stunnel, openssl)
+#   5 gates       ci/static-gates.sh, when present
+#   6 fmt         cargo fmt --all -- --check
+#   7 clippy      cargo clippy --all-targets -- -D warnings
+#   8 drift       cargo run -- render --all --check (committed Dockerfiles)
+#   9 tests       RDNA1_REQUIRE_DOCKER=1 cargo test, on the machine's engine
+#  10 engines     the engine tests of build, smoke, tag, skip, push/pull and
+#                 reproducibility again, with DOCKER_HOST at each 28.5 engine
 #
 # RDNA1_TEST_SETUP_ONLY=1 stops after step 3, leaving the registries running and
 # printing the environment the tests would get.
@@ -17,7 +22,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TOTAL_STEPS=8
+TOTAL_STEPS=10
 step_no=0
 step_started=$SECONDS
 step() {
@@ -44,8 +49,14 @@ registry_was_running=0
 bash ci/registry.sh status >/dev/null 2>&1 && registry_was_running=1
 # Stop on exit only what this run started; the trap goes first so that a start
 # that fails half-way leaves nothing behind either.
+on_exit=()
+cleanup() {
+    local c
+    for c in "${on_exit[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
 if ((!registry_was_running)) && [[ ${RDNA1_TEST_SETUP_ONLY:-0} != 1 ]]; then
-    trap 'bash ci/registry.sh stop >/dev/null 2>&1 || true' EXIT
+    on_exit+=("bash ci/registry.sh stop")
 fi
 bash ci/registry.sh start
 registry_env=$(bash ci/registry.sh env)
@@ -53,8 +64,33 @@ eval "$registry_env"
 printf '%s\n' "$registry_env" | sed 's/^/    /'
 took
 
+step "Docker 28.5 engines and the endpoint tests' tools"
+missing=()
+for tool in /usr/sbin/sshd:openssh-server ssh:openssh-client stunnel:stunnel4 openssl:openssl; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+# ci/engines.sh verifies sid's lists with Debian's keyring (not preinstalled on Ubuntu).
+[[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
+if ((${#missing[@]})); then
+    echo "    installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# An Ubuntu runner's apt has no Debian source: the test base's mirror serves sid too.
+export RDNA1_ENGINES_MIRROR=${RDNA1_ENGINES_MIRROR:-${RDNA1_TEST_MIRROR:-}}
+ENGINES=(classic containerd)
+for name in "${ENGINES[@]}"; do
+    if ! bash ci/engines.sh status 2>/dev/null | grep -q "^$name: running" && [[ ${RDNA1_TEST_SETUP_ONLY:-0} != 1 ]]; then
+        on_exit+=("bash ci/engines.sh stop $name")
+    fi
+done
+bash ci/engines.sh start "${ENGINES[@]}"
+engines_env=$(bash ci/engines.sh env)
+eval "$engines_env"
+printf '%s\n' "$engines_env" | sed 's/^/    /'
+took
+
 if [[ ${RDNA1_TEST_SETUP_ONLY:-0} == 1 ]]; then
-    printf '\nRDNA1_TEST_SETUP_ONLY=1: set-up done, registries left running (ci/registry.sh stop)\n'
+    printf '\nRDNA1_TEST_SETUP_ONLY=1: set-up done, registries and engines left running (ci/registry.sh stop, ci/engines.sh stop)\n'
     printf '    export RDNA1_TEST_BASE=%s\n    export RDNA1_TEST_TINY=%s\n' "$RDNA1_TEST_BASE" "$RDNA1_TEST_TINY"
     exit 0
 fi
@@ -92,3 +128,34 @@ took
 
 step "cargo test (RDNA1_REQUIRE_DOCKER=1)"
 RDNA1_REQUIRE_DOCKER=1 cargo test
+took
+
+# What a user's engine must do: build, smoke, tag, skip (tests/engine.rs), push and pull
+# (tests/registry.rs), reproducibility (tests/reproducible.rs), the smoke program in a
+# container (the lib's smoke::program_tests::docker_*). The tests and their docker CLI
+# helpers follow DOCKER_HOST, as the tool does.
+step "engine tests on Docker 28.5: ${ENGINES[*]}"
+engine_times=()
+engines_failed=()
+for name in "${ENGINES[@]}"; do
+    var=RDNA1_ENGINE_${name^^}
+    started=$SECONDS
+    printf '\n--- %s (DOCKER_HOST=%s)\n' "$name" "${!var}"
+    # Every file runs on both engines even after a failure, so one run shows where each stands.
+    passed=1
+    DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --no-fail-fast \
+        --test engine --test registry --test reproducible || passed=0
+    DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --lib smoke::program_tests::docker_ || passed=0
+    if ((passed)); then
+        engine_times+=("$name: passed in $((SECONDS - started)) s")
+    else
+        engine_times+=("$name: FAILED after $((SECONDS - started)) s")
+        engines_failed+=("$name")
+    fi
+done
+printf '    %s\n' "${engine_times[@]}"
+took
+if ((${#engines_failed[@]})); then
+    echo "engine tests failed on: ${engines_failed[*]}" >&2
+    exit 1
+fi

@@ -366,6 +366,32 @@ fn refuse_unlocked(r: &Recipe) -> Result<(), Failure> {
 /// Resolves `--smoke auto` on this host, saying so when it falls back to cpu.
 pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
     let kfd = pipeline::host_root().join("dev/kfd");
+    // The GPU plan (devices, their GIDs) is read from this host: it says nothing about
+    // an engine on another machine.
+    let remote = crate::endpoint::resolve(&crate::endpoint::EnvView::from_process())
+        .ok()
+        .filter(|e| !e.is_local());
+    if let Some(e) = &remote {
+        match choice {
+            SmokeChoice::Gpu => {
+                return Err(Failure::input(anyhow::anyhow!(
+                    "--smoke gpu: the engine at {} ({}) is not on this machine, and the GPU devices are read from this one; build there with --smoke cpu --push, then run `rdna1-images promote <recipe>` on the GPU machine",
+                    e.host,
+                    e.source
+                )))
+            }
+            SmokeChoice::Auto => {
+                console.note(&format!(
+                    "WARNING: the engine at {} ({}) is not on this machine, so the smoke test runs there on the CPU only: \
+                     it proves the image's Python, PyTorch and Conv2d work, NOT that a GPU does \
+                     (push it, then `rdna1-images promote <recipe>` on the GPU machine)",
+                    e.host, e.source
+                ));
+                return Ok(Level::Cpu);
+            }
+            _ => {}
+        }
+    }
     Ok(match choice {
         SmokeChoice::Gpu => {
             if !kfd.exists() {
@@ -683,39 +709,6 @@ fn host_report() -> Result<crate::host::HostReport, Failure> {
     Ok(crate::host::probe(&root))
 }
 
-async fn engine_status() -> crate::doctor::EngineStatus {
-    let engine = match Engine::connect().await {
-        Ok(e) => e,
-        Err(e) => return crate::doctor::EngineStatus::unreachable(e.to_string()),
-    };
-    match engine.info().await {
-        Ok(info) => {
-            let api: Option<f64> = info.api_version.as_deref().and_then(|v| v.parse().ok());
-            let local = engine.host.starts_with("unix://");
-            crate::doctor::EngineStatus {
-                reachable: true,
-                // BuildKit builds through the API arrived with API 1.39 (Docker 18.09).
-                buildkit: api.map(|v| v >= 1.39),
-                rootless: Some(
-                    info.security_options
-                        .iter()
-                        .any(|o| o.contains("name=rootless") || o.contains("name=userns")),
-                ),
-                free_disk_bytes: info
-                    .root_dir
-                    .as_deref()
-                    .filter(|_| local)
-                    .and_then(|d| crate::doctor::free_disk(Path::new(d))),
-                version: info.version,
-                api_version: info.api_version,
-                root_dir: info.root_dir,
-                error: None,
-            }
-        }
-        Err(e) => crate::doctor::EngineStatus::unreachable(e.to_string()),
-    }
-}
-
 async fn doctor(cli: &Cli, a: &cli::DoctorArgs) -> Outcome {
     let host = host_report()?;
     let recipes: Vec<Recipe> = catalog(cli)
@@ -723,7 +716,7 @@ async fn doctor(cli: &Cli, a: &cli::DoctorArgs) -> Outcome {
         .into_iter()
         .filter_map(|l| l.ok().map(|l| l.recipe))
         .collect();
-    let d = crate::doctor::diagnose(host, engine_status().await, &recipes);
+    let d = crate::doctor::diagnose(host, crate::engine::engine_status().await, &recipes);
     if a.json {
         print_json(&d)?;
     } else {

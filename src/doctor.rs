@@ -33,6 +33,52 @@ pub struct EngineStatus {
     pub free_disk_bytes: Option<u64>,
     /// Why it is unreachable, as the client said it.
     pub error: Option<String>,
+    /// What to do about it, fitted to the endpoint and how it was chosen.
+    pub fix: Option<String>,
+    /// Where the engine is and how it was chosen (DOCKER_HOST, a context, the default).
+    pub endpoint: Option<crate::endpoint::Endpoint>,
+    /// The same choice in words: "context `builder` from ~/.docker/config.json".
+    pub chosen_by: Option<String>,
+    /// Where the engine keeps images: the classic graph driver or containerd's store.
+    pub store: Option<Store>,
+    /// `OSType` and `Architecture` of `docker info`: the recipes build linux/amd64 images.
+    pub os_type: Option<String>,
+    pub architecture: Option<String>,
+}
+
+/// The engine's image store. The two save images differently (docker archive vs OCI
+/// layout) and give different image IDs (config digest vs manifest digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Store {
+    /// The graph driver store: `overlay2`, `fuse-overlayfs`, `vfs`...
+    Classic { driver: String },
+    /// The containerd image store (`features.containerd-snapshotter`), with its snapshotter.
+    Containerd { snapshotter: String },
+}
+
+impl Store {
+    /// From `docker info`: `Driver` and the `driver-type` of `DriverStatus`.
+    pub fn from_info(driver: &str, driver_type: Option<&str>) -> Store {
+        if driver_type == Some("io.containerd.snapshotter.v1") {
+            Store::Containerd {
+                snapshotter: driver.to_string(),
+            }
+        } else {
+            Store::Classic {
+                driver: driver.to_string(),
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Classic { driver } => format!("classic image store, graph driver {driver}"),
+            Store::Containerd { snapshotter } => {
+                format!("containerd image store, snapshotter {snapshotter}")
+            }
+        }
+    }
 }
 
 impl EngineStatus {
@@ -321,19 +367,23 @@ pub fn diagnose(host: HostReport, engine: EngineStatus, recipes: &[Recipe]) -> D
 fn engine_problems(engine: &EngineStatus, needs: &[DiskNeed], out: &mut Vec<Problem>) {
     if !engine.reachable {
         let err = engine.error.as_deref().unwrap_or("no answer");
-        let fix = if err.to_ascii_lowercase().contains("permission denied") {
-            "add your user to group docker: `sudo usermod -aG docker $USER`, then log out and back in (or use rootless Docker)"
-        } else {
-            "start it: `sudo systemctl start docker`; if it runs elsewhere, set DOCKER_HOST to it"
+        let fix = match &engine.fix {
+            Some(f) => f.clone(),
+            None if err.to_ascii_lowercase().contains("permission denied") => {
+                "add your user to group docker: `sudo usermod -aG docker $USER`, then log out and back in (or use rootless Docker)".into()
+            }
+            None => "start it: `sudo systemctl start docker`; if it runs elsewhere, set DOCKER_HOST to it".into(),
         };
         out.push(Problem {
             id: "engine-unreachable",
             severity: Severity::BlocksAll,
             what: format!("the Docker engine is not reachable: {err}"),
-            fix: fix.into(),
+            fix,
         });
         return;
     }
+    platform_problems(engine, out);
+    store_problems(engine, out);
     if engine.buildkit == Some(false) {
         out.push(Problem {
             id: "engine-no-buildkit",
@@ -393,6 +443,50 @@ fn engine_problems(engine: &EngineStatus, needs: &[DiskNeed], out: &mut Vec<Prob
                 fix,
             });
         }
+    }
+}
+
+/// The recipes install x86_64 wheels and Debian/Ubuntu packages into Linux images: an
+/// engine for Windows containers or another CPU cannot build them (without emulation).
+fn platform_problems(engine: &EngineStatus, out: &mut Vec<Problem>) {
+    let remote_fix = "build on a Linux x86_64 engine instead: `DOCKER_HOST=ssh://builder rdna1-images build <recipe>`, or `docker context use <context>`";
+    if let Some(os) = engine.os_type.as_deref().filter(|os| *os != "linux") {
+        out.push(Problem {
+            id: "engine-not-linux",
+            severity: Severity::BlocksAll,
+            what: format!("the Docker engine runs {os} containers; the images are Linux images"),
+            fix: format!("switch the engine to Linux containers (Docker Desktop: \"Switch to Linux containers\"), or {remote_fix}"),
+        });
+    }
+    if let Some(arch) = engine
+        .architecture
+        .as_deref()
+        .filter(|a| !matches!(*a, "x86_64" | "amd64"))
+    {
+        out.push(Problem {
+            id: "engine-not-x86_64",
+            severity: Severity::BlocksAll,
+            what: format!(
+                "the Docker engine runs on {arch}; the PyTorch ROCm wheels and ROCm packages exist for x86_64 only"
+            ),
+            fix: remote_fix.into(),
+        });
+    }
+}
+
+/// Stores whose saved images a step cannot read yet. The containerd store saves an OCI
+/// layout (index.json, compressed blobs, manifest digests as image IDs), which `normalise`
+/// does not read yet (issue 10 part 2): every build there fails after the build itself.
+fn store_problems(engine: &EngineStatus, out: &mut Vec<Problem>) {
+    if let Some(Store::Containerd { snapshotter }) = &engine.store {
+        out.push(Problem {
+            id: "engine-containerd-store",
+            severity: Severity::BlocksAll,
+            what: format!(
+                "the engine keeps images in the containerd image store (snapshotter {snapshotter}), whose saved images this version cannot normalise yet"
+            ),
+            fix: "use an engine with the classic store: set `\"features\": {\"containerd-snapshotter\": false}` in /etc/docker/daemon.json and restart Docker (images in the containerd store are not visible there), or point DOCKER_HOST / a context at another engine".into(),
+        });
     }
 }
 
@@ -664,6 +758,11 @@ pub fn render_human(d: &Doctor) -> String {
     let mut s = String::new();
     let e = &d.engine;
     let _ = writeln!(s, "Docker engine");
+    if let Some(ep) = &e.endpoint {
+        let tls = if ep.tls.is_some() { ", TLS" } else { "" };
+        let by = e.chosen_by.as_deref().unwrap_or("?");
+        let _ = writeln!(s, "  endpoint      {}{tls} ({by})", ep.host);
+    }
     if e.reachable {
         let mut line = format!(
             "  reachable     yes: Docker {}",
@@ -679,6 +778,9 @@ pub fn render_human(d: &Doctor) -> String {
             line.push_str(", rootless");
         }
         let _ = writeln!(s, "{line}");
+        if let Some(store) = &e.store {
+            let _ = writeln!(s, "  store         {}", store.describe());
+        }
         if let Some(root) = &e.root_dir {
             let free = e.free_disk_bytes.map_or_else(
                 || "free space unknown".to_string(),
@@ -821,7 +923,12 @@ mod tests {
             rootless: Some(false),
             root_dir: Some("/var/lib/docker".into()),
             free_disk_bytes: Some(500 * GB),
-            error: None,
+            store: Some(Store::Classic {
+                driver: "overlay2".into(),
+            }),
+            os_type: Some("linux".into()),
+            architecture: Some("x86_64".into()),
+            ..Default::default()
         }
     }
 
@@ -1157,6 +1264,107 @@ mod tests {
         let Run { doctor: d, .. } = doctor_on(FixtureHost::rx5700xt(), old);
         assert!(ids(&d).contains(&"engine-old") && ids(&d).contains(&"engine-no-buildkit"));
         assert!(!d.ready.build);
+    }
+
+    #[test]
+    fn the_engine_report_names_endpoint_origin_and_store() {
+        let endpoint = crate::endpoint::Endpoint {
+            host: "ssh://builder".into(),
+            source: crate::endpoint::Source::DockerContext {
+                name: "builder".into(),
+            },
+            tls: None,
+        };
+        let e = EngineStatus {
+            chosen_by: Some(endpoint.source.to_string()),
+            endpoint: Some(endpoint),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), e);
+        let text = render_human(&d);
+        assert!(
+            text.contains("endpoint      ssh://builder (context `builder` from DOCKER_CONTEXT)"),
+            "{text}"
+        );
+        assert!(text.contains("store         classic image store, graph driver overlay2"));
+        let v = json(&d);
+        assert_eq!(v["engine"]["endpoint"]["source"]["kind"], "docker_context");
+        assert_eq!(v["engine"]["store"]["kind"], "classic");
+        assert!(d.ready.build);
+    }
+
+    #[test]
+    fn the_store_comes_from_driver_status() {
+        assert_eq!(
+            Store::from_info("overlayfs", Some("io.containerd.snapshotter.v1")),
+            Store::Containerd {
+                snapshotter: "overlayfs".into()
+            }
+        );
+        assert_eq!(
+            Store::from_info("fuse-overlayfs", None),
+            Store::Classic {
+                driver: "fuse-overlayfs".into()
+            }
+        );
+    }
+
+    #[test]
+    fn stores_and_platforms_a_build_cannot_use_are_problems_with_fixes() {
+        let containerd = EngineStatus {
+            store: Some(Store::from_info(
+                "overlayfs",
+                Some("io.containerd.snapshotter.v1"),
+            )),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), containerd);
+        let p = d
+            .problems
+            .iter()
+            .find(|p| p.id == "engine-containerd-store")
+            .unwrap();
+        assert!(
+            p.fix.contains("containerd-snapshotter\": false"),
+            "{}",
+            p.fix
+        );
+        assert!(!d.ready.build);
+
+        let arm = EngineStatus {
+            architecture: Some("aarch64".into()),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), arm);
+        let p = d
+            .problems
+            .iter()
+            .find(|p| p.id == "engine-not-x86_64")
+            .unwrap();
+        assert!(p.what.contains("aarch64") && p.fix.contains("DOCKER_HOST=ssh://"));
+        assert_eq!(exit_code(&d, Focus::Build), 3);
+
+        let windows = EngineStatus {
+            os_type: Some("windows".into()),
+            ..engine_ok()
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), windows);
+        assert!(ids(&d).contains(&"engine-not-linux"));
+    }
+
+    #[test]
+    fn an_unreachable_engine_gets_the_endpoints_own_advice() {
+        let e = EngineStatus {
+            fix: Some("check that `ssh builder docker system dial-stdio` works".into()),
+            ..EngineStatus::unreachable("connection refused")
+        };
+        let Run { doctor: d, .. } = doctor_on(FixtureHost::no_gpu(), e);
+        let p = d
+            .problems
+            .iter()
+            .find(|p| p.id == "engine-unreachable")
+            .unwrap();
+        assert!(p.fix.contains("dial-stdio") && !p.fix.contains("systemctl"));
     }
 
     #[test]

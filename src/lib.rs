@@ -8,6 +8,7 @@ pub mod cli;
 pub mod context;
 pub mod distribute;
 pub mod doctor;
+pub mod endpoint;
 pub mod engine;
 pub mod host;
 pub mod index_client;

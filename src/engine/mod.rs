@@ -9,21 +9,32 @@ mod export;
 mod images;
 mod registry;
 mod resolve;
+mod status;
 
 use std::time::Duration;
 
 use bollard::Docker;
 
+use crate::endpoint::{Endpoint, EnvView, Scheme};
+
 pub use build::{BuildEvent, BuildRequest};
 pub use container::{ContainerOutcome, ContainerSpec};
 pub use images::ImageSummary;
 pub use registry::TransferEvent;
+pub use status::engine_status;
 
 /// Errors from the engine, each classed for the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot reach the Docker engine at {host}: {detail}\n  start it (`sudo systemctl start docker`, or `ci/ensure-docker.sh`) or point DOCKER_HOST at a running engine")]
-    Unreachable { host: String, detail: String },
+    #[error("cannot reach the Docker engine at {host} ({chosen_by}): {detail}\n  {advice}")]
+    Unreachable {
+        host: String,
+        chosen_by: crate::endpoint::Source,
+        detail: String,
+        advice: String,
+    },
+    #[error("cannot choose the Docker engine: {0}")]
+    Endpoint(crate::endpoint::EndpointError),
     #[error("build of {what} failed: {message}")]
     Build { what: String, message: String },
     #[error("{what}: {detail}")]
@@ -42,7 +53,7 @@ impl EngineError {
     /// The CLI contract's exit code: 3 for the environment, 130 interrupted, 1 the job.
     pub fn exit_code(&self) -> i32 {
         match self {
-            EngineError::Unreachable { .. } => 3,
+            EngineError::Unreachable { .. } | EngineError::Endpoint(_) => 3,
             EngineError::Interrupted { .. } => 130,
             EngineError::Build { .. } | EngineError::Api { .. } => 1,
             EngineError::Registry { class, .. } => class.exit_code(),
@@ -57,7 +68,14 @@ impl EngineError {
     }
 }
 
+impl From<crate::endpoint::EndpointError> for EngineError {
+    fn from(e: crate::endpoint::EndpointError) -> Self {
+        EngineError::Endpoint(e)
+    }
+}
+
 /// bollard's Display for server errors repeats the status code; keep the daemon's message.
+/// Transport errors (hyper, ssh) hide the cause in their source chain: say all of it.
 pub(crate) fn describe(e: &bollard::errors::Error) -> String {
     use bollard::errors::Error as E;
     match e {
@@ -66,7 +84,19 @@ pub(crate) fn describe(e: &bollard::errors::Error) -> String {
             message,
         } => format!("{message} (HTTP {status_code})"),
         E::DockerStreamError { error } => error.clone(),
-        other => other.to_string(),
+        other => {
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                let part = c.to_string();
+                if !text.contains(&part) {
+                    text.push_str(": ");
+                    text.push_str(&part);
+                }
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -75,6 +105,8 @@ pub(crate) fn describe(e: &bollard::errors::Error) -> String {
 pub struct Engine {
     pub(crate) docker: Docker,
     pub host: String,
+    /// Where the engine is and how it was chosen (`doctor` reports both).
+    pub endpoint: Endpoint,
 }
 
 /// What `doctor` reports about the engine.
@@ -84,32 +116,67 @@ pub struct EngineInfo {
     pub api_version: Option<String>,
     pub root_dir: Option<String>,
     pub storage_driver: Option<String>,
+    /// `io.containerd.snapshotter.v1` when images live in containerd's store (Docker
+    /// Desktop, fresh Docker 29 installs), from `DriverStatus` `driver-type`.
+    pub driver_type: Option<String>,
+    pub os_type: Option<String>,
+    pub architecture: Option<String>,
     pub security_options: Vec<String>,
 }
 
+/// The client-side deadline for one request; long, because `/build` answers only once the
+/// whole context is uploaded. Our own limits are enforced with `tokio::time::timeout`.
+const REQUEST_TIMEOUT_S: u64 = 24 * 3600;
+
+fn client_for(endpoint: &Endpoint) -> Result<Docker, bollard::errors::Error> {
+    let v = bollard::API_DEFAULT_VERSION;
+    let host = endpoint.host.as_str();
+    match (endpoint.scheme(), &endpoint.tls) {
+        (Scheme::Unix, _) => Docker::connect_with_unix(host, REQUEST_TIMEOUT_S, v),
+        (Scheme::Ssh, _) => Docker::connect_with_ssh(host, REQUEST_TIMEOUT_S, v, None),
+        (Scheme::Tcp, Some(tls)) => {
+            Docker::connect_with_ssl(host, &tls.key, &tls.cert, &tls.ca, REQUEST_TIMEOUT_S, v)
+        }
+        _ => Docker::connect_with_http(host, REQUEST_TIMEOUT_S, v),
+    }
+}
+
 impl Engine {
-    /// Connects through DOCKER_HOST (or the local socket), negotiates the API version down
-    /// to the daemon's (1.41 on Debian's docker.io 20.10), and pings it.
+    /// Connects to the engine the docker CLI would use ([`crate::endpoint::resolve`]),
+    /// negotiates the API version down to the daemon's (1.41 on Debian's docker.io 20.10),
+    /// and pings it.
     pub async fn connect() -> Result<Engine, EngineError> {
-        let host = std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let endpoint = crate::endpoint::resolve(&EnvView::from_process())?;
+        Self::connect_to(endpoint).await
+    }
+
+    pub async fn connect_to(endpoint: Endpoint) -> Result<Engine, EngineError> {
         let unreachable = |detail: String| EngineError::Unreachable {
-            host: host.clone(),
+            host: endpoint.host.clone(),
+            chosen_by: endpoint.source.clone(),
+            advice: endpoint.unreachable_advice(&detail),
             detail,
         };
-        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(describe(&e)))?;
-        // The default 120 s covers response headers only, and /build sends none until the
-        // whole context is uploaded; our own deadlines are enforced with tokio::time::timeout.
-        let docker = docker.with_timeout(Duration::from_secs(24 * 3600));
-        let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
+        tracing::debug!(host = %endpoint.host, chosen_by = %endpoint.source, "connecting");
+        let docker = client_for(&endpoint).map_err(|e| unreachable(describe(&e)))?;
+        // An ssh endpoint starts an ssh session first: allow for a slow login.
+        let deadline = Duration::from_secs(match endpoint.scheme() {
+            Scheme::Ssh => 40,
+            _ => 15,
+        });
+        let docker = tokio::time::timeout(deadline, docker.negotiate_version())
             .await
-            .map_err(|_| unreachable("no answer within 15 s".into()))?
+            .map_err(|_| unreachable(format!("no answer within {} s", deadline.as_secs())))?
             .map_err(|e| unreachable(describe(&e)))?;
-        tokio::time::timeout(Duration::from_secs(15), docker.ping())
+        tokio::time::timeout(deadline, docker.ping())
             .await
-            .map_err(|_| unreachable("no answer within 15 s".into()))?
+            .map_err(|_| unreachable(format!("no answer within {} s", deadline.as_secs())))?
             .map_err(|e| unreachable(describe(&e)))?;
-        Ok(Engine { docker, host })
+        Ok(Engine {
+            docker,
+            host: endpoint.host.clone(),
+            endpoint,
+        })
     }
 
     pub async fn info(&self) -> Result<EngineInfo, EngineError> {
@@ -128,6 +195,17 @@ impl Engine {
             api_version: v.api_version,
             root_dir: i.docker_root_dir,
             storage_driver: i.driver,
+            driver_type: i
+                .driver_status
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|kv| {
+                    (kv.first().map(String::as_str) == Some("driver-type"))
+                        .then(|| kv.get(1).cloned())
+                        .flatten()
+                }),
+            os_type: i.os_type,
+            architecture: i.architecture,
             security_options: i.security_options.unwrap_or_default(),
         })
     }
