@@ -3,7 +3,8 @@
 # engine tests also run against what users have: Debian sid's docker.io 28.5 with
 # containerd 2.1, started twice from the same unpacked packages:
 #
-#   classic     the classic image store, storage driver vfs
+#   classic     the classic image store, storage driver overlay2 (what a stock install
+#               uses; RDNA1_ENGINES_CLASSIC_DRIVER=vfs where the kernel has no overlay)
 #               socket $DIR/classic/docker.sock              RDNA1_ENGINE_CLASSIC
 #   containerd  the containerd image store (containerd-snapshotter), as fresh
 #               Docker 29 installs and Docker Desktop use it
@@ -91,7 +92,9 @@ write_config() {
     local name=$1 d=$DIR/$1
     mkdir -p "$d/data" "$d/exec" "$d/containerd"
     case $name in
-    classic) printf '{"storage-driver":"vfs","features":{"containerd-snapshotter":false}}\n' >"$d/daemon.json" ;;
+    # overlay2, not vfs: vfs copies the whole 1.25 GB base for every layer and every
+    # build-cache record, which filled a 80 GB disk during one engine-test run here.
+    classic) printf '{"storage-driver":"%s","features":{"containerd-snapshotter":false}}\n' "${RDNA1_ENGINES_CLASSIC_DRIVER:-overlay2}" >"$d/daemon.json" ;;
     containerd) printf '{"features":{"containerd-snapshotter":true}}\n' >"$d/daemon.json" ;;
     *) die "unknown engine '$name' (known: ${ALL_ENGINES[*]})" ;;
     esac
