@@ -10,6 +10,7 @@ pub mod distribute;
 pub mod doctor;
 pub mod engine;
 pub mod host;
+pub mod image_archive;
 pub mod lock;
 pub mod normalise;
 pub mod pipeline;
