@@ -67,6 +67,8 @@ pub struct Spooled {
 /// The save, read: the normalised image and the rewritten layers to load.
 pub struct SavedImage {
     pub normalised: Normalised,
+    /// The config as the engine built it.
+    pub engine_config: serde_json::Value,
     pub spooled: Vec<Spooled>,
     /// OCI descriptors of the base layers as the engine stores them (containerd manifests).
     pub base_descriptors: Vec<serde_json::Value>,
@@ -312,9 +314,11 @@ pub fn read_save<R: Read>(
     timings.rewrite += rewrite_started.elapsed();
     timings.save += read_time.saturating_sub(timings.spool);
     let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let config = reproduce::rewrite_config(&config, &ids, plan.epoch);
+    let engine_config = config;
+    let config = reproduce::rewrite_config(&engine_config, &ids, plan.epoch);
     let config_bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
     Ok(SavedImage {
+        engine_config,
         normalised: Normalised {
             image_id: sha256_id(&config_bytes),
             layers,

@@ -52,7 +52,12 @@ pub async fn normalise(
     progress: &mut dyn Progress,
 ) -> Result<Normalisation, EngineError> {
     match normalise_inner(engine, r, built, progress).await {
-        Ok(n) => Ok(n),
+        Ok(n) => {
+            if built != n.normalised.image_id {
+                engine.remove_untagged(built).await?;
+            }
+            Ok(n)
+        }
         Err(e) => {
             if engine.remove_untagged(built).await.unwrap_or(false) {
                 progress.note(&format!(
@@ -63,6 +68,17 @@ pub async fn normalise(
             Err(e)
         }
     }
+}
+
+/// [`normalise`] while a smoke test runs on `built`: the built image stays (its container
+/// holds it) and the caller removes it once both are done.
+pub async fn normalise_beside_smoke(
+    engine: &Engine,
+    r: &Recipe,
+    built: &str,
+    progress: &mut dyn Progress,
+) -> Result<Normalisation, EngineError> {
+    normalise_inner(engine, r, built, progress).await
 }
 
 async fn normalise_inner(
@@ -106,6 +122,8 @@ async fn normalise_inner(
     .await
     .map_err(|e| failed(built, e))?
     .map_err(|e| failed(built, e))?;
+    reproduce::same_but_for_time(&saved.engine_config, &saved.normalised.config)
+        .map_err(|e| failed(built, e))?;
 
     let load_started = Instant::now();
     let (writer, body) = export::body_pipe();
@@ -125,9 +143,6 @@ async fn normalise_inner(
     }
     let load = load_started.elapsed();
     drop(scratch);
-    if built != loaded {
-        engine.remove_untagged(built).await?;
-    }
     let mut normalised = saved.normalised;
     normalised.image_id = loaded;
     let seconds = started.elapsed().as_secs_f64();

@@ -213,8 +213,10 @@ pub fn rewrite_layer<R: Read + Seek, W: Write>(
             size: e.size(),
         });
     }
+    // A path twice in one layer: the later entry is what extraction leaves, so it is kept.
+    items.reverse();
     items.sort_by(|a, b| a.path.cmp(&b.path));
-    items.dedup_by(|later, earlier| later.path == earlier.path);
+    items.dedup_by(|next, kept| next.path == kept.path);
     canonical_hardlinks(&mut items);
 
     let mut src = ar.into_inner();
@@ -364,6 +366,33 @@ pub fn rewrite_config(
             .collect(),
     );
     c
+}
+
+/// Why the image the smoke test ran (the engine's) and the normalised one behave the same:
+/// the rewrite changes only times, the tar dialect and order, and the config's `created`,
+/// history and diff ids. Anything else differing in the config is an error, so the smoke test
+/// may run on the engine's image while the normalised one is made.
+pub fn same_but_for_time(
+    engine: &serde_json::Value,
+    normalised: &serde_json::Value,
+) -> Result<(), String> {
+    let strip = |c: &serde_json::Value| {
+        let mut c = c.clone();
+        if let Some(o) = c.as_object_mut() {
+            for k in ["created", "history", "rootfs"] {
+                o.remove(k);
+            }
+        }
+        c
+    };
+    if strip(engine) != strip(normalised) {
+        return Err("the normalised config differs from the engine's in more than times".into());
+    }
+    let steps = |c: &serde_json::Value| c["history"].as_array().map(Vec::len);
+    if steps(engine) != steps(normalised) {
+        return Err("the normalised history has another number of steps".into());
+    }
+    Ok(())
 }
 
 /// `ARG` history entries name the arguments only: BuildKit 0.8 (Docker 20.10) writes the
