@@ -22,8 +22,11 @@ for c in "$buildx" /usr/libexec/docker/cli-plugins/docker-buildx \
 done
 [[ -x $buildx ]] || { echo "bench: no docker-buildx plugin (run ci/engines.sh fetch or set BENCH_BUILDX)" >&2; exit 3; }
 
-cargo build --release --quiet
-bin=$PWD/target/release/rdna1-images
+bin=${BENCH_BIN:-}
+if [[ -z $bin ]]; then
+  cargo build --release --quiet
+  bin=$PWD/target/release/rdna1-images
+fi
 work=$(mktemp -d)
 tmp=$work/tmp
 mkdir -p "$tmp" "$work/docker/cli-plugins"
