@@ -10,7 +10,8 @@
 use std::time::Instant;
 
 use crate::context::Prepared;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{export, Engine, EngineError};
+use crate::image_archive::{self, Plan, Timings};
 use crate::pipeline::{self, BuildOptions, Progress};
 use crate::recipe::{PyTorch, Recipe};
 use crate::reproduce::{self, Comparison, Normalised};
@@ -20,7 +21,8 @@ use crate::reproduce::{self, Comparison, Normalised};
 pub struct Normalisation {
     pub built: String,
     pub normalised: Normalised,
-    pub saved_bytes: u64,
+    /// Bytes of the layers the build added, as the engine had them (uncompressed).
+    pub added_bytes: u64,
     pub seconds: f64,
 }
 
@@ -40,8 +42,46 @@ fn failed(image: &str, detail: impl ToString) -> EngineError {
 }
 
 /// Rewrites the layers the build added and the config, loads the result, and removes the
-/// engine's original. Returns the id of the reproducible image.
+/// engine's original. Returns the id of the reproducible image. On any failure the built
+/// candidate is removed too (unless something tagged it meanwhile), and the scratch folder
+/// goes with its guard however this returns.
 pub async fn normalise(
+    engine: &Engine,
+    r: &Recipe,
+    built: &str,
+    progress: &mut dyn Progress,
+) -> Result<Normalisation, EngineError> {
+    match normalise_inner(engine, r, built, progress).await {
+        Ok(n) => {
+            if built != n.normalised.image_id {
+                engine.remove_untagged(built).await?;
+            }
+            Ok(n)
+        }
+        Err(e) => {
+            if engine.remove_untagged(built).await.unwrap_or(false) {
+                progress.note(&format!(
+                    "normalise failed: removed the built candidate {}",
+                    pipeline::short_id(built)
+                ));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`normalise`] while a smoke test runs on `built`: the built image stays (its container
+/// holds it) and the caller removes it once both are done.
+pub async fn normalise_beside_smoke(
+    engine: &Engine,
+    r: &Recipe,
+    built: &str,
+    progress: &mut dyn Progress,
+) -> Result<Normalisation, EngineError> {
+    normalise_inner(engine, r, built, progress).await
+}
+
+async fn normalise_inner(
     engine: &Engine,
     r: &Recipe,
     built: &str,
@@ -62,49 +102,70 @@ pub async fn normalise(
             0
         }
     };
+    let store = engine.store().await?;
     let scratch = tempfile::Builder::new()
         .prefix("rdna1-images-normalise-")
         .tempdir()
         .map_err(|e| failed(built, format!("scratch folder: {e}")))?;
-    let save = scratch.path().join("saved.tar");
-    let saved_bytes = engine.save_image(built, &save).await?;
-    let dir = scratch.path().to_path_buf();
     let epoch = r.source_date_epoch;
-    let out = dir.join("normalised.tar");
-    let out2 = out.clone();
-    let normalised = tokio::task::spawn_blocking(move || {
-        reproduce::normalise_save(&dir.join("saved.tar"), keep, epoch, &dir, &out2)
+    let plan = Plan {
+        diff_ids: layers,
+        keep,
+        epoch,
+    };
+    let reader = engine.save_reader(built);
+    let dir = scratch.path().to_path_buf();
+    let (saved, mut timings) = tokio::task::spawn_blocking(move || {
+        let mut t = Timings::default();
+        image_archive::read_save(reader, &plan, &dir, &mut t).map(|s| (s, t))
     })
     .await
     .map_err(|e| failed(built, e))?
     .map_err(|e| failed(built, e))?;
-    std::fs::remove_file(&save).ok();
-    if engine.image(&normalised.image_id).await?.is_none() {
-        let loaded = engine.load_image(&out).await?;
-        if loaded != normalised.image_id {
-            return Err(failed(
-                built,
-                format!(
-                    "the engine loaded {loaded}, but the rewritten config is {}",
-                    normalised.image_id
-                ),
-            ));
-        }
+    reproduce::same_but_for_time(&saved.engine_config, &saved.normalised.config)
+        .map_err(|e| failed(built, e))?;
+
+    let load_started = Instant::now();
+    let (writer, body) = export::body_pipe();
+    let writing = tokio::task::spawn_blocking(move || {
+        let id = image_archive::write_load(writer, store, &saved, epoch);
+        (id, saved)
+    });
+    let loaded = engine.load_stream(body).await;
+    let (expected, saved) = writing.await.map_err(|e| failed(built, e))?;
+    let expected = expected.map_err(|e| failed(built, e))?;
+    let loaded = loaded?;
+    if loaded != expected {
+        return Err(failed(
+            built,
+            format!("the engine loaded {loaded}, but the rewritten image is {expected}"),
+        ));
     }
-    if built != normalised.image_id {
-        engine.remove_untagged(built).await?;
-    }
+    let load = load_started.elapsed();
+    drop(scratch);
+    let mut normalised = saved.normalised;
+    normalised.image_id = loaded;
     let seconds = started.elapsed().as_secs_f64();
     let rewritten = normalised.layers.iter().filter(|l| l.rewritten).count();
+    tracing::debug!(
+        "normalise timing: save stream {:.2} s ({} MB of base layers skipped), spool {:.2} s ({} MB added), rewrite {:.2} s, load {:.2} s, total {seconds:.2} s",
+        timings.save.as_secs_f64(),
+        timings.bytes_skipped / 1_000_000,
+        timings.spool.as_secs_f64(),
+        timings.bytes_added / 1_000_000,
+        timings.rewrite.as_secs_f64(),
+        load.as_secs_f64(),
+    );
+    timings.save += load;
     progress.note(&format!(
-        "reproducible image {}: {rewritten} layer(s) rewritten with SOURCE_DATE_EPOCH={epoch}, {keep} base layer(s) kept, in {seconds:.1} s (exported {} MB)",
+        "reproducible image {}: {rewritten} layer(s) rewritten with SOURCE_DATE_EPOCH={epoch}, {keep} base layer(s) kept, in {seconds:.1} s ({} MB added)",
         pipeline::short_id(&normalised.image_id),
-        saved_bytes / 1_000_000
+        timings.bytes_added / 1_000_000
     ));
     Ok(Normalisation {
         built: built.to_string(),
         normalised,
-        saved_bytes,
+        added_bytes: timings.bytes_added,
         seconds,
     })
 }

@@ -17,8 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::Serialize;
@@ -84,62 +83,6 @@ pub enum NormaliseError {
     Format(String),
 }
 
-fn bad(msg: impl Into<String>) -> NormaliseError {
-    NormaliseError::Format(msg.into())
-}
-
-/// A byte range of a file, readable and seekable on its own (one layer inside a saved image).
-struct Region {
-    file: File,
-    start: u64,
-    len: u64,
-    pos: u64,
-}
-
-impl Region {
-    fn new(mut file: File, start: u64, len: u64) -> io::Result<Region> {
-        file.seek(SeekFrom::Start(start))?;
-        Ok(Region {
-            file,
-            start,
-            len,
-            pos: 0,
-        })
-    }
-}
-
-impl Read for Region {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        if left == 0 {
-            return Ok(0);
-        }
-        let n = (buf.len() as u64).min(left) as usize;
-        let n = self.file.read(&mut buf[..n])?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for Region {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(p) => p as i64,
-            SeekFrom::End(d) => self.len as i64 + d,
-            SeekFrom::Current(d) => self.pos as i64 + d,
-        };
-        if target < 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before start",
-            ));
-        }
-        self.pos = target as u64;
-        self.file.seek(SeekFrom::Start(self.start + self.pos))?;
-        Ok(self.pos)
-    }
-}
-
 /// Writes through and hashes what it writes.
 struct Hashing<W> {
     inner: W,
@@ -177,25 +120,6 @@ fn hex(d: impl AsRef<[u8]>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The entries of a tar file by path: (offset of the data, size).
-fn index_tar(path: &Path) -> io::Result<HashMap<String, (u64, u64)>> {
-    let mut ar = tar::Archive::new(File::open(path)?);
-    let mut out = HashMap::new();
-    for e in ar.entries_with_seek()? {
-        let e = e?;
-        let p = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        out.insert(p, (e.raw_file_position(), e.size()));
-    }
-    Ok(out)
-}
-
-fn read_region(path: &Path, at: (u64, u64)) -> io::Result<Vec<u8>> {
-    let mut r = Region::new(File::open(path)?, at.0, at.1)?;
-    let mut v = Vec::with_capacity(at.1 as usize);
-    r.read_to_end(&mut v)?;
-    Ok(v)
-}
-
 /// One entry of a layer, located in the source for the second pass.
 struct Item {
     path: Vec<u8>,
@@ -206,8 +130,33 @@ struct Item {
     size: u64,
 }
 
-/// PAX records that carry time or what the header already says: dropped.
-const DROPPED_PAX: &[&str] = &["atime", "ctime", "mtime", "path", "linkpath", "size"];
+/// The PAX records a layer keeps: extended attributes (capabilities, ACLs). Engines add others
+/// of their own (times, names, sizes the header already says), which would make the same
+/// change differ from one engine to the next.
+fn kept_pax(key: &str) -> bool {
+    key.starts_with("SCHILY.xattr.")
+}
+
+/// A fresh GNU header holding only what decides the file: type, mode, owner ids, the clamped
+/// mtime and device numbers. Nothing of the engine's own header survives (ustar or GNU or PAX
+/// format, user and group names, atime/ctime), so every engine's layer for the same change
+/// comes out byte for byte the same.
+fn canonical_header(src: &tar::Header, mtime: u64) -> io::Result<tar::Header> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(src.entry_type());
+    h.set_mode(src.mode().unwrap_or(0o644) & 0o7777);
+    h.set_uid(src.uid().unwrap_or(0));
+    h.set_gid(src.gid().unwrap_or(0));
+    h.set_mtime(mtime);
+    if matches!(
+        src.entry_type(),
+        tar::EntryType::Char | tar::EntryType::Block
+    ) {
+        h.set_device_major(src.device_major()?.unwrap_or(0))?;
+        h.set_device_minor(src.device_minor()?.unwrap_or(0))?;
+    }
+    Ok(h)
+}
 
 fn trim_slash(p: &[u8]) -> &[u8] {
     let mut p = p;
@@ -249,7 +198,7 @@ pub fn rewrite_layer<R: Read + Seek, W: Write>(
             for x in exts {
                 let x = x?;
                 let key = String::from_utf8_lossy(x.key_bytes()).into_owned();
-                if !DROPPED_PAX.contains(&key.as_str()) {
+                if kept_pax(&key) {
                     pax.push((key, x.value_bytes().to_vec()));
                 }
             }
@@ -264,8 +213,10 @@ pub fn rewrite_layer<R: Read + Seek, W: Write>(
             size: e.size(),
         });
     }
+    // A path twice in one layer: the later entry is what extraction leaves, so it is kept.
+    items.reverse();
     items.sort_by(|a, b| a.path.cmp(&b.path));
-    items.dedup_by(|later, earlier| later.path == earlier.path);
+    items.dedup_by(|next, kept| next.path == kept.path);
     canonical_hardlinks(&mut items);
 
     let mut src = ar.into_inner();
@@ -276,13 +227,8 @@ pub fn rewrite_layer<R: Read + Seek, W: Write>(
     });
     let mut files = Vec::with_capacity(items.len());
     for it in &items {
-        let mut h = it.header.clone();
-        let mtime = h.mtime().unwrap_or(0).min(epoch);
-        h.set_mtime(mtime);
-        if let Some(g) = h.as_gnu_mut() {
-            g.atime = [0; 12];
-            g.ctime = [0; 12];
-        }
+        let mtime = it.header.mtime().unwrap_or(0).min(epoch);
+        let mut h = canonical_header(&it.header, mtime)?;
         if !it.pax.is_empty() {
             b.append_pax_extensions(it.pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
         }
@@ -404,6 +350,13 @@ pub fn rewrite_config(
             if late {
                 e["created"] = serde_json::Value::String(stamp.clone());
             }
+            if let Some(arg) = e
+                .get("created_by")
+                .and_then(|v| v.as_str())
+                .and_then(canonical_arg)
+            {
+                e["created_by"] = serde_json::Value::String(arg);
+            }
         }
     }
     c["rootfs"]["diff_ids"] = serde_json::Value::Array(
@@ -415,8 +368,53 @@ pub fn rewrite_config(
     c
 }
 
+/// Why the image the smoke test ran (the engine's) and the normalised one behave the same:
+/// the rewrite changes only times, the tar dialect and order, and the config's `created`,
+/// history and diff ids. Anything else differing in the config is an error, so the smoke test
+/// may run on the engine's image while the normalised one is made.
+pub fn same_but_for_time(
+    engine: &serde_json::Value,
+    normalised: &serde_json::Value,
+) -> Result<(), String> {
+    let strip = |c: &serde_json::Value| {
+        let mut c = c.clone();
+        if let Some(o) = c.as_object_mut() {
+            for k in ["created", "history", "rootfs"] {
+                o.remove(k);
+            }
+        }
+        c
+    };
+    if strip(engine) != strip(normalised) {
+        return Err("the normalised config differs from the engine's in more than times".into());
+    }
+    let steps = |c: &serde_json::Value| c["history"].as_array().map(Vec::len);
+    if steps(engine) != steps(normalised) {
+        return Err("the normalised history has another number of steps".into());
+    }
+    Ok(())
+}
+
+/// `ARG` history entries name the arguments only: BuildKit 0.8 (Docker 20.10) writes the
+/// Dockerfile's text (`ARG SOURCE_DATE_EPOCH`), newer ones the value passed in
+/// (`ARG SOURCE_DATE_EPOCH=1764028800`). The values are in every later RUN entry anyway.
+fn canonical_arg(created_by: &str) -> Option<String> {
+    let rest = created_by.strip_prefix("ARG ")?;
+    let names: Vec<&str> = rest
+        .split_whitespace()
+        .map(|w| w.split('=').next().unwrap_or(""))
+        .filter(|n| {
+            let mut c = n.chars();
+            c.next()
+                .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+                && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .collect();
+    Some(format!("ARG {}", names.join(" ")))
+}
+
 /// `created_by` of the history entry of each layer (entries with `empty_layer` have none).
-fn layer_history(config: &serde_json::Value, layers: usize) -> Vec<String> {
+pub fn layer_history(config: &serde_json::Value, layers: usize) -> Vec<String> {
     let mut out: Vec<String> = config
         .get("history")
         .and_then(|h| h.as_array())
@@ -439,136 +437,6 @@ fn layer_history(config: &serde_json::Value, layers: usize) -> Vec<String> {
         .unwrap_or_default();
     out.resize(layers, String::new());
     out
-}
-
-/// Reads a `docker save` archive and writes a `docker load` archive of the normalised image:
-/// the first `keep` layers are left to the engine (they are the base's), the others are
-/// rewritten. `scratch` holds the rewritten layers until they are packed.
-pub fn normalise_save(
-    save: &Path,
-    keep: usize,
-    epoch: u64,
-    scratch: &Path,
-    out: &Path,
-) -> Result<Normalised, NormaliseError> {
-    let index = index_tar(save)?;
-    let at = |p: &str| {
-        index
-            .get(p)
-            .copied()
-            .ok_or_else(|| bad(format!("no `{p}` in it")))
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&read_region(save, at("manifest.json")?)?)
-            .map_err(|e| bad(format!("manifest.json: {e}")))?;
-    let m = manifest
-        .as_array()
-        .and_then(|a| a.first())
-        .ok_or_else(|| bad("manifest.json lists no image"))?;
-    let config_path = m["Config"]
-        .as_str()
-        .ok_or_else(|| bad("manifest.json has no Config"))?;
-    let layer_paths: Vec<String> = m["Layers"]
-        .as_array()
-        .ok_or_else(|| bad("manifest.json has no Layers"))?
-        .iter()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
-    let config: serde_json::Value = serde_json::from_slice(&read_region(save, at(config_path)?)?)
-        .map_err(|e| bad(format!("{config_path}: {e}")))?;
-    let old_ids: Vec<String> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .ok_or_else(|| bad("the config has no rootfs.diff_ids"))?
-        .iter()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
-    if old_ids.len() != layer_paths.len() || keep > old_ids.len() {
-        return Err(bad(format!(
-            "{} layers in the manifest, {} diff ids in the config, {keep} to keep",
-            layer_paths.len(),
-            old_ids.len()
-        )));
-    }
-    let history = layer_history(&config, old_ids.len());
-    let mut layers = Vec::new();
-    let mut new_paths = Vec::new();
-    for (i, p) in layer_paths.iter().enumerate() {
-        if i < keep {
-            layers.push(LayerReport {
-                index: i,
-                diff_id: old_ids[i].clone(),
-                created_by: history[i].clone(),
-                rewritten: false,
-                files: vec![],
-                bytes: at(p)?.1,
-            });
-            new_paths.push(p.clone());
-            continue;
-        }
-        let tmp = scratch.join(format!("layer-{i}.tar"));
-        let (diff_id, bytes, files) = rewrite_layer(
-            Region::new(File::open(save)?, at(p)?.0, at(p)?.1)?,
-            epoch,
-            File::create(&tmp)?,
-        )?;
-        new_paths.push(format!(
-            "{}/layer.tar",
-            diff_id.trim_start_matches("sha256:")
-        ));
-        layers.push(LayerReport {
-            index: i,
-            diff_id,
-            created_by: history[i].clone(),
-            rewritten: true,
-            files,
-            bytes,
-        });
-    }
-    let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let config = rewrite_config(&config, &ids, epoch);
-    let config_bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
-    let image_hex = hex(Sha256::digest(&config_bytes));
-    let manifest = serde_json::json!([{
-        "Config": format!("{image_hex}.json"),
-        "RepoTags": null,
-        "Layers": new_paths,
-    }]);
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("a JSON value serializes");
-
-    let mut b = tar::Builder::new(BufWriter::new(File::create(out)?));
-    let header = |size: u64| {
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o644);
-        h.set_mtime(epoch);
-        h.set_size(size);
-        h
-    };
-    let mut written = std::collections::HashSet::new();
-    for l in layers.iter().filter(|l| l.rewritten) {
-        let name = format!("{}/layer.tar", l.diff_id.trim_start_matches("sha256:"));
-        if !written.insert(name.clone()) {
-            continue;
-        }
-        let f = File::open(scratch.join(format!("layer-{}.tar", l.index)))?;
-        let mut h = header(f.metadata()?.len());
-        b.append_data(&mut h, &name, BufReader::new(f))?;
-    }
-    b.append_data(
-        &mut header(config_bytes.len() as u64),
-        format!("{image_hex}.json"),
-        config_bytes.as_slice(),
-    )?;
-    b.append_data(
-        &mut header(manifest_bytes.len() as u64),
-        "manifest.json",
-        manifest_bytes.as_slice(),
-    )?;
-    b.into_inner()?.flush()?;
-    Ok(Normalised {
-        image_id: format!("sha256:{image_hex}"),
-        layers,
-        config,
-    })
 }
 
 /// How two entries of the same path differ, field by field.
@@ -829,6 +697,52 @@ mod tests {
     }
 
     #[test]
+    fn the_same_change_in_another_engines_tar_dialect_gives_the_same_layer() {
+        // Docker 20.10 writes ustar with user names; BuildKit's differ GNU or PAX headers with
+        // atime/ctime records, and another order.
+        let mut a = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o100644);
+        h.set_mtime(5000);
+        h.set_size(3);
+        h.set_username("root").unwrap();
+        h.set_groupname("root").unwrap();
+        a.append_data(&mut h, "opt/x/smoke.py", &b"abc"[..])
+            .unwrap();
+        let mut d = tar::Header::new_ustar();
+        d.set_entry_type(tar::EntryType::Directory);
+        d.set_mode(0o755);
+        d.set_mtime(5000);
+        d.set_size(0);
+        a.append_data(&mut d, "opt/x/", &b""[..]).unwrap();
+        let a = a.into_inner().unwrap();
+
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("atime", &b"5000.1"[..]), ("ctime", &b"5000.2"[..])])
+            .unwrap();
+        let mut d = tar::Header::new_gnu();
+        d.set_entry_type(tar::EntryType::Directory);
+        d.set_mode(0o40755);
+        d.set_mtime(6000);
+        d.set_size(0);
+        b.append_data(&mut d, "opt/x", &b""[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_mtime(7000);
+        h.set_size(3);
+        b.append_data(&mut h, "./opt/x/smoke.py", &b"abc"[..])
+            .unwrap();
+        let b = b.into_inner().unwrap();
+
+        let (ia, _, fa) = rewrite(&a, 1000);
+        let (ib, _, fb) = rewrite(&b, 1000);
+        assert_eq!(fa, fb);
+        assert_eq!(ia, ib);
+    }
+
+    #[test]
     fn config_gets_the_epoch_and_new_diff_ids() {
         let c = serde_json::json!({
             "created": "2026-11-25T19:03:50.054215533Z",
@@ -843,6 +757,25 @@ mod tests {
         assert_eq!(r["history"][0]["created"], "2020-01-01T00:00:00Z");
         assert_eq!(r["history"][1]["created"], "2025-11-25T00:00:00Z");
         assert_eq!(r["rootfs"]["diff_ids"][1], "sha256:c");
+    }
+
+    #[test]
+    fn arg_history_is_the_same_whatever_buildkit_wrote() {
+        let entry = |by: &str| {
+            serde_json::json!({
+                "created": "2026-11-25T19:03:50Z",
+                "history": [{"created": "2026-11-25T19:03:50Z", "created_by": by, "empty_layer": true}],
+                "rootfs": {"type": "layers", "diff_ids": []},
+            })
+        };
+        let old = rewrite_config(&entry("ARG SOURCE_DATE_EPOCH"), &[], 1764028800);
+        let new = rewrite_config(&entry("ARG SOURCE_DATE_EPOCH=1764028800"), &[], 1764028800);
+        assert_eq!(old, new);
+        assert_eq!(old["history"][0]["created_by"], "ARG SOURCE_DATE_EPOCH");
+        let two = rewrite_config(&entry("ARG A=1 B_2=x"), &[], 0);
+        assert_eq!(two["history"][0]["created_by"], "ARG A B_2");
+        let run = rewrite_config(&entry("RUN echo ARG=1"), &[], 0);
+        assert_eq!(run["history"][0]["created_by"], "RUN echo ARG=1");
     }
 
     #[test]

@@ -500,3 +500,112 @@ fn lock_pins_the_base_by_registry_digest_and_hashes_wheels_keeping_comments() {
     assert!(text(&o).contains("nothing to pin"), "{}", text(&o));
     assert_eq!(sb.read(name), locked);
 }
+
+/// The engines of ci/engines.sh (Docker 28.5, classic and containerd stores) beside the
+/// machine's: from the environment, else asked of the script.
+fn engines(test: &str) -> Vec<(String, String)> {
+    let mut hosts = vec![(
+        "machine".to_string(),
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+    )];
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/engines.sh");
+    let listed = Command::new("bash")
+        .arg(&script)
+        .arg("env")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for (var, label) in [
+        ("RDNA1_ENGINE_CLASSIC", "28 classic"),
+        ("RDNA1_ENGINE_CONTAINERD", "28 containerd"),
+    ] {
+        let host = std::env::var(var).ok().or_else(|| {
+            listed
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {var}=")))
+                .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
+        });
+        let up = host.as_ref().is_some_and(|h| {
+            Command::new("docker")
+                .env("DOCKER_HOST", h)
+                .args(["image", "inspect", "rdna1-test-base:bookworm"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        match host {
+            Some(h) if up => hosts.push((label.to_string(), h)),
+            _ if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") => panic!(
+                "{test}: the {label} engine ({var}) is not running with the test base: `bash ci/engines.sh start`"
+            ),
+            _ => eprintln!("SKIPPED {test} on {label}: {var} is not running (bash ci/engines.sh start)"),
+        }
+    }
+    hosts
+}
+
+fn docker_at(host: &str, args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .env("DOCKER_HOST", host)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn the_same_inputs_give_the_same_layers_and_config_on_every_engine() {
+    if !require_base("canonical_across_engines") {
+        return;
+    }
+    let engines = engines("canonical_across_engines");
+    let (sb, name) = repro_sandbox();
+    let mut seen: Vec<(String, Vec<String>, String)> = vec![];
+    for (label, host) in &engines {
+        let o = sb.cmd_env(
+            &["build", &name, "--smoke", "skip", "--no-cache", "--json"],
+            &[("DOCKER_HOST", host)],
+        );
+        assert_eq!(o.status.code(), Some(0), "{label}: {}", text(&o));
+        let b = &json(&o)[0];
+        let id = b["image_id"].as_str().unwrap().to_string();
+        let layers = strings(&b["layers"]);
+        let inspected: Vec<String> = serde_json::from_str(&docker_at(
+            host,
+            &[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RootFS.Layers}}",
+                &id,
+            ],
+        ))
+        .unwrap();
+        assert_eq!(inspected, layers, "{label}: the engine's view of {id}");
+        let config = docker_at(
+            host,
+            &[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .Config}} {{.Created}}",
+                &id,
+            ],
+        );
+        eprintln!("REPORT {label}: image {id}\nREPORT   layers {layers:?}");
+        // An untested build is left untagged: remove it, it was only for this comparison.
+        docker_at(host, &["rmi", &id]);
+        assert!(
+            docker_at(host, &["image", "ls", "-q", "--no-trunc"])
+                .lines()
+                .all(|l| l != id),
+            "{label}: {id} is still there"
+        );
+        seen.push((label.clone(), layers, config));
+    }
+    let (first, layers, config) = &seen[0];
+    for (label, l, c) in &seen[1..] {
+        assert_eq!(l, layers, "layers on {label} differ from those on {first}");
+        assert_eq!(c, config, "config on {label} differs from that on {first}");
+    }
+}

@@ -1,13 +1,64 @@
-//! Images as files: `docker save` and `docker load`, and the layers of an image. Used to
-//! rewrite built images deterministically (src/normalise.rs).
+//! Images as streams: `docker save` read as it arrives and `docker load` fed as it is
+//! written, with no archive file in between (src/normalise.rs); the layers of an image; and
+//! which image store the engine uses.
 
-use std::path::Path;
+use std::io;
 
 use bollard::query_parameters::ImportImageOptionsBuilder;
-use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
 
 use super::{describe, Engine, EngineError};
+use crate::image_archive::Store;
+
+/// A blocking writer whose bytes become the body of an engine request: the load archive is
+/// written on a blocking thread while the engine already reads it.
+pub struct BodyWriter {
+    tx: mpsc::Sender<io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl BodyWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
+    }
+}
+
+impl io::Write for BodyWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// A writer for the body and the stream the engine reads it from.
+pub fn body_pipe() -> (BodyWriter, impl Stream<Item = io::Result<bytes::Bytes>>) {
+    let (tx, rx) = mpsc::channel(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        BodyWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        },
+        stream,
+    )
+}
 
 impl Engine {
     /// The diff ids of an image's layers, bottom first; None when the image does not exist.
@@ -21,45 +72,42 @@ impl Engine {
         }
     }
 
-    /// `docker save` of one image into a file; returns the bytes written.
-    pub async fn save_image(&self, image: &str, dest: &Path) -> Result<u64, EngineError> {
-        let what = || format!("saving image {image} to {}", dest.display());
-        let io = |e: std::io::Error| EngineError::Api {
-            what: what(),
-            detail: e.to_string(),
-        };
-        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-        let mut stream = self.docker.export_image(image);
-        let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| EngineError::api(what(), e))?;
-            n += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(io)?;
-        }
-        file.flush().await.map_err(io)?;
-        Ok(n)
+    /// The image store: the containerd snapshotter says so in the driver status.
+    pub async fn store(&self) -> Result<Store, EngineError> {
+        let i = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| EngineError::api("engine info", e))?;
+        let containerd = i.driver_status.unwrap_or_default().iter().any(|kv| {
+            kv.first().map(String::as_str) == Some("driver-type")
+                && kv
+                    .get(1)
+                    .is_some_and(|v| v.contains("containerd.snapshotter"))
+        });
+        Ok(if containerd {
+            Store::Containerd
+        } else {
+            Store::Classic
+        })
     }
 
-    /// `docker load` of an archive file; returns the loaded image id.
-    pub async fn load_image(&self, src: &Path) -> Result<String, EngineError> {
-        let what = || format!("loading image archive {}", src.display());
-        let file = tokio::fs::File::open(src)
-            .await
-            .map_err(|e| EngineError::Api {
-                what: what(),
-                detail: e.to_string(),
-            })?;
-        let body = futures_util::stream::unfold(file, |mut f| async move {
-            let mut buf = vec![0u8; 1 << 20];
-            match f.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), f))
-                }
-                Err(e) => Some((Err(e), f)),
-            }
-        });
+    /// `docker save` of one image as a blocking reader, to be read on a blocking thread.
+    pub fn save_reader(&self, image: &str) -> impl io::Read + Send + 'static {
+        let what = format!("saving image {image}");
+        let stream = self
+            .docker
+            .export_image(image)
+            .map_err(move |e| io::Error::other(format!("{what}: {}", describe(&e))));
+        tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(stream)))
+    }
+
+    /// `docker load` of an archive arriving as a stream; returns the loaded image id.
+    pub async fn load_stream(
+        &self,
+        body: impl Stream<Item = io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> Result<String, EngineError> {
+        let what = || "loading the normalised image".to_string();
         let mut stream = self.docker.import_image(
             ImportImageOptionsBuilder::default().quiet(true).build(),
             bollard::body_try_stream(body),
@@ -73,6 +121,12 @@ impl Engine {
             })?;
             if let Some(s) = info.stream {
                 said.push_str(&s);
+            }
+            if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::Api {
+                    what: what(),
+                    detail: e,
+                });
             }
         }
         said.lines()

@@ -5,7 +5,7 @@
 
 mod build;
 mod container;
-mod export;
+pub mod export;
 mod images;
 mod registry;
 mod resolve;

@@ -1,0 +1,654 @@
+//! The archives engines save and load, read and written as streams. Pure: bytes in, bytes
+//! out, no daemon.
+//!
+//! Three save formats reach us: Docker 20.10's (`<v1 id>/layer.tar`, `manifest.json`),
+//! Docker 25+'s classic store (an OCI layout whose layer blobs are the uncompressed layers),
+//! and the containerd image store's (an OCI layout with gzip or zstd layer blobs, and an
+//! index above the manifest). Entries arrive in name order, so the manifest comes after the
+//! layers: each layer is recognised as it passes, by its blob name or (20.10) by recomputing
+//! its v1 id, and a base layer is skipped without being hashed or stored. Only the layers the
+//! build added are spooled, rewritten canonically ([`crate::reproduce::rewrite_layer`]) and
+//! kept until the load.
+//!
+//! The load archive holds only the rewritten layers, the config and (containerd) the
+//! manifest: both stores find the base layers they already have (classic by chain id,
+//! containerd by blob digest) without reading them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::reproduce::{self, LayerReport, NormaliseError, Normalised};
+
+/// How the engine keeps images, which decides the load format and what an image id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// A graph driver: image id = config digest; loads `manifest.json` archives.
+    Classic,
+    /// The containerd image store: image id = manifest digest; loads OCI layouts.
+    Containerd,
+}
+
+/// What is known of the built image before its save is read.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The built image's layer diff ids, bottom first (from inspect).
+    pub diff_ids: Vec<String>,
+    /// How many of them are the base's, left as the engine has them.
+    pub keep: usize,
+    pub epoch: u64,
+}
+
+/// Time spent per step, for `-v`.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    /// Reading the save stream, base layers skipped included.
+    pub save: Duration,
+    /// Decompressing and hashing the added layers into their spools.
+    pub spool: Duration,
+    /// The canonical rewrite of the added layers.
+    pub rewrite: Duration,
+    pub bytes_skipped: u64,
+    pub bytes_added: u64,
+}
+
+/// A rewritten layer waiting for the load; its file is removed when this is dropped.
+pub struct Spooled {
+    pub index: usize,
+    pub diff_id: String,
+    pub file: tempfile::NamedTempFile,
+    pub bytes: u64,
+}
+
+/// The save, read: the normalised image and the rewritten layers to load.
+pub struct SavedImage {
+    pub normalised: Normalised,
+    /// The config as the engine built it.
+    pub engine_config: serde_json::Value,
+    pub spooled: Vec<Spooled>,
+    /// OCI descriptors of the base layers as the engine stores them (containerd manifests).
+    pub base_descriptors: Vec<serde_json::Value>,
+}
+
+fn bad(msg: impl Into<String>) -> NormaliseError {
+    NormaliseError::Format(msg.into())
+}
+
+fn hex(d: impl AsRef<[u8]>) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_id(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(Sha256::digest(bytes)))
+}
+
+/// Chain ids as moby computes them: sha256("<parent chain> <diff id>").
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(p) => sha256_id(format!("{p} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// Which layer a Docker 20.10 `<v1 id>/json` describes. moby's `v1.CreateID` hashes that JSON
+/// without `id`, with `layer_id` (the chain id) and `parent` (as a digest) added, keys sorted,
+/// values as written; `os` is added to the lower layers' JSON after their id is computed.
+pub fn v1_layer_index(dir: &str, json: &[u8], chains: &[String]) -> Option<usize> {
+    let mut map: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(json).ok()?;
+    map.remove("id");
+    let parent = map
+        .remove("parent")
+        .and_then(|p| serde_json::from_str::<String>(p.get()).ok());
+    if let Some(p) = parent {
+        map.insert(
+            "parent".into(),
+            RawValue::from_string(format!("\"sha256:{p}\"")).ok()?,
+        );
+    }
+    let without_os = {
+        let mut m = map.clone();
+        m.remove("os");
+        m
+    };
+    for candidate in [&map, &without_os] {
+        for (i, chain) in chains.iter().enumerate() {
+            let mut m = candidate.clone();
+            m.insert(
+                "layer_id".into(),
+                RawValue::from_string(format!("\"{chain}\"")).ok()?,
+            );
+            let text = serde_json::to_string(&m).ok()?;
+            if hex(Sha256::digest(text.as_bytes())) == dir {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// Metadata files are small; a layer never starts with `{`.
+const METADATA_LIMIT: u64 = 16 << 20;
+
+/// Hashes what passes through.
+struct HashRead<R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// A layer blob, uncompressed whatever the engine stored.
+fn uncompressed<'a, R: Read + 'a>(mut r: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        let n = r.read(&mut head[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let chained = io::Cursor::new(head[..got].to_vec()).chain(r);
+    Ok(match &head[..got] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(chained)),
+        [0x28, 0xb5, 0x2f, 0xfd] => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a zstd-compressed layer: set the engine's BuildKit to gzip (the default) for now",
+            ))
+        }
+        _ => Box::new(chained),
+    })
+}
+
+/// Reads a save stream and rewrites the layers above `plan.keep` into `scratch`.
+pub fn read_save<R: Read>(
+    save: R,
+    plan: &Plan,
+    scratch: &Path,
+    timings: &mut Timings,
+) -> Result<SavedImage, NormaliseError> {
+    let started = Instant::now();
+    let chains = chain_ids(&plan.diff_ids);
+    let base: Vec<&str> = plan.diff_ids[..plan.keep]
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:"))
+        .collect();
+    let mut metadata: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut v1_index: HashMap<String, usize> = HashMap::new();
+    // Uncompressed spools of the added layers, by index, with the blob name they came in.
+    let mut raw: BTreeMap<usize, (tempfile::NamedTempFile, String)> = BTreeMap::new();
+    let mut ar = tar::Archive::new(save);
+    for entry in ar.entries()? {
+        let mut e = entry?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let path = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let size = e.size();
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+        let dir = dir.to_string();
+        let name = name.to_string();
+        let layer_index = if name == "layer.tar" {
+            match v1_index.get(&dir) {
+                Some(&i) if i < plan.keep => {
+                    timings.bytes_skipped += size;
+                    continue;
+                }
+                known => Some(known.copied()),
+            }
+        } else {
+            None
+        };
+        if layer_index.is_none() {
+            // A small file, or a blob that may be metadata: look at its first byte.
+            let mut first = [0u8; 1];
+            let n = e.read(&mut first)?;
+            let is_json = n == 1 && first[0] == b'{' && size <= METADATA_LIMIT;
+            if is_json || (size <= METADATA_LIMIT && !dir.starts_with("blobs/")) {
+                let mut v = first[..n].to_vec();
+                e.read_to_end(&mut v)?;
+                if name == "json" {
+                    if let Some(i) = v1_layer_index(&dir, &v, &chains) {
+                        v1_index.insert(dir.clone(), i);
+                    }
+                }
+                metadata.insert(path, v);
+                continue;
+            }
+            if base.contains(&name.as_str()) {
+                timings.bytes_skipped += size;
+                continue;
+            }
+            spool_layer(
+                io::Cursor::new(first[..n].to_vec()).chain(&mut e),
+                &path,
+                plan,
+                scratch,
+                &mut raw,
+                timings,
+            )?;
+            continue;
+        }
+        spool_layer(&mut e, &path, plan, scratch, &mut raw, timings)?;
+    }
+    let read_time = started.elapsed();
+
+    let (config, base_descriptors) = find_config(&metadata)?;
+    let old_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or_else(|| bad("the config has no rootfs.diff_ids"))?
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    if old_ids != plan.diff_ids {
+        return Err(bad(format!(
+            "the saved config lists layers {old_ids:?}, the engine said {:?}",
+            plan.diff_ids
+        )));
+    }
+    let history = reproduce::layer_history(&config, old_ids.len());
+    let rewrite_started = Instant::now();
+    let mut layers = Vec::new();
+    let mut spooled = Vec::new();
+    for (i, id) in old_ids.iter().enumerate() {
+        if i < plan.keep {
+            layers.push(LayerReport {
+                index: i,
+                diff_id: id.clone(),
+                created_by: history[i].clone(),
+                rewritten: false,
+                files: vec![],
+                bytes: 0,
+            });
+            continue;
+        }
+        let (src, from) = raw
+            .remove(&i)
+            .ok_or_else(|| bad(format!("layer {i} ({id}) is not in the saved image")))?;
+        let out = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempfile_in(scratch)?;
+        let (diff_id, bytes, files) = reproduce::rewrite_layer(
+            BufReader::new(src.reopen()?),
+            plan.epoch,
+            out.as_file().try_clone()?,
+        )
+        .map_err(|e| match e {
+            NormaliseError::Io(e) => bad(format!("layer {i} ({from}): {e}")),
+            other => other,
+        })?;
+        drop(src);
+        layers.push(LayerReport {
+            index: i,
+            diff_id: diff_id.clone(),
+            created_by: history[i].clone(),
+            rewritten: true,
+            files,
+            bytes,
+        });
+        spooled.push(Spooled {
+            index: i,
+            diff_id,
+            file: out,
+            bytes,
+        });
+    }
+    timings.rewrite += rewrite_started.elapsed();
+    timings.save += read_time.saturating_sub(timings.spool);
+    let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let engine_config = config;
+    let config = reproduce::rewrite_config(&engine_config, &ids, plan.epoch);
+    let config_bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
+    Ok(SavedImage {
+        engine_config,
+        normalised: Normalised {
+            image_id: sha256_id(&config_bytes),
+            layers,
+            config,
+        },
+        spooled,
+        base_descriptors,
+    })
+}
+
+/// Decompresses and hashes one layer into a spool; a layer that turns out to be a base layer
+/// (a blob name that was not its diff id) is dropped at once.
+fn spool_layer<R: Read>(
+    r: R,
+    path: &str,
+    plan: &Plan,
+    scratch: &Path,
+    raw: &mut BTreeMap<usize, (tempfile::NamedTempFile, String)>,
+    timings: &mut Timings,
+) -> Result<(), NormaliseError> {
+    let started = Instant::now();
+    let mut spool = tempfile::Builder::new()
+        .prefix("raw-")
+        .tempfile_in(scratch)?;
+    let mut h = HashRead {
+        inner: uncompressed(r).map_err(|e| bad(format!("{path}: {e}")))?,
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, spool.as_file_mut());
+        io::copy(&mut h, &mut w).map_err(|e| bad(format!("{path}: {e}")))?;
+        w.flush()?;
+    }
+    let id = format!("sha256:{}", hex(h.hash.finalize()));
+    timings.spool += started.elapsed();
+    match plan.diff_ids.iter().position(|d| *d == id) {
+        Some(i) if i >= plan.keep => {
+            timings.bytes_added += h.bytes;
+            spool.as_file_mut().seek(SeekFrom::Start(0))?;
+            raw.insert(i, (spool, path.to_string()));
+        }
+        Some(_) => timings.bytes_skipped += h.bytes,
+        // Not a layer of this image (an attestation blob, say).
+        None => {}
+    }
+    Ok(())
+}
+
+fn json_of(
+    metadata: &HashMap<String, Vec<u8>>,
+    path: &str,
+) -> Result<serde_json::Value, NormaliseError> {
+    let bytes = metadata
+        .get(path)
+        .ok_or_else(|| bad(format!("no `{path}` in it")))?;
+    serde_json::from_slice(bytes).map_err(|e| bad(format!("{path}: {e}")))
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+/// The image config, and (OCI layouts) the base layers' descriptors from the manifest.
+fn find_config(
+    metadata: &HashMap<String, Vec<u8>>,
+) -> Result<(serde_json::Value, Vec<serde_json::Value>), NormaliseError> {
+    if metadata.contains_key("index.json") {
+        let mut node = json_of(metadata, "index.json")?;
+        // Index -> (index ->) manifest; BuildKit's attestation manifests are skipped.
+        for _ in 0..4 {
+            if node.get("manifests").is_none() {
+                break;
+            }
+            let pick = node["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| {
+                    m["annotations"]["vnd.docker.reference.type"] != "attestation-manifest"
+                        && m["platform"]["os"] != "unknown"
+                })
+                .ok_or_else(|| bad("index.json lists no image manifest"))?;
+            let digest = pick["digest"]
+                .as_str()
+                .ok_or_else(|| bad("a manifest without a digest"))?;
+            node = json_of(metadata, &blob_path(digest))?;
+        }
+        let config_digest = node["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| bad("the manifest names no config"))?;
+        let config = json_of(metadata, &blob_path(config_digest))?;
+        let layers = node["layers"].as_array().cloned().unwrap_or_default();
+        return Ok((config, layers));
+    }
+    let manifest = json_of(metadata, "manifest.json")?;
+    let config_path = manifest[0]["Config"]
+        .as_str()
+        .ok_or_else(|| bad("manifest.json has no Config"))?;
+    Ok((json_of(metadata, config_path)?, vec![]))
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// Writes the load archive for `store`; returns the id the engine will give the image.
+/// Rewritten layers go uncompressed: a second compression pass would cost more than it saves
+/// on a local load, and gzip output is not the same from one implementation to the next.
+pub fn write_load<W: Write>(
+    out: W,
+    store: Store,
+    read: &SavedImage,
+    epoch: u64,
+) -> Result<String, NormaliseError> {
+    let n = &read.normalised;
+    let config_bytes = serde_json::to_vec(&n.config).expect("a JSON value serializes");
+    let config_id = sha256_id(&config_bytes);
+    let mut b = tar::Builder::new(out);
+    let header = |size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_mtime(epoch);
+        h.set_size(size);
+        h
+    };
+    let add_bytes = |b: &mut tar::Builder<W>, path: &str, bytes: &[u8]| -> io::Result<()> {
+        b.append_data(&mut header(bytes.len() as u64), path, bytes)
+    };
+    let layer_path = |id: &str| match store {
+        Store::Classic => format!("{}/layer.tar", id.trim_start_matches("sha256:")),
+        Store::Containerd => blob_path(id),
+    };
+    let mut written = std::collections::HashSet::new();
+    for s in &read.spooled {
+        let path = layer_path(&s.diff_id);
+        if !written.insert(path.clone()) {
+            continue;
+        }
+        let mut f = s.file.reopen()?;
+        f.seek(SeekFrom::Start(0))?;
+        b.append_data(
+            &mut header(s.bytes),
+            &path,
+            BufReader::with_capacity(1 << 20, f),
+        )?;
+    }
+    let image_id = match store {
+        Store::Classic => {
+            let name = format!("{}.json", config_id.trim_start_matches("sha256:"));
+            add_bytes(&mut b, &name, &config_bytes)?;
+            let layers: Vec<String> = n.layers.iter().map(|l| layer_path(&l.diff_id)).collect();
+            let manifest =
+                serde_json::json!([{"Config": name, "RepoTags": null, "Layers": layers}]);
+            add_bytes(
+                &mut b,
+                "manifest.json",
+                &serde_json::to_vec(&manifest).unwrap(),
+            )?;
+            config_id
+        }
+        Store::Containerd => {
+            if read.base_descriptors.len() < n.layers.iter().filter(|l| !l.rewritten).count() {
+                return Err(bad("the saved manifest does not list the base layers"));
+            }
+            let mut layers: Vec<serde_json::Value> = Vec::new();
+            for l in &n.layers {
+                if l.rewritten {
+                    let size = read
+                        .spooled
+                        .iter()
+                        .find(|s| s.index == l.index)
+                        .map(|s| s.bytes)
+                        .unwrap_or(0);
+                    layers.push(serde_json::json!({
+                        "mediaType": OCI_LAYER, "digest": l.diff_id, "size": size
+                    }));
+                } else {
+                    let d = &read.base_descriptors[l.index];
+                    layers.push(serde_json::json!({
+                        "mediaType": d["mediaType"], "digest": d["digest"], "size": d["size"]
+                    }));
+                }
+            }
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config_id, "size": config_bytes.len()},
+                "layers": layers,
+            });
+            let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+            let manifest_id = sha256_id(&manifest_bytes);
+            add_bytes(&mut b, &blob_path(&config_id), &config_bytes)?;
+            add_bytes(&mut b, &blob_path(&manifest_id), &manifest_bytes)?;
+            add_bytes(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{"mediaType": OCI_MANIFEST, "digest": manifest_id, "size": manifest_bytes.len()}],
+            });
+            add_bytes(&mut b, "index.json", &serde_json::to_vec(&index).unwrap())?;
+            manifest_id
+        }
+    };
+    b.into_inner()?.flush()?;
+    Ok(image_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data.as_slice()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// A containerd-store save: index -> manifest -> config, a base blob that must be
+    /// skipped unread, and a gzip layer the build added.
+    #[test]
+    fn a_containerd_save_with_a_gzip_layer_is_read_and_loads_as_an_oci_layout() {
+        use std::io::Write as _;
+        let base = b"not even a tar: never read".to_vec();
+        let base_id = sha256_id(&base);
+        let layer = tar_of(&[("etc/x.conf", b"x=1\n".to_vec())]);
+        let layer_id = sha256_id(&layer);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&layer).unwrap();
+        let gz = gz.finish().unwrap();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "created": "2026-12-01T00:00:00Z",
+            "history": [{"created": "2020-01-01T00:00:00Z"}, {"created": "2026-12-01T00:00:00Z", "created_by": "RUN x"}],
+            "rootfs": {"type": "layers", "diff_ids": [base_id, layer_id]},
+        }))
+        .unwrap();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"digest": sha256_id(&config)},
+            "layers": [
+                {"mediaType": OCI_LAYER, "digest": base_id, "size": base.len()},
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256_id(&gz), "size": gz.len()},
+            ],
+        }))
+        .unwrap();
+        let index = serde_json::to_vec(&serde_json::json!({
+            "manifests": [{"digest": sha256_id(&manifest)}],
+        }))
+        .unwrap();
+        let save = tar_of(&[
+            (&blob_path(&sha256_id(&config)), config.clone()),
+            (&blob_path(&sha256_id(&gz)), gz.clone()),
+            (&blob_path(&base_id), base.clone()),
+            (&blob_path(&sha256_id(&manifest)), manifest.clone()),
+            ("index.json", index),
+        ]);
+        let plan = Plan {
+            diff_ids: vec![base_id.clone(), layer_id.clone()],
+            keep: 1,
+            epoch: 1000,
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let mut t = Timings::default();
+        let saved = read_save(save.as_slice(), &plan, scratch.path(), &mut t).unwrap();
+        assert_eq!(t.bytes_skipped, base.len() as u64);
+        assert_eq!(saved.spooled.len(), 1);
+        assert_eq!(saved.normalised.layers[0].diff_id, base_id);
+        assert!(saved.normalised.layers[1].rewritten);
+        assert_eq!(saved.normalised.config["created"], "1970-01-01T00:16:40Z");
+        // Only the rewritten layer's spool is left in the scratch folder.
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 1);
+
+        let mut out = Vec::new();
+        let id = write_load(&mut out, Store::Containerd, &saved, 1000).unwrap();
+        let mut ar = tar::Archive::new(out.as_slice());
+        let mut names = BTreeMap::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).unwrap();
+            names.insert(e.path().unwrap().to_string_lossy().into_owned(), v);
+        }
+        assert!(
+            !names.contains_key(&blob_path(&base_id)),
+            "the base is not loaded again"
+        );
+        let m: serde_json::Value = serde_json::from_slice(&names[&blob_path(&id)]).unwrap();
+        assert_eq!(m["layers"][0]["digest"], base_id.as_str());
+        assert_eq!(m["layers"][1]["digest"], saved.spooled[0].diff_id.as_str());
+        assert_eq!(m["layers"][1]["mediaType"], OCI_LAYER);
+        let idx: serde_json::Value = serde_json::from_slice(&names["index.json"]).unwrap();
+        assert_eq!(idx["manifests"][0]["digest"], id.as_str());
+
+        let mut out = Vec::new();
+        let id = write_load(&mut out, Store::Classic, &saved, 1000).unwrap();
+        assert_eq!(id, saved.normalised.image_id);
+        drop(saved);
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn chain_ids_follow_moby() {
+        let ids = vec!["sha256:a".to_string(), "sha256:b".to_string()];
+        let c = chain_ids(&ids);
+        assert_eq!(c[0], "sha256:a");
+        assert_eq!(c[1], sha256_id(b"sha256:a sha256:b"));
+    }
+
+    #[test]
+    fn a_docker_20_v1_id_names_its_layer() {
+        // `docker save` of a four-layer image on Docker 20.10.24: the second layer's folder
+        // and its json (moby adds `os` after computing the id of a lower layer).
+        let diff_ids: Vec<String> = [
+            "sha256:8ee4aebee52bd0152db6f5d842d6e7fbe013b4c5d77a077f1e2122650d3da4cb",
+            "sha256:241d9d909c4314a51c3121410981b9a943b7b0d031d7e765337d19324f79fb79",
+            "sha256:c44e757f7cf4d019892fdfa28bb04a17185e75f6f226d3cc92402f73801d9406",
+            "sha256:44117b86299912de2df9d6fca75c9ca8c8fedbd5f3ece5aedee2a949b11c496a",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let chains = chain_ids(&diff_ids);
+        let dir = "991e6d5c339636980deefa98f36f807b9bf265cec23a3a0bc6863ab407536c6a";
+        let json = br#"{"id":"991e6d5c339636980deefa98f36f807b9bf265cec23a3a0bc6863ab407536c6a","parent":"6b25fa9bfa3d6936e109b5bbe0d57fa780e5b44ab66b8acfb53fa8d5438d37bd","created":"1970-01-01T00:00:00Z","container_config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"os":"linux"}"#;
+        assert_eq!(v1_layer_index(dir, json, &chains), Some(1));
+        assert_eq!(v1_layer_index(dir, json, &chains[..1]), None);
+    }
+}
