@@ -5,17 +5,25 @@
 #   1 engine      ci/ensure-docker.sh
 #   2 images      ci/test-base.sh (rdna1-test-base:bookworm, rdna1-test-tiny:latest)
 #   3 registries  ci/registry.sh start (stopped again on exit if this run started them)
-#   4 gates       ci/static-gates.sh, when present
+#   4 gates       ci/static-gates.sh (a missing script fails the run)
 #   5 fmt         cargo fmt --all -- --check
 #   6 clippy      cargo clippy --all-targets -- -D warnings
 #   7 drift       cargo run -- render --all --check (committed Dockerfiles)
-#   8 tests       RDNA1_REQUIRE_DOCKER=1 cargo test
+#   8 tests       RDNA1_REQUIRE_DOCKER=1 cargo test, then the skip summary: every skip a
+#                 test recorded (src/test_skip.rs), failing on one that
+#                 ci/expected-skips.txt does not list (ci/skips.sh)
 #
 # RDNA1_TEST_SETUP_ONLY=1 stops after step 3, leaving the registries running and
 # printing the environment the tests would get.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Every script a step runs must be here, checked before anything is installed or started: a
+# gate that is missing checks nothing, so that fails the run rather than being skipped.
+for script in ci/ensure-docker.sh ci/test-base.sh ci/registry.sh ci/static-gates.sh ci/skips.sh ci/expected-skips.txt; do
+    [[ -f $script ]] || { echo "ci/test.sh: $script is missing, so its step cannot run" >&2; exit 1; }
+done
 
 TOTAL_STEPS=8
 step_no=0
@@ -60,11 +68,7 @@ if [[ ${RDNA1_TEST_SETUP_ONLY:-0} == 1 ]]; then
 fi
 
 step "static gates"
-if [[ -f ci/static-gates.sh ]]; then
-    bash ci/static-gates.sh
-else
-    echo "    ci/static-gates.sh not present, skipped"
-fi
+bash ci/static-gates.sh
 took
 
 # rustfmt and clippy come with the usual rustup profile; add them where missing.
@@ -91,4 +95,21 @@ cargo run --quiet -- render --all --check
 took
 
 step "cargo test (RDNA1_REQUIRE_DOCKER=1)"
-RDNA1_REQUIRE_DOCKER=1 cargo test
+# The terminal test of `run` drives tmux.
+if ! command -v tmux >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+fi
+export RDNA1_TEST_SKIPS=$PWD/target/test-skips.txt
+rm -f "$RDNA1_TEST_SKIPS"
+tests_rc=0
+RDNA1_REQUIRE_DOCKER=1 cargo test || tests_rc=$?
+took
+printf '\n==> summary\n'
+skips_rc=0
+bash ci/skips.sh "$RDNA1_TEST_SKIPS" || skips_rc=$?
+if ((tests_rc)); then
+    echo "cargo test FAILED (exit $tests_rc)"
+    exit "$tests_rc"
+fi
+((skips_rc == 0)) || exit 1
+echo "all steps passed"

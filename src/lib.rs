@@ -20,3 +20,5 @@ pub mod render;
 pub mod reproduce;
 pub mod run_plan;
 pub mod smoke;
+#[cfg(test)]
+pub(crate) mod test_skip;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 pub use build::{BuildEvent, BuildRequest};
-pub use container::{ContainerOutcome, ContainerSpec};
+pub use container::{Attach, ContainerOutcome, ContainerSpec, MountSpec};
 pub use images::ImageSummary;
 pub use registry::TransferEvent;
 
