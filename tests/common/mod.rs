@@ -13,7 +13,7 @@ pub fn fixtures() -> PathBuf {
 
 #[path = "../../src/test_skip.rs"]
 mod test_skip;
-pub use test_skip::skip;
+pub use test_skip::{record as test_skip_record, skip};
 
 /// True when the engine answers. Without one: a failure under RDNA1_REQUIRE_DOCKER=1 (CI),
 /// else a recorded skip (see `skip`), never a silent pass.
