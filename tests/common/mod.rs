@@ -13,6 +13,7 @@ pub fn fixtures() -> PathBuf {
 
 #[path = "../../src/test_skip.rs"]
 mod test_skip;
+#[allow(unused_imports)]
 pub use test_skip::{record as test_skip_record, skip};
 
 /// True when the engine answers. Without one: a failure under RDNA1_REQUIRE_DOCKER=1 (CI),
