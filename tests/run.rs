@@ -142,6 +142,15 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // Ctrl-C first, so a failed test still lets `run` end and remove its container: a
+        // killed terminal (SIGHUP) would leave it running.
+        let _ = self.cmd(&["send-keys", "-t", "s", "C-c"]);
+        let start = Instant::now();
+        while self.cmd(&["has-session", "-t", "s"]).status.success()
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let _ = self.cmd(&["kill-server"]);
     }
 }
