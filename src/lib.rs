@@ -10,6 +10,7 @@ pub mod distribute;
 pub mod doctor;
 pub mod engine;
 pub mod host;
+pub mod index_client;
 pub mod lock;
 pub mod normalise;
 pub mod pipeline;
@@ -19,6 +20,7 @@ pub mod registry_commands;
 pub mod render;
 pub mod reproduce;
 pub mod run_plan;
+pub mod simple_index;
 pub mod smoke;
 #[cfg(test)]
 pub(crate) mod test_skip;

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::recipe::{PyTorch, Recipe, Source, Wheel};
+use crate::recipe::{PyTorch, Recipe, Source, Wheel, Wheels};
 use crate::smoke::PROGRAM_PATH;
 
 /// Label keys the tool sets and reads, in one reverse-DNS namespace of its own.
@@ -187,6 +187,10 @@ pub fn requirements(packages: &[Wheel]) -> String {
             None => format!("{}=={}", p.name, p.version),
         };
         let _ = write!(out, "{spec}");
+        if p.url.is_none() && p.sha256.is_empty() {
+            // Not locked yet: the Dockerfile's guard stops the build before pip runs.
+            out.push_str("  # sha256 to be locked");
+        }
         for h in &p.sha256 {
             let _ = write!(out, " \\\n    --hash=sha256:{h}");
         }
@@ -201,10 +205,11 @@ pub fn dockerfile(r: &Recipe) -> String {
     header(r, &mut out);
     match &r.pytorch {
         PyTorch::Source(s) => source_stages(r, s, &mut out),
-        PyTorch::Wheels(_) => {
+        PyTorch::Wheels(w) => {
             from(r, &r.base.reference(), None, &mut out);
+            unlocked_guard(r, w, &mut out);
             system_packages(r, &mut out);
-            wheels(r, &mut out);
+            wheels(r, w, &mut out);
         }
         PyTorch::Preinstalled(_) => {
             from(r, &r.base.reference(), None, &mut out);
@@ -239,18 +244,72 @@ fn system_packages(r: &Recipe, out: &mut String) {
 }
 
 fn pip(r: &Recipe) -> String {
-    format!(
+    let mut s = format!(
         "{} -m pip install --no-cache-dir --no-compile --disable-pip-version-check",
         r.python.bin
-    )
+    );
+    if r.python.externally_managed {
+        s.push_str(" --break-system-packages");
+    }
+    s
 }
 
-fn wheels(r: &Recipe, out: &mut String) {
+/// A recipe in the state "versions pinned, hashes to be locked" renders a Dockerfile that
+/// stops at its first step and says why, so that building it by hand (`docker build` on
+/// the committed file) can never install an unhashed wheel.
+fn unlocked_guard(r: &Recipe, w: &Wheels, out: &mut String) {
+    let missing: Vec<&str> = w.unlocked().map(|(_, _, p)| p.name.as_str()).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let msg = format!(
+        "recipe {} is not locked: no sha256 yet for {}. Run rdna1-images --recipes recipes lock {} where {} is reachable, then render again",
+        r.name,
+        missing.join(", "),
+        r.name,
+        w.index
+    );
+    let _ = writeln!(out, "RUN {{ echo {} >&2; exit 1; }}", shell_quote(&msg));
+}
+
+/// Single-quotes a word for `sh`.
+fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
+}
+
+fn wheels(r: &Recipe, w: &Wheels, out: &mut String) {
+    if !w.build_requirements.is_empty() {
+        let _ = writeln!(
+            out,
+            "COPY {BUILD_REQUIREMENTS} {TOOL_DIR}/{BUILD_REQUIREMENTS}"
+        );
+        run(
+            &[format!(
+                "{} --require-hashes --only-binary=:all: --no-deps -r {TOOL_DIR}/{BUILD_REQUIREMENTS}",
+                pip(r)
+            )],
+            "",
+            out,
+        );
+    }
     let _ = writeln!(out, "COPY {REQUIREMENTS} {TOOL_DIR}/{REQUIREMENTS}");
     // Binary wheels only: a source distribution would compile with whatever the image has.
+    // The exceptions are pure-Python sdists the recipe names, built without isolation by
+    // the hashed build requirements (an isolated build would fetch setuptools unhashed).
+    let sdists: Vec<&str> = w
+        .packages
+        .iter()
+        .filter(|p| p.sdist)
+        .map(|p| p.name.as_str())
+        .collect();
+    let from_source = if sdists.is_empty() {
+        String::new()
+    } else {
+        format!(" --no-binary={} --no-build-isolation", sdists.join(","))
+    };
     run(
         &[format!(
-            "{} --require-hashes --only-binary=:all: -r {TOOL_DIR}/{REQUIREMENTS}",
+            "{} --require-hashes --only-binary=:all:{from_source} -r {TOOL_DIR}/{REQUIREMENTS}",
             pip(r)
         )],
         "",
