@@ -13,9 +13,8 @@
 #   1 digest   `rdna1-images list --json` gives the recipe's input digest (no Docker needed)
 #   2 present? REGISTRY:<recipe>-<digest12> in the registry (ci/nightly-has-tag.sh): done
 #   3 build    `rdna1-images build RECIPE --smoke cpu --json`: tags only on a passed smoke test
-#   4 push     `build --push --registry R` when the binary has it (a cpu pass reaches the
-#              nightly channel only); until it does, the docker CLI pushes the tags the passed
-#              build made (see push_with_docker)
+#   4 push     the same command with `--push --registry R`: only a passed build is pushed,
+#              and a cpu pass reaches the nightly channel only
 #   5 report   the JSON report, a Markdown smoke table (also into $GITHUB_STEP_SUMMARY) and
 #              key=value results (also into $GITHUB_OUTPUT)
 #
@@ -119,21 +118,15 @@ case $presence in
 *) fail 3 "could not tell whether $registry:$tag exists (see above)" ;;
 esac
 
-# 3 build (+ 4 push, when the binary can)
-binary_pushes=0
-build_help=$("$bin" build --help)
-has_flag() { grep -Eq -- "(^|[[:space:],])$1([[:space:],=]|$)" <<<"$build_help"; }
-if has_flag --push && has_flag --registry; then
-    binary_pushes=1
-fi
+# 3 build + 4 push
 build_args=(build "$recipe" --smoke "$smoke" --json)
 # --force: the engine may still hold the <recipe>-<digest12> tag from an earlier run (a
 # persistent self-hosted runner), and `build` would skip it; the registry is what counts here.
 build_args+=(--force)
 # --no-pull: a build that finds its tag in the registry pulls it instead of building; the
 # nightly builds only when the tag is absent, or when forced, and then it means it.
-if has_flag --no-pull; then build_args+=(--no-pull); fi
-if ((binary_pushes)) && [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} != 1 ]]; then
+build_args+=(--no-pull)
+if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} != 1 ]]; then
     build_args+=(--push --registry "$registry")
 fi
 log "$bin ${build_args[*]}"
@@ -167,25 +160,6 @@ if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} == 1 ]]; then
     result status built
     exit 0
 fi
-
-# Until `build --push` exists in the binary: push the tags the passed build made, with the
-# engine's own client. The same rule holds, since the binary tags only after a passed smoke
-# test: rdna1-images:<recipe>-<digest12> exists only if this build passed. Tags pushed:
-# <recipe>-<digest12> (never moves) and <recipe>-nightly (moves to the newest nightly).
-push_with_docker() {
-    local local_ref=rdna1-images:$tag t
-    docker image inspect "$local_ref" >/dev/null 2>&1 || fail 1 "the passed build left no $local_ref to push"
-    log "this rdna1-images has no build --push/--registry yet: pushing $local_ref with the docker CLI"
-    for t in "$tag" "$recipe-nightly"; do
-        docker tag "$local_ref" "$registry:$t"
-        if ! docker push -q "$registry:$t" >&2; then
-            docker rmi --no-prune "$registry:$t" >/dev/null 2>&1 || true
-            fail 1 "docker push $registry:$t failed"
-        fi
-        docker rmi --no-prune "$registry:$t" >/dev/null 2>&1 || true
-    done
-}
-((binary_pushes)) || push_with_docker
 
 pushed=0
 remote_digest=$(bash ci/nightly-has-tag.sh "$registry:$tag") || pushed=$?

@@ -5,13 +5,15 @@
 #               (check-jsonschema --builtin-schema vendor.github-workflows; the schema ships
 #               inside check-jsonschema, so nothing is fetched)
 #   zizmor      no finding at medium severity or higher in .github/workflows (offline audits)
-#   scripts     ShellCheck on ci/*.sh and every *.sh under dockerfiles/ (scripts the images
-#               copy in); the gate is named shellcheck
+#   scripts     ShellCheck on ci/*.sh; the gate is named shellcheck (the images copy in no
+#               shell scripts: hadolint runs ShellCheck on the rendered RUN steps)
 #   hadolint    dockerfiles/*.Dockerfile, with the rules in .hadolint.yaml, the one place a
 #               rule may be ignored
 #
 # Then a self-test: each gate runs on a copy of the repository with one deliberate mistake in
 # its area and must fail there, so a gate that silently stopped looking fails the run too.
+# Each mistake sits exactly at the gate's threshold (a style-level hadolint finding, a
+# medium-severity zizmor finding), so a threshold raised past it fails the self-test.
 #
 # The tools come from PyPI, pinned in ci/gates-requirements.txt, installed with pip's
 # configured index into a virtual environment under $RDNA1_GATES_VENV (default
@@ -113,10 +115,7 @@ gate_zizmor() {
 
 gate_shellcheck() {
     local -a scripts
-    mapfile -t scripts < <(
-        files ci -maxdepth 1 -type f -name '*.sh'
-        files dockerfiles -type f -name '*.sh'
-    )
+    mapfile -t scripts < <(files ci -maxdepth 1 -type f -name '*.sh')
     ((${#scripts[@]})) || { echo "no scripts found"; return 1; }
     echo "${#scripts[@]} scripts: ${scripts[*]}"
     (cd "$root" && "$bin/shellcheck" --external-sources "${scripts[@]}")
@@ -143,9 +142,9 @@ run_self_test() {
     trap 'rm -rf "$scratch"' EXIT
     local -A expect=(
         [schema]='broken.yml::$.jobs.x'
-        [zizmor]='template-injection'
+        [zizmor]='artipacked'
         [shellcheck]='SC2086'
-        [hadolint]='DL3007'
+        [hadolint]='DL3048 style'
     )
     for gate_name in schema zizmor shellcheck hadolint; do
         local copy=$scratch/$gate_name
@@ -155,20 +154,19 @@ run_self_test() {
         schema) # a job without runs-on
             printf 'name: broken\non: push\njobs:\n  x:\n    steps:\n      - run: "true"\n' \
                 >"$copy/.github/workflows/broken.yml" ;;
-        zizmor) # attacker-controlled text expanded into a shell, and an unpinned action
+        zizmor) # checkout keeping its credentials: artipacked, medium severity (zizmor
+            # 1.32 --format json: "severity": "Medium"), the lowest the gate fails on
             cat >"$copy/.github/workflows/broken.yml" <<'YAML'
 name: broken
-on: pull_request_target
+on: push
 permissions: {}
 jobs:
   x:
     runs-on: ubuntu-24.04
     permissions: {}
     steps:
-      - uses: actions/checkout@v4
-        with:
-          persist-credentials: false
-      - run: echo "${{ github.event.pull_request.title }}"
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+      - run: echo hi
 YAML
             ;;
         shellcheck) # an unquoted expansion handed to rm
@@ -179,8 +177,10 @@ dir=$1
 rm -rf $dir/*
 SH
             ;;
-        hadolint) # a moving tag and sudo
-            printf 'FROM ubuntu:latest\nRUN sudo true\n' >"$copy/dockerfiles/broken.Dockerfile" ;;
+        hadolint) # only an invalid label key: DL3048, severity style, the lowest there is
+            printf 'FROM %s\nLABEL bad_key%%=x\n' \
+                'ubuntu:jammy-20260901.2@sha256:281c5745f657873d78e5531fc5ba8575f46ab7769b94550ac99543f122679986' \
+                >"$copy/dockerfiles/broken.Dockerfile" ;;
         esac
         rc=0
         bash "$here/ci/static-gates.sh" --root "$copy" --only "$gate_name" --no-self-test \

@@ -8,19 +8,27 @@
 #   4 engines     ci/engines.sh start: Docker 28.5, classic and containerd stores (the
 #                 context tests use one; stopped on exit if this run started them), and
 #                 the tools of the endpoint tests (sshd, ssh, stunnel, openssl)
-#   5 gates       ci/static-gates.sh, when present
+#   5 gates       ci/static-gates.sh (a missing script fails the run)
 #   6 fmt         cargo fmt --all -- --check
 #   7 clippy      cargo clippy --all-targets -- -D warnings
 #   8 drift       cargo run -- render --all --check (committed Dockerfiles)
 #   9 tests       RDNA1_REQUIRE_DOCKER=1 cargo test, on the machine's engine
 #  10 engines     the engine tests of build, smoke, tag, skip, push/pull and
 #                 reproducibility again, with DOCKER_HOST at each 28.5 engine
+#     summary     every skip a test recorded (src/test_skip.rs), failing on one that
+#                 ci/expected-skips.txt does not list (ci/skips.sh)
 #
 # RDNA1_TEST_SETUP_ONLY=1 stops after step 3, leaving the registries running and
 # printing the environment the tests would get.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Every script a step runs must be here, checked before anything is installed or started: a
+# gate that is missing checks nothing, so that fails the run rather than being skipped.
+for script in ci/ensure-docker.sh ci/test-base.sh ci/registry.sh ci/engines.sh ci/static-gates.sh ci/skips.sh ci/expected-skips.txt; do
+    [[ -f $script ]] || { echo "ci/test.sh: $script is missing, so its step cannot run" >&2; exit 1; }
+done
 
 TOTAL_STEPS=10
 step_no=0
@@ -96,11 +104,7 @@ if [[ ${RDNA1_TEST_SETUP_ONLY:-0} == 1 ]]; then
 fi
 
 step "static gates"
-if [[ -f ci/static-gates.sh ]]; then
-    bash ci/static-gates.sh
-else
-    echo "    ci/static-gates.sh not present, skipped"
-fi
+bash ci/static-gates.sh
 took
 
 # rustfmt and clippy come with the usual rustup profile; add them where missing.
@@ -127,7 +131,14 @@ cargo run --quiet -- render --all --check
 took
 
 step "cargo test (RDNA1_REQUIRE_DOCKER=1)"
-RDNA1_REQUIRE_DOCKER=1 cargo test
+# The terminal test of `run` drives tmux.
+if ! command -v tmux >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+fi
+export RDNA1_TEST_SKIPS=$PWD/target/test-skips.txt
+rm -f "$RDNA1_TEST_SKIPS"
+tests_rc=0
+RDNA1_REQUIRE_DOCKER=1 cargo test || tests_rc=$?
 took
 
 # What a user's engine must do: build, smoke, tag, skip (tests/engine.rs), push and pull
@@ -155,7 +166,17 @@ for name in "${ENGINES[@]}"; do
 done
 printf '    %s\n' "${engine_times[@]}"
 took
+
+printf '\n==> summary\n'
+skips_rc=0
+bash ci/skips.sh "$RDNA1_TEST_SKIPS" || skips_rc=$?
+if ((tests_rc)); then
+    echo "cargo test FAILED on the machine's engine (exit $tests_rc)"
+    exit "$tests_rc"
+fi
 if ((${#engines_failed[@]})); then
     echo "engine tests failed on: ${engines_failed[*]}" >&2
     exit 1
 fi
+((skips_rc == 0)) || exit 1
+echo "all steps passed"

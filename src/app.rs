@@ -736,7 +736,7 @@ async fn run_cmd(cli: &Cli, a: &cli::RunArgs, console: &mut Console) -> Outcome 
     opts.cmd = a.cmd.clone();
     opts.interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     opts.shm_size = Some(a.shm_size.clone());
-    opts.network = a.network.clone();
+    opts.network = a.network.mode().map(String::from);
     let plan = crate::run_plan::plan(&recipe, &host, &opts).map_err(|e| {
         let all: Vec<Recipe> = cat
             .load_all()
@@ -766,14 +766,11 @@ async fn run_cmd(cli: &Cli, a: &cli::RunArgs, console: &mut Console) -> Outcome 
         )));
     }
     let spec = pipeline::container_spec(&plan);
-    let code = if plan.tty {
-        engine.run_interactive(&spec).await?
+    let attach = if plan.tty {
+        crate::engine::Attach::StdinAndTty
     } else {
-        engine
-            .run_to_completion(&spec, &mut |_| {})
-            .await?
-            .exit_code
-            .unwrap_or(1)
+        crate::engine::Attach::Stdin
     };
+    let code = engine.run_attached(&spec, attach).await?;
     Ok(code.clamp(0, 255) as i32)
 }

@@ -230,7 +230,7 @@ pub enum BuildNetwork {
 }
 
 impl BuildNetwork {
-    /// The engine's `networkmode` value.
+    /// The engine's `networkmode` (build) or `NetworkMode` (container) value.
     pub fn mode(self) -> Option<&'static str> {
         match self {
             BuildNetwork::Default => None,
@@ -278,9 +278,10 @@ pub struct RunArgs {
     /// Shared memory size (PyTorch data loaders need more than Docker's 64 MB).
     #[arg(long, default_value = "8g")]
     pub shm_size: String,
-    /// Container network (e.g. `none`, `host`); default: the engine's bridge.
-    #[arg(long)]
-    pub network: Option<String>,
+    /// Container network: the engine's default bridge, the host's, or none (the same
+    /// choices as `build --network`, checked before anything starts).
+    #[arg(long, value_enum, default_value = "default")]
+    pub network: BuildNetwork,
     /// The command to run (default: the image's shell).
     #[arg(last = true)]
     pub cmd: Vec<String>,

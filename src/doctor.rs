@@ -1159,7 +1159,7 @@ mod tests {
         let Run { doctor: d, owned } =
             doctor_on(FixtureHost::rx5700xt().not_in_render_group(), engine_ok());
         if !owned {
-            eprintln!("not root: skipping (fixtures cannot chown)");
+            crate::test_skip::skip("not root: fixtures cannot chown");
             return;
         }
         assert_eq!(ids(&d), vec!["device-access"]);
@@ -1206,7 +1206,7 @@ mod tests {
         let Run { doctor: d, owned } =
             doctor_on(FixtureHost::rx5700xt().relogin_pending(), engine_ok());
         if !owned {
-            eprintln!("not root: skipping (fixtures cannot chown)");
+            crate::test_skip::skip("not root: fixtures cannot chown");
             return;
         }
         assert_eq!(ids(&d), vec!["device-access"]);

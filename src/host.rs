@@ -906,7 +906,7 @@ mod tests {
             assert_eq!(r.kfd.access, AccessVia::Group);
             assert!(r.render_nodes[0].can_open());
         } else {
-            eprintln!("not root: skipping ownership asserts (fixtures cannot chown)");
+            crate::test_skip::skip("not root: the ownership asserts (fixtures cannot chown)");
         }
     }
 
@@ -917,7 +917,7 @@ mod tests {
             .build()
             .unwrap();
         if !fx.ownership_applied {
-            eprintln!("not root: skipping (fixtures cannot chown)");
+            crate::test_skip::skip("not root: fixtures cannot chown");
             return;
         }
         let r = probe(&fx.host);

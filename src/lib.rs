@@ -24,3 +24,5 @@ pub mod reproduce;
 pub mod run_plan;
 pub mod simple_index;
 pub mod smoke;
+#[cfg(test)]
+pub(crate) mod test_skip;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::context::{self, Prepared};
-use crate::engine::{BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError};
+use crate::engine::{BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError, MountSpec};
 use crate::host::HostRoot;
 use crate::recipe::{Loaded, Recipe};
 use crate::render::labels;
@@ -368,22 +368,22 @@ pub fn container_spec(plan: &RunPlan) -> ContainerSpec {
         security_opt: plan.security_opt.clone(),
         ipc_host: plan.ipc_host,
         shm_size: plan.shm_size_bytes,
-        binds: plan
+        mounts: plan
             .binds
             .iter()
-            .map(|b| format!("{}:{}", b.source, b.target))
-            .chain(
-                plan.volumes
-                    .iter()
-                    .map(|v| format!("{}:{}", v.name, v.target)),
-            )
+            .map(|b| MountSpec::Bind {
+                source: b.source.clone(),
+                target: b.target.clone(),
+            })
+            .chain(plan.volumes.iter().map(|v| MountSpec::Volume {
+                name: v.name.clone(),
+                target: v.target.clone(),
+            }))
             .collect(),
         workdir: Some(plan.workdir.clone()),
         network: plan.network.clone(),
         timeout: None,
         init: plan.init,
-        echo: true,
-        forward_interrupt: true,
     }
 }
 

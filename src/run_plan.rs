@@ -55,7 +55,7 @@ pub struct RunOptions {
     pub workdir_host: PathBuf,
     /// The command; empty runs the image's default.
     pub cmd: Vec<String>,
-    /// stdin is a terminal: allocate a TTY and keep stdin open.
+    /// stdin and stdout are a terminal: allocate a TTY (stdin is passed either way).
     pub interactive: bool,
     /// `--shm-size`, Docker syntax (`8g`, `512m`); default [`DEFAULT_SHM_SIZE`].
     pub shm_size: Option<String>,
@@ -453,7 +453,8 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
         workdir: WORKSPACE.to_string(),
         cmd: opts.cmd.clone(),
         tty: opts.interactive,
-        stdin_open: opts.interactive,
+        // Always, as `docker run -i`: `echo x | rdna1-images run r -- cat` must see the x.
+        stdin_open: true,
         network: opts.network.clone(),
         labels,
         notes,
@@ -1062,6 +1063,8 @@ mod tests {
             "{cli}"
         );
         assert!(!cli.contains("--device") && !cli.contains("-it"));
+        // Without a terminal stdin still reaches the program, as with `docker run -i`.
+        assert_eq!(words[3], "-i", "{cli}");
     }
 
     #[test]

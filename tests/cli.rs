@@ -217,3 +217,24 @@ fn doctor_reads_fixture_hosts() {
         assert_eq!(v["engine"]["reachable"], false);
     }
 }
+
+#[test]
+fn run_network_is_checked_before_anything_starts() {
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    // Unreachable engine: a value that passed the parser would fail later with exit 3.
+    let o = sb.cmd_env(
+        &["run", &name, "--cpu", "--network", "bridge0", "--", "true"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("invalid value 'bridge0' for '--network <NETWORK>'")
+            && out.contains("[possible values: default, host, none]"),
+        "{out}"
+    );
+    let o = sb.cmd(&["run", &name, "--cpu", "--network", "none", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("--network none"), "{}", text(&o));
+}

@@ -17,7 +17,7 @@ fn nightly_entry_dry_run_against_the_loopback_registry() {
         if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
             panic!("{test}: RDNA1_TEST_REGISTRY is not set: run ci/registry.sh start and eval \"$(ci/registry.sh env)\"");
         }
-        eprintln!("SKIPPED {test}: no loopback registry (eval \"$(ci/registry.sh env)\")");
+        common::skip("no loopback registry (eval \"$(ci/registry.sh env)\")");
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -1,5 +1,7 @@
-//! The real stacks, checked on paper: snapshots of their Dockerfiles and the facts that
-//! decide whether they work on an RX 5600 XT / 5700 XT, each citing its public source.
+//! The real stacks, checked on paper: snapshots of their Dockerfiles, their facts against
+//! the values of the public sources they come from (written once below, each with its
+//! source), and rules the rocm52 and rocm62 recipes keep, each shown failing on a planted
+//! defect.
 
 use rdna1_images::recipe::{Catalog, PyTorch, Recipe};
 use rdna1_images::render;
@@ -23,128 +25,338 @@ fn rocm62_dockerfile_snapshot() {
     insta::assert_snapshot!("rocm62", render::dockerfile(&load("rocm62")));
 }
 
+/// Values from the stacks' public sources, each written once here with where it comes from,
+/// so a recipe edit that drifts from its source fails (not a copy of the recipe).
+mod source {
+    /// gbtb/nix-stable-diffusion `flake.nix` (SRI base64 decoded to hex; the same torch hash
+    /// in three more Nix files); DOMAIN 2 and 3b.
+    pub const TORCH_1_13_1_ROCM52_CP310_SHA256: &str =
+        "f3685d08ac0d8c951cc367f9bd4b2c924c5d4517669c476807748abcd966136f";
+    pub const TORCHVISION_0_14_1_ROCM52_CP310_SHA256: &str =
+        "a01606fcaedb824c6ed14be6c92d94d6e7762e4150fc26ab731a4427dc733184";
+    /// The file names on https://download.pytorch.org/whl/rocm5.2 (`+` as `%2B`).
+    pub const TORCH_WHEEL: &str = "torch-1.13.1%2Brocm5.2-cp310-cp310-linux_x86_64.whl";
+    pub const TORCHVISION_WHEEL: &str = "torchvision-0.14.1%2Brocm5.2-cp310-cp310-linux_x86_64.whl";
+    /// spack `var/spack/repos/builtin/packages/py-torch/package.py`:
+    /// `version("2.4.1", tag="v2.4.1", commit="ee1b68...")`.
+    pub const PYTORCH_V2_4_1_COMMIT: &str = "ee1b6804381c57161c477caa380a840a84167676";
+    /// docker-library/repo-info `repos/ubuntu/remote/jammy-20260901.2.md`, linux/amd64.
+    pub const UBUNTU_JAMMY_20260901_2_AMD64: (&str, &str) = (
+        "ubuntu:jammy-20260901.2",
+        "sha256:281c5745f657873d78e5531fc5ba8575f46ab7769b94550ac99543f122679986",
+    );
+    /// The Docker Hub link in ROCm issue #4329 (Feb 2025); whether the tag still points
+    /// there is unconfirmed (the recipe says so).
+    pub const ROCM_DEV_UBUNTU_22_04_6_2_COMPLETE: (&str, &str) = (
+        "rocm/dev-ubuntu-22.04:6.2-complete",
+        "sha256:e5df8c7787939b5319a02481affb5356198a9365b37a2b8719dba42590fd1812",
+    );
+    /// AUTOMATIC1111 `webui.sh`, the `*"Navi 1"*)` case (PR #11048): RDNA1 runs the
+    /// gfx1030 kernels of the rocm5.2 wheels.
+    pub const NAVI1_ON_GFX1030_WHEELS: &str = "10.3.0";
+    /// PyTorch 1.13.1's ROCm build reads only this name: hipify turns the getenv of
+    /// PYTORCH_CUDA_ALLOC_CONF in c10/cuda/CUDACachingAllocator.cpp into it (DOMAIN 4,
+    /// rdna1-images issue 13).
+    pub const PYTORCH_1_13_ROCM_ALLOC_CONF: &str = "PYTORCH_HIP_ALLOC_CONF";
+    /// rocBLAS #1331: gfx1011/gfx1012 run gfx1010 code objects.
+    pub const GFX1011_1012_ON_GFX1010_CODE: &str = "10.1.0";
+}
+
+/// Rules every recipe for the real stacks keeps; each returns what breaks it.
+mod rules {
+    use rdna1_images::recipe::{PyTorch, Recipe};
+    use rdna1_images::render;
+
+    fn hex64(h: &str) -> bool {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    }
+
+    /// Every Python package installed is pinned by at least one sha256.
+    pub fn every_wheel_hashed(r: &Recipe) -> Vec<String> {
+        let pkgs: Vec<_> = match &r.pytorch {
+            PyTorch::Wheels(w) => w.packages.iter().collect(),
+            PyTorch::Source(s) => s.build_requirements.iter().chain(&s.requirements).collect(),
+            _ => vec![],
+        };
+        let mut bad = vec![];
+        for p in pkgs {
+            if p.sha256.is_empty() {
+                bad.push(format!("{}: no sha256", p.name));
+            }
+            for h in &p.sha256 {
+                if !hex64(h) {
+                    bad.push(format!("{}: `{h}` is not a sha256", p.name));
+                }
+            }
+        }
+        bad
+    }
+
+    /// The base is pinned by a digest that the rendered FROM uses.
+    pub fn base_pinned(r: &Recipe) -> Vec<String> {
+        match r.base.digest.as_deref() {
+            None => vec![format!("{}: base {} has no digest", r.name, r.base.image)],
+            Some(d) if !(d.starts_with("sha256:") && hex64(&d[7..])) => {
+                vec![format!("{}: `{d}` is not a sha256 digest", r.name)]
+            }
+            Some(d) if !render::dockerfile(r).contains(&format!("FROM {}@{d}", r.base.image)) => {
+                vec![format!(
+                    "{}: the Dockerfile does not use the digest",
+                    r.name
+                )]
+            }
+            Some(_) => vec![],
+        }
+    }
+
+    /// A stack compiled for its GPU runs it natively: no override for a target in `arch`,
+    /// in the recipe or in the image.
+    pub fn native_targets_not_overridden(r: &Recipe) -> Vec<String> {
+        let PyTorch::Source(s) = &r.pytorch else {
+            return vec![];
+        };
+        let mut bad = vec![];
+        for a in &s.arch {
+            if let Some(Some(o)) = r.gpu.targets.get(a) {
+                bad.push(format!("{a} is built natively but overridden to {o}"));
+            }
+        }
+        let df = render::dockerfile(r);
+        let runtime = &df[df.rfind("\nFROM ").unwrap_or(0)..];
+        if runtime.contains("HSA_OVERRIDE_GFX_VERSION") {
+            bad.push("the runtime image sets HSA_OVERRIDE_GFX_VERSION".into());
+        }
+        bad
+    }
+
+    /// The smoke test expects what the recipe installs (torch version, ROCm release).
+    pub fn smoke_expects_what_is_installed(r: &Recipe) -> Vec<String> {
+        let mut bad = vec![];
+        let torch = match &r.pytorch {
+            PyTorch::Wheels(w) => w.torch_version.clone(),
+            PyTorch::Source(s) => s.version.clone(),
+            _ => return bad,
+        };
+        match r.smoke.expect.torch.as_deref() {
+            Some(t) if torch.starts_with(t) => {}
+            other => bad.push(format!(
+                "smoke expects torch {other:?}, the recipe installs {torch}"
+            )),
+        }
+        if r.smoke.expect.hip.as_deref() != Some(r.rocm.as_str()) {
+            bad.push(format!(
+                "smoke expects HIP {:?}, the recipe is ROCm {}",
+                r.smoke.expect.hip, r.rocm
+            ));
+        }
+        bad
+    }
+
+    /// Wheels name the CPython they are for: it is the recipe's Python.
+    pub fn wheels_fit_the_python(r: &Recipe) -> Vec<String> {
+        let PyTorch::Wheels(w) = &r.pytorch else {
+            return vec![];
+        };
+        let tag = format!("-cp{}-", r.python.version.replace('.', ""));
+        w.packages
+            .iter()
+            .filter_map(|p| p.url.as_deref())
+            .filter(|u| !u.contains(&tag))
+            .map(|u| format!("{u} is not for Python {}", r.python.version))
+            .collect()
+    }
+
+    /// Never MIOPEN_FIND_ENFORCE (SEARCH took >2000 s for one Conv2d on an RX 5600 XT,
+    /// DOMAIN 4), and the MIOpen caches under the folder `run` mounts as a volume.
+    pub fn miopen_settings(r: &Recipe) -> Vec<String> {
+        let mut bad = vec![];
+        if render::dockerfile(r).contains("MIOPEN_FIND_ENFORCE") {
+            bad.push("MIOPEN_FIND_ENFORCE is set".into());
+        }
+        for k in ["MIOPEN_USER_DB_PATH", "MIOPEN_CUSTOM_CACHE_DIR"] {
+            if !r
+                .env
+                .get(k)
+                .is_some_and(|v| v.starts_with("/var/cache/miopen/"))
+            {
+                bad.push(format!("{k} is not under /var/cache/miopen/"));
+            }
+        }
+        bad
+    }
+
+    pub fn all(r: &Recipe) -> Vec<String> {
+        [
+            every_wheel_hashed(r),
+            base_pinned(r),
+            native_targets_not_overridden(r),
+            smoke_expects_what_is_installed(r),
+            wheels_fit_the_python(r),
+            miopen_settings(r),
+        ]
+        .concat()
+    }
+}
+
+fn wheel<'a>(r: &'a Recipe, name: &str) -> &'a rdna1_images::recipe::Wheel {
+    let PyTorch::Wheels(w) = &r.pytorch else {
+        panic!("{} installs wheels", r.name)
+    };
+    w.packages.iter().find(|p| p.name == name).unwrap()
+}
+
+#[test]
+fn the_real_recipes_keep_every_rule() {
+    for name in ["rocm52", "rocm62"] {
+        assert_eq!(rules::all(&load(name)), Vec::<String>::new(), "{name}");
+    }
+}
+
 #[test]
 fn therock_dockerfile_snapshot() {
     insta::assert_snapshot!("therock", render::dockerfile(&load("therock")));
 }
 
+/// Pinned by a digest the Dockerfile uses, or excused with a reason.
 fn assert_pinned_base(r: &Recipe) {
-    let d = r.base.digest.as_deref().unwrap_or_else(|| {
+    if r.base.digest.is_none() {
         assert!(
             r.base.unpinned_reason.is_some(),
             "{}: base neither pinned nor excused",
             r.name
         );
-        ""
-    });
-    if !d.is_empty() {
-        assert!(d.starts_with("sha256:") && d.len() == 71, "{}: {d}", r.name);
-        assert!(render::dockerfile(r).contains(&format!("FROM {}@{d}", r.base.image)));
+    } else {
+        assert_eq!(rules::base_pinned(r), Vec::<String>::new());
     }
 }
 
 #[test]
-fn rocm52_facts() {
-    let r = load("rocm52");
+fn each_rule_fails_on_its_planted_defect() {
+    let mut r = load("rocm52");
+    if let PyTorch::Wheels(w) = &mut r.pytorch {
+        w.packages[2].sha256.clear();
+        w.packages[3].sha256 = vec!["F3685D08".into()];
+    }
+    assert_eq!(rules::every_wheel_hashed(&r).len(), 2, "{r:?}");
+
+    let mut r = load("rocm52");
+    r.base.digest = None;
+    assert_eq!(rules::base_pinned(&r).len(), 1);
+
+    let mut r = load("rocm62");
+    r.gpu
+        .targets
+        .insert("gfx1010".into(), Some("10.3.0".into()));
+    let bad = rules::native_targets_not_overridden(&r);
+    assert!(
+        bad.iter()
+            .any(|b| b.contains("built natively but overridden")),
+        "{bad:?}"
+    );
+    assert!(
+        bad.iter().any(|b| b.contains("runtime image sets")),
+        "{bad:?}"
+    );
+
+    let mut r = load("rocm52");
+    r.smoke.expect.hip = Some("6.2".into());
+    r.smoke.expect.torch = Some("2.4".into());
+    assert_eq!(rules::smoke_expects_what_is_installed(&r).len(), 2);
+
+    let mut r = load("rocm52");
+    r.python.version = "3.11".into();
     assert_eq!(
-        r.python.version, "3.10",
-        "no rocm5.2 wheel exists for Python 3.11+"
+        rules::wheels_fit_the_python(&r).len(),
+        2,
+        "torch and torchvision"
+    );
+
+    let mut r = load("rocm52");
+    r.env.insert("MIOPEN_FIND_ENFORCE".into(), "3".into());
+    r.env
+        .insert("MIOPEN_USER_DB_PATH".into(), "/root/.config/miopen".into());
+    assert_eq!(rules::miopen_settings(&r).len(), 2);
+}
+
+#[test]
+fn rocm52_matches_its_sources() {
+    let r = load("rocm52");
+    let torch = wheel(&r, "torch");
+    assert!(torch.url.as_deref().unwrap().ends_with(source::TORCH_WHEEL));
+    assert_eq!(torch.sha256, [source::TORCH_1_13_1_ROCM52_CP310_SHA256]);
+    let tv = wheel(&r, "torchvision");
+    assert!(tv
+        .url
+        .as_deref()
+        .unwrap()
+        .ends_with(source::TORCHVISION_WHEEL));
+    assert_eq!(tv.sha256, [source::TORCHVISION_0_14_1_ROCM52_CP310_SHA256]);
+    let (image, digest) = source::UBUNTU_JAMMY_20260901_2_AMD64;
+    assert_eq!(
+        (r.base.image.as_str(), r.base.digest.as_deref()),
+        (image, Some(digest))
     );
     for t in ["gfx1010", "gfx1011", "gfx1012"] {
         assert_eq!(
             r.gpu.targets[t].as_deref(),
-            Some("10.3.0"),
+            Some(source::NAVI1_ON_GFX1030_WHEELS),
             "{t}: the wheels carry no gfx101x code"
         );
     }
-    assert_pinned_base(&r);
-    let PyTorch::Wheels(w) = &r.pytorch else {
-        panic!("rocm52 installs wheels")
-    };
-    assert!(w.torch_version.starts_with("1.13.1+rocm5.2"));
-    let torch = w.packages.iter().find(|p| p.name == "torch").unwrap();
-    assert!(torch
-        .url
-        .as_deref()
-        .unwrap()
-        .ends_with("torch-1.13.1%2Brocm5.2-cp310-cp310-linux_x86_64.whl"));
-    assert_eq!(
-        torch.sha256,
-        ["f3685d08ac0d8c951cc367f9bd4b2c924c5d4517669c476807748abcd966136f"]
-    );
-    let tv = w.packages.iter().find(|p| p.name == "torchvision").unwrap();
-    assert_eq!(
-        tv.sha256,
-        ["a01606fcaedb824c6ed14be6c92d94d6e7762e4150fc26ab731a4427dc733184"]
-    );
-    for p in &w.packages {
-        assert!(!p.sha256.is_empty(), "{} has no hash", p.name);
-        for h in &p.sha256 {
-            assert!(
-                h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()),
-                "{}: {h}",
-                p.name
-            );
-        }
-    }
-    let numpy = w.packages.iter().find(|p| p.name == "numpy").unwrap();
-    assert!(
-        numpy.version.starts_with("1."),
-        "torch 1.13.1 needs numpy<2, got {}",
-        numpy.version
-    );
+    // torch 1.13.1 was built against numpy 1.x (DOMAIN 2).
+    assert!(wheel(&r, "numpy").version.starts_with("1."));
     let df = render::dockerfile(&r);
     assert!(df.contains("--require-hashes"), "{df}");
-    assert!(df.contains("HSA_OVERRIDE_GFX_VERSION=\"10.3.0\""), "{df}");
-    // PyTorch 1.13.1's ROCm build reads only the HIP name: hipify turns the getenv of
-    // PYTORCH_CUDA_ALLOC_CONF in c10/cuda/CUDACachingAllocator.cpp into
-    // PYTORCH_HIP_ALLOC_CONF (rdna1-images issue #13).
+    // The allocator setting reaches PyTorch 1.13.1 only under the HIP name.
     assert!(
-        df.contains(
-            "PYTORCH_HIP_ALLOC_CONF=\"garbage_collection_threshold:0.9,max_split_size_mb:512\""
+        r.env.get(source::PYTORCH_1_13_ROCM_ALLOC_CONF).is_some_and(
+            |v| df.contains(&format!("{}=\"{v}\"", source::PYTORCH_1_13_ROCM_ALLOC_CONF))
         ),
         "{df}"
     );
-    assert!(!df.contains("MIOPEN_FIND_ENFORCE"));
     assert!(
         !df.contains("/opt/rocm"),
         "rocm52 needs no system ROCm: the wheels bundle it"
     );
+    let PyTorch::Wheels(w) = &r.pytorch else {
+        unreachable!()
+    };
     let req = render::requirements(&w.packages);
     assert_eq!(
         req.matches("--hash=sha256:").count(),
         w.packages.iter().map(|p| p.sha256.len()).sum::<usize>()
     );
-    // The MIOpen caches sit under one folder that `run` mounts as a volume.
-    assert!(r.env["MIOPEN_USER_DB_PATH"].starts_with("/var/cache/miopen/"));
-    assert!(r.env["MIOPEN_CUSTOM_CACHE_DIR"].starts_with("/var/cache/miopen/"));
-    assert_eq!(r.smoke.expect.python.as_deref(), Some("3.10"));
-    assert_eq!(r.smoke.expect.hip.as_deref(), Some("5.2"));
 }
 
 #[test]
-fn rocm62_facts() {
+fn rocm62_matches_its_sources() {
     let r = load("rocm62");
+    let (image, digest) = source::ROCM_DEV_UBUNTU_22_04_6_2_COMPLETE;
+    assert_eq!(
+        (r.base.image.as_str(), r.base.digest.as_deref()),
+        (image, Some(digest))
+    );
     assert_eq!(
         r.gpu.targets["gfx1010"], None,
         "gfx1010 runs its own code natively"
     );
-    assert_eq!(r.gpu.targets["gfx1011"].as_deref(), Some("10.1.0"));
-    assert_eq!(r.gpu.targets["gfx1012"].as_deref(), Some("10.1.0"));
-    assert_pinned_base(&r);
+    for t in ["gfx1011", "gfx1012"] {
+        assert_eq!(
+            r.gpu.targets[t].as_deref(),
+            Some(source::GFX1011_1012_ON_GFX1010_CODE)
+        );
+    }
     let PyTorch::Source(s) = &r.pytorch else {
         panic!("rocm62 builds from source")
     };
-    assert_eq!(
-        s.commit, "ee1b6804381c57161c477caa380a840a84167676",
-        "v2.4.1"
-    );
+    assert_eq!(s.commit, source::PYTORCH_V2_4_1_COMMIT);
+    assert_eq!(s.version, "2.4.1");
     assert_eq!(s.arch, ["gfx1010"]);
+    // pytorch #125230: 2.4 needs both attention kernels off plus the guard patch.
     assert_eq!(s.env["USE_FLASH_ATTENTION"], "0");
     assert_eq!(s.env["USE_MEM_EFF_ATTENTION"], "0");
-    for p in s.build_requirements.iter().chain(&s.requirements) {
-        assert!(!p.sha256.is_empty(), "{} has no hash", p.name);
-    }
     let df = render::dockerfile(&r);
     assert!(df.contains("PYTORCH_ROCM_ARCH=\"gfx1010\""), "{df}");
     assert!(df.contains(
@@ -161,10 +373,6 @@ fn rocm62_facts() {
     assert!(df.contains("export MAX_JOBS=\"$jobs\""), "{df}");
     let runtime = runtime_stage(&df);
     assert!(
-        !runtime.contains("HSA_OVERRIDE_GFX_VERSION"),
-        "native gfx1010: no override"
-    );
-    assert!(
         runtime.contains("TORCH_BLAS_PREFER_HIPBLASLT=\"0\""),
         "hipBLASLt has no gfx10 code"
     );
@@ -174,8 +382,6 @@ fn rocm62_facts() {
     );
     assert!(runtime.contains("COPY --from=builder /wheels/"));
     assert!(runtime.contains("pip check"));
-    assert!(!df.contains("MIOPEN_FIND_ENFORCE"));
-    assert_eq!(r.smoke.expect.hip.as_deref(), Some("6.2"));
     // Patches are part of the build context and so of the input digest.
     let loaded = Catalog::embedded().load("rocm62").unwrap();
     let ctx = rdna1_images::context::Context::for_recipe(&loaded).unwrap();

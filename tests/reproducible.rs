@@ -71,7 +71,9 @@ fn registry(test: &str) -> Option<String> {
     if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
         panic!("{test}: no registry answers at {reg}: run `ci/registry.sh start`");
     }
-    eprintln!("SKIPPED {test}: no registry at {reg} (ci/registry.sh start)");
+    skip(&format!(
+        "{test}: no registry at {reg} (ci/registry.sh start)"
+    ));
     None
 }
 
@@ -424,7 +426,7 @@ fn lock_pins_the_base_by_registry_digest_and_hashes_wheels_keeping_comments() {
             std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() != Ok("1"),
             "{tiny} is missing: run ci/test-base.sh"
         );
-        eprintln!("SKIPPED lock: {tiny} missing");
+        skip(&format!("lock: {tiny} missing"));
         return;
     }
     let base = format!("{reg}/rdna1-lock/tiny-{}:v1", std::process::id());

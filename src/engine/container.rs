@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, DeviceMapping, HostConfig};
+use bollard::models::{ContainerCreateBody, DeviceMapping, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
@@ -28,8 +28,9 @@ pub struct ContainerSpec {
     pub security_opt: Vec<String>,
     pub ipc_host: bool,
     pub shm_size: Option<i64>,
-    /// `host:container[:ro]` binds and `volume:container` named volumes.
-    pub binds: Vec<String>,
+    /// Host folders and named volumes, as structured mounts: a `src:dst` bind string would
+    /// split a host path that contains `:`.
+    pub mounts: Vec<MountSpec>,
     pub workdir: Option<String>,
     /// Network mode (`none` for the smoke test); None = the engine's default.
     pub network: Option<String>,
@@ -37,10 +38,28 @@ pub struct ContainerSpec {
     pub timeout: Option<Duration>,
     /// A tiny init as PID 1: reaps zombies and passes signals on.
     pub init: bool,
-    /// Write the container's output to ours as it arrives (for `run`).
-    pub echo: bool,
-    /// Ctrl-C: forward SIGINT to the container (first press) instead of killing it.
-    pub forward_interrupt: bool,
+}
+
+/// A host folder or a named volume (created by the engine when missing) in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    Bind { source: String, target: String },
+    Volume { name: String, target: String },
+}
+
+impl MountSpec {
+    fn to_engine(&self) -> Mount {
+        let (typ, source, target) = match self {
+            MountSpec::Bind { source, target } => (MountType::BIND, source, target),
+            MountSpec::Volume { name, target } => (MountType::VOLUME, name, target),
+        };
+        Mount {
+            typ: Some(typ),
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 /// How a container ended.
@@ -53,8 +72,20 @@ pub struct ContainerOutcome {
     pub seconds: f64,
 }
 
-/// The engine's create request for a spec; `tty` attaches a terminal and stdin (`run -it`).
-fn create_body(spec: &ContainerSpec, tty: bool) -> ContainerCreateBody {
+/// How `run` connects to the container: stdin always (as `docker run -i`), a terminal too
+/// when ours is one (`-it`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Nothing attached (the smoke test): output is read from the logs.
+    None,
+    Stdin,
+    StdinAndTty,
+}
+
+/// The engine's create request for a spec.
+fn create_body(spec: &ContainerSpec, attach: Attach) -> ContainerCreateBody {
+    let stdin = attach != Attach::None;
+    let tty = attach == Attach::StdinAndTty;
     let some_if = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let host_config = HostConfig {
         devices: (!spec.devices.is_empty()).then(|| {
@@ -72,7 +103,8 @@ fn create_body(spec: &ContainerSpec, tty: bool) -> ContainerCreateBody {
         security_opt: some_if(&spec.security_opt),
         ipc_mode: spec.ipc_host.then(|| "host".to_string()),
         shm_size: spec.shm_size,
-        binds: some_if(&spec.binds),
+        mounts: (!spec.mounts.is_empty())
+            .then(|| spec.mounts.iter().map(MountSpec::to_engine).collect()),
         network_mode: spec.network.clone(),
         init: spec.init.then_some(true),
         // Kept off: with it on, logs and inspect 404 right after exit. We remove ourselves.
@@ -88,10 +120,12 @@ fn create_body(spec: &ContainerSpec, tty: bool) -> ContainerCreateBody {
         working_dir: spec.workdir.clone(),
         network_disabled: (spec.network.as_deref() == Some("none")).then_some(true),
         tty: tty.then_some(true),
-        open_stdin: tty.then_some(true),
-        attach_stdin: tty.then_some(true),
-        attach_stdout: tty.then_some(true),
-        attach_stderr: tty.then_some(true),
+        open_stdin: stdin.then_some(true),
+        // Our stdin ending (EOF) closes the container's, as with `docker run -i`.
+        stdin_once: stdin.then_some(true),
+        attach_stdin: stdin.then_some(true),
+        attach_stdout: stdin.then_some(true),
+        attach_stderr: stdin.then_some(true),
         host_config: Some(host_config),
         ..Default::default()
     }
@@ -105,7 +139,7 @@ impl Engine {
         spec: &ContainerSpec,
         on_stderr: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ContainerOutcome, EngineError> {
-        let config = create_body(spec, false);
+        let config = create_body(spec, Attach::None);
         let created = self
             .docker
             .create_container(
@@ -163,7 +197,6 @@ impl Engine {
                 .unwrap_or(Duration::from_secs(10 * 365 * 86400)),
         );
         tokio::pin!(deadline);
-        let mut interrupted = false;
         let mut exit_code = None;
         let mut timed_out = false;
         let mut logs_done = false;
@@ -171,20 +204,7 @@ impl Engine {
         while !(logs_done && wait_done) {
             tokio::select! {
                 item = logs.next(), if !logs_done => match item {
-                    Some(Ok(LogOutput::StdOut { message })) => {
-                        if spec.echo {
-                            use std::io::Write as _;
-                            let mut out = std::io::stdout().lock();
-                            let _ = out.write_all(&message);
-                            let _ = out.flush();
-                        } else {
-                            stdout.extend_from_slice(&message);
-                        }
-                    }
-                    Some(Ok(LogOutput::StdErr { message })) if spec.echo => {
-                        use std::io::Write as _;
-                        let _ = std::io::stderr().write_all(&message);
-                    }
+                    Some(Ok(LogOutput::StdOut { message })) => stdout.extend_from_slice(&message),
                     Some(Ok(LogOutput::StdErr { message })) => {
                         stderr.extend_from_slice(&message);
                         err_line.extend_from_slice(&message);
@@ -210,12 +230,6 @@ impl Engine {
                     self.kill(id).await;
                 },
                 _ = tokio::signal::ctrl_c() => {
-                    if spec.forward_interrupt && !interrupted {
-                        // Like `docker run`: the program decides what Ctrl-C means.
-                        interrupted = true;
-                        let _ = self.docker.kill_container(id, Some(KillContainerOptionsBuilder::default().signal("SIGINT").build())).await;
-                        continue;
-                    }
                     self.kill(id).await;
                     return Err(EngineError::Interrupted { what: what() });
                 }
@@ -316,15 +330,20 @@ impl Drop for RawMode {
 }
 
 impl Engine {
-    /// Runs a container attached to this terminal (`docker run -it`): raw mode, so Ctrl-C and
-    /// every key reach the program inside; returns its exit code. Always removed afterwards.
-    pub async fn run_interactive(&self, spec: &ContainerSpec) -> Result<i64, EngineError> {
-        use bollard::query_parameters::{
-            AttachContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
-        };
+    /// Runs a container attached to our stdin and output, as `docker run -i` does; with
+    /// [`Attach::StdinAndTty`] as `-it`: raw mode, so Ctrl-C and every key reach the program
+    /// inside, and the container's terminal follows our window's size. Returns the exit code;
+    /// the container is always removed.
+    pub async fn run_attached(
+        &self,
+        spec: &ContainerSpec,
+        attach: Attach,
+    ) -> Result<i64, EngineError> {
+        use bollard::query_parameters::AttachContainerOptionsBuilder;
         use tokio::io::AsyncWriteExt;
 
-        let config = create_body(spec, true);
+        let tty = attach == Attach::StdinAndTty;
+        let config = create_body(spec, attach);
         let id = self
             .docker
             .create_container(
@@ -334,7 +353,9 @@ impl Engine {
             .await
             .map_err(|e| EngineError::api(format!("creating a container of {}", spec.image), e))?
             .id;
+        let what = || format!("container of {}", spec.image);
         let result = async {
+            // Attached before the start, so no early output is lost.
             let attached = self
                 .docker
                 .attach_container(
@@ -349,25 +370,13 @@ impl Engine {
                     ),
                 )
                 .await
-                .map_err(|e| {
-                    EngineError::api(format!("attaching to the container of {}", spec.image), e)
-                })?;
-            self.docker.start_container(&id, None).await.map_err(|e| {
-                EngineError::api(format!("starting the container of {}", spec.image), e)
-            })?;
-            if let Ok((w, h)) = crossterm::terminal::size() {
-                let _ = self
-                    .docker
-                    .resize_container_tty(
-                        &id,
-                        ResizeContainerTTYOptionsBuilder::default()
-                            .w(w as i32)
-                            .h(h as i32)
-                            .build(),
-                    )
-                    .await;
-            }
-            let _raw = RawMode::enable();
+                .map_err(|e| EngineError::api(format!("attaching to the {}", what()), e))?;
+            self.docker
+                .start_container(&id, None)
+                .await
+                .map_err(|e| EngineError::api(format!("starting the {}", what()), e))?;
+            let resizer = tty.then(|| self.follow_window_size(&id));
+            let _raw = if tty { RawMode::enable() } else { None };
             let mut input = attached.input;
             let stdin_task = tokio::spawn(async move {
                 let mut stdin = tokio::io::stdin();
@@ -376,11 +385,39 @@ impl Engine {
             });
             let mut output = attached.output;
             let mut stdout = tokio::io::stdout();
-            while let Some(Ok(chunk)) = output.next().await {
-                let _ = stdout.write_all(&chunk.into_bytes()).await;
-                let _ = stdout.flush().await;
+            let mut stderr = tokio::io::stderr();
+            let mut interrupted = false;
+            loop {
+                tokio::select! {
+                    chunk = output.next() => match chunk {
+                        Some(Ok(LogOutput::StdErr { message })) => {
+                            let _ = stderr.write_all(&message).await;
+                            let _ = stderr.flush().await;
+                        }
+                        Some(Ok(chunk)) => {
+                            let _ = stdout.write_all(&chunk.into_bytes()).await;
+                            let _ = stdout.flush().await;
+                        }
+                        Some(Err(_)) | None => break,
+                    },
+                    // On a terminal in raw mode Ctrl-C is a key for the program; without
+                    // one it is our signal: passed on once, as `docker run` does, then fatal.
+                    _ = tokio::signal::ctrl_c(), if !tty => {
+                        if !interrupted {
+                            interrupted = true;
+                            let _ = self.docker.kill_container(&id, Some(KillContainerOptionsBuilder::default().signal("SIGINT").build())).await;
+                            continue;
+                        }
+                        self.kill(&id).await;
+                        stdin_task.abort();
+                        return Err(EngineError::Interrupted { what: what() });
+                    }
+                }
             }
             stdin_task.abort();
+            if let Some(r) = resizer {
+                r.abort();
+            }
             let code = match self
                 .docker
                 .wait_container(
@@ -397,10 +434,7 @@ impl Engine {
                 Some(Ok(r)) => r.status_code,
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
                 Some(Err(e)) => {
-                    return Err(EngineError::api(
-                        format!("waiting for the container of {}", spec.image),
-                        e,
-                    ))
+                    return Err(EngineError::api(format!("waiting for the {}", what()), e))
                 }
                 None => -1,
             };
@@ -411,5 +445,34 @@ impl Engine {
         let code = result?;
         removed?;
         Ok(code)
+    }
+
+    /// Sets the container's terminal to our window's size now and on every SIGWINCH, as
+    /// `docker run -it` does, so full-screen programs inside redraw at the right size.
+    fn follow_window_size(&self, id: &str) -> tokio::task::JoinHandle<()> {
+        use bollard::query_parameters::ResizeContainerTTYOptionsBuilder;
+        use tokio::signal::unix::{signal, SignalKind};
+
+        let docker = self.docker.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            // Registered before the first size is read, so a resize in between is not lost.
+            let mut winch = signal(SignalKind::window_change()).ok();
+            loop {
+                if let Ok((w, h)) = crossterm::terminal::size() {
+                    let size = ResizeContainerTTYOptionsBuilder::default()
+                        .w(w as i32)
+                        .h(h as i32)
+                        .build();
+                    if let Err(e) = docker.resize_container_tty(&id, size).await {
+                        tracing::debug!("resizing the terminal of container {id} to {w}x{h}: {e}");
+                    }
+                }
+                let Some(w) = winch.as_mut() else { break };
+                if w.recv().await.is_none() {
+                    break;
+                }
+            }
+        })
     }
 }

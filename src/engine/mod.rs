@@ -18,7 +18,7 @@ use bollard::Docker;
 use crate::endpoint::{Endpoint, EnvView, Scheme};
 
 pub use build::{BuildEvent, BuildRequest};
-pub use container::{ContainerOutcome, ContainerSpec};
+pub use container::{Attach, ContainerOutcome, ContainerSpec, MountSpec};
 pub use images::ImageSummary;
 pub use registry::TransferEvent;
 pub use status::engine_status;

@@ -82,7 +82,7 @@ fn host_python() -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("note: skipping: no python3 on this machine to run src/smoke/program.py");
+        crate::test_skip::skip("no python3 on this machine to run src/smoke/program.py");
     }
     ok
 }
@@ -420,7 +420,7 @@ fn docker_image() -> Option<String> {
     if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
         panic!("RDNA1_REQUIRE_DOCKER=1 but {problem}");
     }
-    eprintln!("note: skipping a Docker smoke test: {problem}");
+    crate::test_skip::skip(&format!("a Docker smoke test: {problem}"));
     None
 }
 

@@ -11,8 +11,13 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+#[path = "../../src/test_skip.rs"]
+mod test_skip;
+#[allow(unused_imports)]
+pub use test_skip::{record as test_skip_record, skip};
+
 /// True when the engine answers. Without one: a failure under RDNA1_REQUIRE_DOCKER=1 (CI),
-/// else a printed skip, never a silent pass.
+/// else a recorded skip (see `skip`), never a silent pass.
 pub fn require_docker(test: &str) -> bool {
     let ok = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
@@ -25,9 +30,9 @@ pub fn require_docker(test: &str) -> bool {
     if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
         panic!("{test}: the Docker engine is required (RDNA1_REQUIRE_DOCKER=1) but `docker info` fails");
     }
-    eprintln!(
-        "SKIPPED {test}: no Docker engine (set RDNA1_REQUIRE_DOCKER=1 to make this a failure)"
-    );
+    skip(&format!(
+        "{test}: no Docker engine (set RDNA1_REQUIRE_DOCKER=1 to make this a failure)"
+    ));
     false
 }
 
@@ -43,7 +48,9 @@ pub fn require_base(test: &str) -> bool {
         panic!("{test}: image rdna1-test-base:bookworm is missing: run ci/test-base.sh");
     }
     if !ok {
-        eprintln!("SKIPPED {test}: rdna1-test-base:bookworm missing (run ci/test-base.sh)");
+        skip(&format!(
+            "{test}: rdna1-test-base:bookworm missing (run ci/test-base.sh)"
+        ));
     }
     ok
 }
