@@ -169,7 +169,7 @@ where
     let file = path.display().to_string();
     let mut text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {file}: {e}"))?;
     // Not validated yet: a recipe is locked precisely because pins are missing.
-    let r: Recipe = serde_yaml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+    let r: Recipe = recipe::parse_unvalidated(&file, &text).map_err(|e| e.to_string())?;
     let mut report = LockReport {
         file: file.clone(),
         ..Default::default()
@@ -181,7 +181,7 @@ where
         }
     }
     for (at, b) in bases {
-        match resolve(b.image.clone()).await {
+        match resolve(b.image.to_string()).await {
             Ok(d) => {
                 if b.digest.as_deref() != Some(d.as_str()) {
                     text = set_key(&text, &at, "digest", "image", &d)?;
@@ -218,7 +218,7 @@ where
         }
     }
     // What we wrote must parse (validation itself may still want reasons for what is left).
-    serde_yaml::from_str::<Recipe>(&text).map_err(|e| format!("{file} after locking: {e}"))?;
+    recipe::parse_unvalidated(&file, &text).map_err(|e| format!("after locking: {e}"))?;
     std::fs::write(path, &text).map_err(|e| format!("cannot write {file}: {e}"))?;
     Ok(report)
 }
