@@ -665,6 +665,14 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
             "set the override per target in `gpu.targets`, not in `env` (run adjusts it to the detected GPU)".into(),
         );
     }
+    // The MIOpen caches are folders the image creates and `run` mounts volumes on.
+    for key in ["MIOPEN_USER_DB_PATH", "MIOPEN_CUSTOM_CACHE_DIR"] {
+        if let Some(v) = r.env.get(key) {
+            if let Err(m) = AbsPath::parse(v) {
+                return err(&["env", key], m);
+            }
+        }
+    }
     if let Some(v) = r.env.get("MIOPEN_FIND_ENFORCE") {
         if !find_enforce_allowed(v) {
             return err(

@@ -467,7 +467,8 @@ fn loopback_host(u: &url::Url) -> bool {
 fn check_url(s: &str, what: &str) -> Result<(), String> {
     let allowed = format!("{what} must be an https URL (or http on 127.0.0.1/localhost), without user name, password, query or fragment");
     only(s, what, "printable ASCII without spaces", |c| {
-        c.is_ascii_graphic() && !"\\\"'`<>{}|^#".contains(c)
+        // No shell, requirements-file or YAML specials: URLs need none of them.
+        c.is_ascii_graphic() && !"\\\"'`<>{}|^#$()*;!&[]".contains(c)
     })
     .map_err(|e| format!("{e}; {allowed}"))?;
     let u =
