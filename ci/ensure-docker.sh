@@ -32,7 +32,16 @@ fi
 
 # A dockerd may already be running but still starting up (or wedged): do not
 # start a second one on the same socket, only wait for it.
-if [[ -z ${RDNA1_DOCKERD_ARGS:-} ]] && pgrep -x dockerd >/dev/null 2>&1; then
+# Only the default daemon counts: ci/engines.sh runs other dockerds on their own
+# sockets, and a pgrep by name would take one of those for this one.
+default_dockerd_alive() {
+    local pid
+    [[ -r /var/run/docker.pid ]] || return 1
+    pid=$(</var/run/docker.pid)
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *dockerd* ]]
+}
+if [[ -z ${RDNA1_DOCKERD_ARGS:-} ]] && default_dockerd_alive; then
     log "dockerd is running but does not answer yet; waiting"
 else
     log "starting dockerd (log: $LOG)"

@@ -6,6 +6,10 @@
 #
 # Usage: ci/nightly-entry.sh RECIPE
 #
+#   0 lock     with RDNA1_NIGHTLY_LOCK=1 (recipes that pin versions before hashes: therock):
+#              `rdna1-images lock RECIPE --verify` fills the hashes from the recipe's index
+#              into the checkout's copy and fails when a pinned version now has another
+#              hash; the steps below then read that copy. `build` refuses unhashed wheels.
 #   1 digest   `rdna1-images list --json` gives the recipe's input digest (no Docker needed)
 #   2 present? REGISTRY:<recipe>-<digest12> in the registry (ci/nightly-has-tag.sh): done
 #   3 build    `rdna1-images build RECIPE --smoke cpu --json`: tags only on a passed smoke test
@@ -23,6 +27,7 @@
 #   RDNA1_NIGHTLY_SMOKE     smoke level (default cpu: hosted runners have no GPU; promote runs gpu)
 #   RDNA1_NIGHTLY_FORCE=1   build and push even when the tag is present
 #   RDNA1_NIGHTLY_NO_PUSH=1 stop after a passed build (prints what it would push)
+#   RDNA1_NIGHTLY_LOCK=1    lock the recipe first (step 0), in RDNA1_IMAGES_RECIPES (default recipes/)
 #   RDNA1_REGISTRY_USER / RDNA1_REGISTRY_PASSWORD   for the presence check (see nightly-has-tag.sh);
 #                           pushing uses the engine's login (docker login) as usual
 #
@@ -70,6 +75,21 @@ summary() {
 }
 : >"$out/summary.md"
 result recipe "$recipe"
+
+# 0 lock
+if [[ ${RDNA1_NIGHTLY_LOCK:-0} == 1 ]]; then
+    export RDNA1_IMAGES_RECIPES=${RDNA1_IMAGES_RECIPES:-recipes}
+    log "$bin --recipes $RDNA1_IMAGES_RECIPES lock $recipe --verify"
+    lock_rc=0
+    "$bin" --recipes "$RDNA1_IMAGES_RECIPES" lock "$recipe" --verify >"$out/lock.txt" || lock_rc=$?
+    cat "$out/lock.txt" >&2
+    if ((lock_rc != 0)); then
+        result status failed
+        printf '### %s: lock failed (exit %d)\n\nSee the job log: a changed hash for a pinned version, or the index out of reach. Nothing was built.\n' \
+            "$recipe" "$lock_rc" | summary
+        fail "$lock_rc" "lock $recipe failed (exit $lock_rc); nothing built, nothing pushed"
+    fi
+fi
 
 # 1 digest
 digest=$("$bin" list --json | jq -r --arg r "$recipe" '.[] | select(.name == $r) | .input_digest') ||

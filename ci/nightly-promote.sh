@@ -6,7 +6,9 @@
 # failing deep inside a container), and copies the outcome into the job summary.
 #
 # Usage: ci/nightly-promote.sh RECIPE
-# Environment: RDNA1_IMAGES_REGISTRY (HOST[:PORT]/NAME, required), RDNA1_IMAGES_BIN (optional).
+# Environment: RDNA1_IMAGES_REGISTRY (HOST[:PORT]/NAME, required), RDNA1_IMAGES_BIN (optional),
+# RDNA1_NIGHTLY_LOCK=1 (lock the recipe first, as the build job did, so that promote reads
+# the same pins: the input digest it compares covers them).
 # Exit: the binary's (0 promoted, 1 smoke test failed, 2 bad input, 3 environment).
 set -euo pipefail
 
@@ -30,6 +32,12 @@ fi
 summary() {
     if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then tee -a "$GITHUB_STEP_SUMMARY"; else cat; fi
 }
+
+if [[ ${RDNA1_NIGHTLY_LOCK:-0} == 1 ]]; then
+    export RDNA1_IMAGES_RECIPES=${RDNA1_IMAGES_RECIPES:-recipes}
+    "$bin" --recipes "$RDNA1_IMAGES_RECIPES" lock "$recipe" --verify >&2 ||
+        fail $? "lock $recipe failed: a changed hash for a pinned version, or the index out of reach"
+fi
 
 rc=0
 "$bin" promote "$recipe" --registry "$RDNA1_IMAGES_REGISTRY" 2>&1 | tee "promote-$recipe.log" || rc=${PIPESTATUS[0]}

@@ -17,7 +17,8 @@ ENV HSA_OVERRIDE_GFX_VERSION="10.3.0" \
     MIOPEN_CUSTOM_CACHE_DIR="/var/cache/miopen/kernels" \
     MIOPEN_FIND_MODE="2" \
     MIOPEN_USER_DB_PATH="/var/cache/miopen/db" \
-    PYTORCH_CUDA_ALLOC_CONF="garbage_collection_threshold:0.9,max_split_size_mb:512"
+    PYTORCH_CUDA_ALLOC_CONF="garbage_collection_threshold:0.9,max_split_size_mb:512" \
+    PYTORCH_HIP_ALLOC_CONF="garbage_collection_threshold:0.9,max_split_size_mb:512"
 RUN mkdir -p /var/cache/miopen/db /var/cache/miopen/kernels \
  && chmod 1777 /var/cache/miopen/db /var/cache/miopen/kernels
 COPY smoke.py /opt/rdna1-images/smoke.py

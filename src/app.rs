@@ -175,12 +175,12 @@ fn list(cli: &Cli, json: bool) -> Outcome {
         return Ok(0);
     }
     let mut out = format!(
-        "{:<12} {:<12} {:<6} {:<16} {:<7} {:<13} {:<10}\n",
+        "{:<12} {:<12} {:<6} {:<18} {:<7} {:<13} {:<10}\n",
         "NAME", "STATUS", "ROCM", "PYTORCH", "PYTHON", "INSTALL", "HSA"
     );
     for r in &rows {
         out.push_str(&format!(
-            "{:<12} {:<12} {:<6} {:<16} {:<7} {:<13} {:<10}\n",
+            "{:<12} {:<12} {:<6} {:<18} {:<7} {:<13} {:<10}\n",
             r.name,
             r.status,
             r.rocm,
@@ -344,6 +344,25 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
     Ok(if bad { 2 } else { 0 })
 }
 
+/// No image is ever built from unhashed wheels: a recipe in the state "versions pinned,
+/// hashes to be locked" is bad input until `lock` has run.
+fn refuse_unlocked(r: &Recipe) -> Result<(), Failure> {
+    let missing = r.unlocked_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let index = match &r.pytorch {
+        crate::recipe::PyTorch::Wheels(w) => w.index.as_str(),
+        _ => "its index",
+    };
+    Err(Failure::input(anyhow::anyhow!(
+        "recipe `{}` is pinned by version but not locked: no sha256 for {}. Run `rdna1-images --recipes recipes lock {}` on a machine that reaches {index}, then build with --recipes recipes",
+        r.name,
+        missing.join(", "),
+        r.name
+    )))
+}
+
 /// Resolves `--smoke auto` on this host, saying so when it falls back to cpu.
 pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
     let kfd = pipeline::host_root().join("dev/kfd");
@@ -389,6 +408,9 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         .iter()
         .map(|n| cat.load(n))
         .collect::<Result<_, _>>()?;
+    for l in &loaded {
+        refuse_unlocked(&l.recipe)?;
+    }
     let level = resolve_level(a.smoke, console)?;
     let plan = crate::registry_commands::build_plan(a, console).await?;
     let engine = Engine::connect().await?;
@@ -576,7 +598,8 @@ async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
         )));
     }
     let engine = Engine::connect().await.ok();
-    let report = crate::lock::lock(&path, |image| {
+    let opts = crate::lock::LockOptions { verify: a.verify };
+    let report = crate::lock::lock(&path, opts, |image| {
         let engine = engine.clone();
         async move {
             match engine {
@@ -586,7 +609,10 @@ async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
         }
     })
     .await
-    .map_err(|e| Failure::job(anyhow::anyhow!(e)))?;
+    .map_err(|e| Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    })?;
     if a.json {
         print_json(&report)?;
     } else {
@@ -595,6 +621,12 @@ async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
         }
         for l in &report.left {
             println!("left   {}: {l}", report.file);
+        }
+        for v in &report.verified {
+            println!(
+                "same   {}: {v} (the index still serves the pinned file)",
+                report.file
+            );
         }
         if report.pinned.is_empty() {
             println!("{}: nothing to pin", report.file);

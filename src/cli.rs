@@ -120,6 +120,10 @@ pub struct PromoteArgs {
 pub struct LockArgs {
     /// The recipe to lock (in --recipes DIR: the file is rewritten, comments kept).
     pub recipe: String,
+    /// Also check every hashed package from the recipe's index against the index, and fail
+    /// (exit 1, nothing written) when a pinned version now has another hash.
+    #[arg(long)]
+    pub verify: bool,
     #[arg(long)]
     pub json: bool,
 }

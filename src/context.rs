@@ -71,10 +71,18 @@ impl Context {
         add("Dockerfile".into(), render::dockerfile(r).into_bytes());
         add("smoke.py".into(), smoke::PROGRAM.as_bytes().to_vec());
         match &r.pytorch {
-            PyTorch::Wheels(w) => add(
-                render::REQUIREMENTS.into(),
-                render::requirements(&w.packages).into_bytes(),
-            ),
+            PyTorch::Wheels(w) => {
+                add(
+                    render::REQUIREMENTS.into(),
+                    render::requirements(&w.packages).into_bytes(),
+                );
+                if !w.build_requirements.is_empty() {
+                    add(
+                        render::BUILD_REQUIREMENTS.into(),
+                        render::requirements(&w.build_requirements).into_bytes(),
+                    );
+                }
+            }
             PyTorch::Source(s) => {
                 if !s.build_requirements.is_empty() {
                     add(

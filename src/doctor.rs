@@ -165,9 +165,10 @@ pub struct GpuAdvice {
 
 /// The recipes that list `gfx`, best first.
 ///
-/// A recipe whose primary target is this GPU comes first, ordered by status: its smoke test
-/// is what proved it (rocm52 before rocm62 on gfx1010: the wheels are known to work there
-/// and take minutes, the source build takes hours and has open questions). For other
+/// A recipe whose primary target is this GPU comes first, ordered by status, then native
+/// code before an override: on gfx1010 therock (AMD's own gfx101X build of a current
+/// PyTorch, minutes to install), then rocm52 (proven, but PyTorch 1.13 through the gfx1030
+/// override), then rocm62 (native, but hours of compiling and open questions). For other
 /// targets, the override that stays within the GPU's own family comes first (gfx1012 runs
 /// gfx1010 code with 10.1.0 more safely than gfx1030 code with 10.3.0, which uses
 /// instructions RDNA1 lacks), then status.
@@ -196,6 +197,7 @@ pub fn recipes_for(gfx: &GfxVersion, recipes: &[Recipe]) -> Vec<RecipeChoice> {
                     gfx_of(o)
                 ),
             };
+            let why = format!("{why}; PyTorch {}", r.pytorch.version());
             let key = if primary {
                 (0, status, risk)
             } else {
@@ -804,7 +806,7 @@ mod tests {
 
     fn recipes() -> Vec<Recipe> {
         let cat = Catalog::embedded();
-        ["rocm52", "rocm62"]
+        ["rocm52", "rocm62", "therock"]
             .iter()
             .map(|n| cat.load(n).unwrap().recipe)
             .collect()
@@ -858,25 +860,34 @@ mod tests {
     }
 
     #[test]
-    fn rx5700xt_is_ready_and_gets_rocm52_first() {
+    fn rx5700xt_is_ready_and_gets_therock_first() {
         let Run { doctor: d, owned } = doctor_on(FixtureHost::rx5700xt(), engine_ok());
         assert_eq!(d.gpus.len(), 1);
         let a = &d.gpus[0];
         assert_eq!(a.gfx_target.as_deref(), Some("gfx1010"));
         assert!(a.is_rdna1);
         assert_eq!(a.verdict, Verdict::Supported);
+        // Native current PyTorch first, then the proven fallback with its override, then
+        // the source build.
         assert_eq!(
             choices(a),
             vec![
+                ("therock".into(), None),
                 ("rocm52".into(), Some("10.3.0".into())),
                 ("rocm62".into(), None)
             ]
         );
         assert!(
-            a.summary
-                .contains("rocm52 (HSA_OVERRIDE_GFX_VERSION=10.3.0), or rocm62 (native)"),
+            a.summary.contains(
+                "therock (native), or rocm52 (HSA_OVERRIDE_GFX_VERSION=10.3.0), or rocm62 (native)"
+            ),
             "{}",
             a.summary
+        );
+        assert!(
+            a.recipes[0].why.contains("PyTorch 2.12.0+rocm10.1.0"),
+            "{}",
+            a.recipes[0].why
         );
         if owned {
             assert!(d.problems.is_empty(), "{:?}", d.problems);
@@ -892,8 +903,13 @@ mod tests {
         assert_eq!(exit_code(&d, Focus::Build), 0);
         let v = json(&d);
         assert_eq!(v["gpus"][0]["gfx_target"], "gfx1010");
-        assert_eq!(v["gpus"][0]["recipes"][0]["recipe"], "rocm52");
-        assert_eq!(v["gpus"][0]["recipes"][0]["hsa_override"], "10.3.0");
+        assert_eq!(v["gpus"][0]["recipes"][0]["recipe"], "therock");
+        assert_eq!(
+            v["gpus"][0]["recipes"][0]["hsa_override"],
+            serde_json::Value::Null
+        );
+        assert_eq!(v["gpus"][0]["recipes"][1]["recipe"], "rocm52");
+        assert_eq!(v["gpus"][0]["recipes"][1]["hsa_override"], "10.3.0");
         assert_eq!(v["host"]["gpus"][0]["gfx_target_version"], 100100);
         assert_eq!(v["host"]["gpus"][0]["render_node"], "/dev/dri/renderD128");
         if owned {
@@ -910,7 +926,7 @@ mod tests {
     }
 
     #[test]
-    fn rx5500xt_gets_rocm62_with_10_1_0_first() {
+    fn rx5500xt_gets_therock_native_then_rocm62_with_10_1_0() {
         let Run { doctor: d, owned } = doctor_on(FixtureHost::rx5500xt(), engine_ok());
         let a = &d.gpus[0];
         assert_eq!(a.gfx_target.as_deref(), Some("gfx1012"));
@@ -918,16 +934,18 @@ mod tests {
         assert_eq!(
             choices(a),
             vec![
+                ("therock".into(), None),
                 ("rocm62".into(), Some("10.1.0".into())),
                 ("rocm52".into(), Some("10.3.0".into()))
             ]
         );
+        assert!(a.recipes[0].why.contains("built for gfx1012: native code"));
         assert!(
-            a.recipes[0].why.contains("same family"),
+            a.recipes[1].why.contains("same family"),
             "{}",
-            a.recipes[0].why
+            a.recipes[1].why
         );
-        assert!(a.recipes[1].why.contains("another generation"));
+        assert!(a.recipes[2].why.contains("another generation"));
         if owned {
             assert_eq!(exit_code(&d, Focus::Gpu), 0);
         }

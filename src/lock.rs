@@ -3,11 +3,13 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
 
-use crate::recipe::{self, PyTorch, Recipe};
+use serde::Serialize;
+
+use crate::index_client::IndexClient;
+use crate::recipe::{self, PyTorch, Recipe, Wheel};
+use crate::simple_index;
 
 /// What `lock` changed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -17,6 +19,8 @@ pub struct LockReport {
     pub pinned: Vec<(String, String)>,
     /// Inputs left as they were, and why.
     pub left: Vec<String>,
+    /// With `--verify`: packages whose recorded file and hash the index still serves.
+    pub verified: Vec<String>,
 }
 
 fn line_start(text: &str, line: usize) -> usize {
@@ -78,98 +82,151 @@ pub fn set_key(
     Ok(format!("{}{insert}{}", &text[..start], &text[start..]))
 }
 
-/// sha256 of what a URL serves: http by a plain HTTP/1.0 GET (loopback mirrors, tests),
-/// https through curl.
-pub async fn fetch_sha256(url: &str) -> Result<String, String> {
-    let mut h = Sha256::new();
-    if let Some(rest) = url.strip_prefix("http://") {
-        let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let addr = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:80")
-        };
-        let mut s = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|e| format!("{url}: cannot connect to {addr}: {e}"))?;
-        s.write_all(
-            format!("GET /{path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-        let mut head = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut in_body = false;
-        loop {
-            let n = s.read(&mut buf).await.map_err(|e| format!("{url}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            if in_body {
-                h.update(&buf[..n]);
-                continue;
-            }
-            head.extend_from_slice(&buf[..n]);
-            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                let status = String::from_utf8_lossy(&head[..i]);
-                let first = status.lines().next().unwrap_or("");
-                if first.split_whitespace().nth(1) != Some("200") {
-                    return Err(format!("{url}: the server answered `{first}`"));
-                }
-                h.update(&head[i + 4..]);
-                in_body = true;
-            }
-        }
-        if !in_body {
-            return Err(format!("{url}: no HTTP response"));
-        }
-    } else if url.starts_with("https://") {
-        let mut child = tokio::process::Command::new("curl")
-            .args(["-fsSL", "--proto", "=https", "--", url])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{url}: cannot run curl to download it: {e}"))?;
-        let mut out = child.stdout.take().expect("piped");
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = out
-                .read(&mut buf)
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let o = child
-            .wait_with_output()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !o.status.success() {
-            return Err(format!(
-                "{url}: download failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-        }
-    } else {
-        return Err(format!("{url}: only http and https URLs can be hashed"));
+/// Removes `key` (and the block of comment lines right above it, which explain it) from
+/// the mapping at `parent`. Nothing happens when the key is absent.
+pub fn remove_key(text: &str, parent: &[&str], key: &str) -> String {
+    let mut path = parent.to_vec();
+    path.push(key);
+    let Some((line, col)) = recipe::locate(text, &path) else {
+        return text.to_string();
+    };
+    if !line_at(text, line)[col - 1..].starts_with(&format!("{key}:")) {
+        return text.to_string();
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut first = line - 1;
+    while first > 0 {
+        let prev = lines[first - 1];
+        let t = prev.trim_start();
+        if t.starts_with('#') && prev.len() - t.len() == col - 1 {
+            first -= 1;
+        } else {
+            break;
+        }
+    }
+    // A value continued on deeper-indented lines goes with its key.
+    let mut last = line;
+    while last < lines.len() {
+        let l = lines[last];
+        let t = l.trim_start();
+        if !t.trim().is_empty() && !t.starts_with('#') && l.len() - t.len() > col - 1 {
+            last += 1;
+        } else {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, l) in lines.iter().enumerate() {
+        if i < first || i >= last {
+            out.push_str(l);
+        }
+    }
+    out
+}
+
+/// What `lock` may do besides filling in what is missing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockOptions {
+    /// Also look up every package already hashed whose file comes from the recipe's index,
+    /// and fail, writing nothing, when the index now has another hash for the same file
+    /// (the same version rebuilt or replaced). The nightly runs this before building.
+    pub verify: bool,
+}
+
+/// How `lock` failed; each maps to an exit code of the CLI contract.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The recipe file itself (2).
+    #[error("{0}")]
+    Recipe(String),
+    /// The index or a file could not be reached (3).
+    #[error(transparent)]
+    Unreachable(crate::index_client::FetchError),
+    /// A package has a different hash than recorded for the same version (1).
+    #[error("{file}: the index serves different files for versions the recipe pins (nothing was written): {}", changed.join("; "))]
+    Changed { file: String, changed: Vec<String> },
+    /// The index answered, but not with what the recipe pins (1).
+    #[error("{0}")]
+    Resolve(String),
+}
+
+impl LockError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LockError::Recipe(_) => 2,
+            LockError::Unreachable(_) => 3,
+            LockError::Changed { .. } | LockError::Resolve(_) => 1,
+        }
+    }
+}
+
+impl From<crate::index_client::FetchError> for LockError {
+    fn from(e: crate::index_client::FetchError) -> Self {
+        match e {
+            crate::index_client::FetchError::Unreachable { .. } => LockError::Unreachable(e),
+            other => LockError::Resolve(other.to_string()),
+        }
+    }
+}
+
+/// Runs blocking index I/O off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::index_client::FetchError> + Send + 'static,
+) -> Result<T, LockError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LockError::Resolve(format!("index lookup failed: {e}")))?
+        .map_err(LockError::from)
+}
+
+/// The file of one package on the recipe's index: (url, sha256). The index's published
+/// sha256 is taken when it gives one (as pip does), else the file is downloaded and hashed.
+async fn resolve_on_index(
+    client: &Arc<IndexClient>,
+    index: &str,
+    p: &Wheel,
+    python: &str,
+) -> Result<(String, String), LockError> {
+    let (c, i, name) = (client.clone(), index.to_string(), p.name.clone());
+    let files = blocking(move || c.project_files(&i, &name)).await?;
+    let f = simple_index::choose(&files, &p.name, &p.version, python, p.sdist)
+        .map_err(|e| LockError::Resolve(format!("{index}: {e}")))?
+        .clone();
+    let sha = match f.sha256 {
+        Some(h) => h,
+        None => {
+            let (c, u) = (client.clone(), f.url.clone());
+            blocking(move || c.sha256(&u)).await?
+        }
+    };
+    Ok((f.url, sha))
+}
+
+/// Whether `url` is a file of the index (same scheme, host and port).
+fn on_index(url: &str, index: &str) -> bool {
+    match (url::Url::parse(url), url::Url::parse(index)) {
+        (Ok(u), Ok(i)) => u.origin() == i.origin(),
+        _ => false,
+    }
 }
 
 /// Locks the recipe file in place. `resolve` maps an image reference to its digest (the
 /// engine's registry lookup; a closure so the pure part is testable).
-pub async fn lock<F, Fut>(path: &Path, mut resolve: F) -> Result<LockReport, String>
+pub async fn lock<F, Fut>(
+    path: &Path,
+    opts: LockOptions,
+    mut resolve: F,
+) -> Result<LockReport, LockError>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Result<String, String>>,
 {
     let file = path.display().to_string();
-    let mut text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| LockError::Recipe(format!("cannot read {file}: {e}")))?;
     // Not validated yet: a recipe is locked precisely because pins are missing.
-    let r: Recipe = recipe::parse_unvalidated(&file, &text).map_err(|e| e.to_string())?;
+    let r: Recipe =
+        recipe::parse_unvalidated(&file, &text).map_err(|e| LockError::Recipe(e.to_string()))?;
     let mut report = LockReport {
         file: file.clone(),
         ..Default::default()
@@ -184,7 +241,7 @@ where
         match resolve(b.image.to_string()).await {
             Ok(d) => {
                 if b.digest.as_deref() != Some(d.as_str()) {
-                    text = set_key(&text, &at, "digest", "image", &d)?;
+                    text = set_key(&text, &at, "digest", "image", &d).map_err(LockError::Recipe)?;
                     report.pinned.push((format!("{}.digest", at.join(".")), d));
                 }
             }
@@ -196,30 +253,75 @@ where
         }
     }
     if let PyTorch::Wheels(w) = &r.pytorch {
-        for (i, p) in w.packages.iter().enumerate() {
-            if !p.sha256.is_empty() {
-                continue;
+        let client = Arc::new(IndexClient::new());
+        // Wheels are chosen for the image's CPython (`python.version`, e.g. 3.13 -> cp313).
+        let python = r.python.version.clone();
+        let mut changed = Vec::new();
+        let lists = [
+            ("packages", &w.packages),
+            ("build_requirements", &w.build_requirements),
+        ];
+        for (field, list) in lists {
+            for (i, p) in list.iter().enumerate() {
+                let idx = i.to_string();
+                let at = ["pytorch", "wheels", field, idx.as_str()];
+                let shown = format!("pytorch.wheels.{field}[{i}]");
+                if p.sha256.is_empty() {
+                    let (url, hex) = match &p.url {
+                        // A URL the recipe names is hashed as it is.
+                        Some(u) => {
+                            let (c, u2) = (client.clone(), u.to_string());
+                            (u.to_string(), blocking(move || c.sha256(&u2)).await?)
+                        }
+                        None => resolve_on_index(&client, &w.index, p, &python).await?,
+                    };
+                    if p.url.is_none() {
+                        text = set_key(&text, &at, "url", "version", &url)
+                            .map_err(LockError::Recipe)?;
+                        report.pinned.push((format!("{shown}.url"), url));
+                    }
+                    text = set_key(&text, &at, "sha256", "url", &format!("[{hex}]"))
+                        .map_err(LockError::Recipe)?;
+                    report.pinned.push((format!("{shown}.sha256"), hex));
+                } else if opts.verify {
+                    let Some(u) = p.url.as_deref().filter(|u| on_index(u, &w.index)) else {
+                        continue;
+                    };
+                    let (url, hex) = resolve_on_index(&client, &w.index, p, &python).await?;
+                    if url != u || !p.sha256.iter().any(|h| h.as_str() == hex) {
+                        changed.push(format!(
+                            "{} {}: the recipe has {} ({}), the index now has {hex} ({url})",
+                            p.name,
+                            p.version,
+                            p.sha256.join(", "),
+                            u
+                        ));
+                    } else {
+                        report.verified.push(format!("{} {}", p.name, p.version));
+                    }
+                }
             }
-            let idx = i.to_string();
-            let at = ["pytorch", "wheels", "packages", idx.as_str()];
-            let Some(url) = &p.url else {
-                report.left.push(format!(
-                    "{}.sha256: `{}` has no url to download and hash",
-                    at.join("."),
-                    p.name
+        }
+        if !changed.is_empty() {
+            return Err(LockError::Changed { file, changed });
+        }
+        let locked: Recipe = recipe::parse_unvalidated(&file, &text)
+            .map_err(|e| LockError::Recipe(format!("after locking: {e}")))?;
+        if let PyTorch::Wheels(lw) = &locked.pytorch {
+            if lw.lock_pending.is_some() && lw.unlocked().next().is_none() {
+                text = remove_key(&text, &["pytorch", "wheels"], "lock_pending");
+                report.pinned.push((
+                    "pytorch.wheels.lock_pending".into(),
+                    "removed: every package is hashed".into(),
                 ));
-                continue;
-            };
-            let hex = fetch_sha256(url).await?;
-            text = set_key(&text, &at, "sha256", "url", &format!("[{hex}]"))?;
-            report
-                .pinned
-                .push((format!("pytorch.wheels.packages[{i}].sha256"), hex));
+            }
         }
     }
-    // What we wrote must parse (validation itself may still want reasons for what is left).
-    recipe::parse_unvalidated(&file, &text).map_err(|e| format!("after locking: {e}"))?;
-    std::fs::write(path, &text).map_err(|e| format!("cannot write {file}: {e}"))?;
+    // What we wrote must parse and validate (a still-pending recipe keeps its reason).
+    crate::recipe::parse(&file, &text)
+        .map_err(|e| LockError::Recipe(format!("{file} after locking: {e}")))?;
+    std::fs::write(path, &text)
+        .map_err(|e| LockError::Recipe(format!("cannot write {file}: {e}")))?;
     Ok(report)
 }
 
@@ -228,6 +330,15 @@ mod tests {
     use super::*;
 
     const R: &str = "# top comment\nname: x\nbase:\n  # the base\n  image: a:b  # tag\n  unpinned_reason: none yet\npytorch:\n  wheels:\n    packages:\n      - name: torch\n        url: https://h/t.whl\n      - name: y\n        url: https://h/y.whl\n        sha256: []\nsmoke: {}\n";
+
+    #[test]
+    fn a_key_goes_with_its_comment_block_and_nothing_else() {
+        let t = "a:\n  # keep: about x\n  x: 1\n  # why y\n  # more\n  y: long\n    continued\n  z: 3\n";
+        let out = remove_key(t, &["a"], "y");
+        assert_eq!(out, "a:\n  # keep: about x\n  x: 1\n  z: 3\n");
+        assert_eq!(remove_key(t, &["a"], "nope"), t);
+        assert_eq!(remove_key(t, &["a"], "z"), t.replace("  z: 3\n", ""));
+    }
 
     #[test]
     fn keys_are_inserted_or_replaced_in_place() {

@@ -21,6 +21,7 @@ use crate::yaml_paths::PathIndex;
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("rocm52", include_str!("../recipes/rocm52.yaml")),
     ("rocm62", include_str!("../recipes/rocm62.yaml")),
+    ("therock", include_str!("../recipes/therock.yaml")),
 ];
 
 /// Files that embedded recipes refer to (`files:` and `source.patches`), keyed by their path
@@ -132,6 +133,16 @@ pub struct Python {
     /// The interpreter inside the image.
     #[serde(default = "default_python_bin")]
     pub bin: Executable,
+    /// The distribution marks its Python as externally managed (PEP 668: Debian 12 and
+    /// later, Ubuntu 23.04 and later), so pip refuses to install into it unless told to.
+    /// In an image nothing else manages those packages: pip runs with
+    /// `--break-system-packages`, which on Debian installs under /usr/local, apart from apt's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub externally_managed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_python_bin() -> Executable {
@@ -188,6 +199,51 @@ pub struct Wheels {
     pub index: HttpsUrl,
     /// Every package pip installs, each pinned to one file and its sha256.
     pub packages: Vec<Wheel>,
+    /// Installed first, on their own, with `--no-deps`: what pip needs to build the `sdist`
+    /// packages below (setuptools), since those are built without build isolation (an
+    /// isolated build would fetch its build tools unhashed). Same form as `packages`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_requirements: Vec<Wheel>,
+    /// The honest state "versions pinned, hashes to be locked": why the packages without a
+    /// sha256 could not be hashed yet (their index was not reachable where the recipe was
+    /// written). `check` accepts it, `check --strict` lists every such package, `build`
+    /// refuses the recipe (exit 2), and `lock` fills the hashes from `index` and removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_pending: Option<Text>,
+}
+
+impl Wheels {
+    /// Packages pinned by version only, whose files and hashes `lock` has still to resolve.
+    /// Each as (list field, index in it, package).
+    pub fn unlocked(&self) -> impl Iterator<Item = (&'static str, usize, &Wheel)> {
+        let packages = self
+            .packages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ("packages", i, p));
+        let build = self
+            .build_requirements
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ("build_requirements", i, p));
+        packages
+            .chain(build)
+            .filter(|(_, _, p)| p.sha256.is_empty())
+    }
+}
+
+impl Recipe {
+    /// Names of the packages that keep this recipe from being built: pinned by version but
+    /// not hashed yet. Empty for every recipe that can be built.
+    pub fn unlocked_packages(&self) -> Vec<String> {
+        match &self.pytorch {
+            PyTorch::Wheels(w) => w
+                .unlocked()
+                .map(|(_, _, p)| format!("{} {}", p.name, p.version))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +260,11 @@ pub struct Wheel {
     /// Why a hash could not be confirmed, shown by `check`.
     #[serde(default)]
     pub unconfirmed: Option<Text>,
+    /// Published only as a source archive (AMD's `rocm` meta package is a pure-Python
+    /// sdist): pip builds it with `--no-binary NAME --no-build-isolation`, using the hashed
+    /// `build_requirements`. Every other package stays binary-only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sdist: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -691,13 +752,53 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                     "list at least the torch wheel".into(),
                 );
             }
-            validate_wheels(
-                file,
-                text,
-                &r.name,
-                &w.packages,
-                &["pytorch", "wheels", "packages"],
-            )?;
+            let pending = match &w.lock_pending {
+                Some(reason) if reason.trim().is_empty() => {
+                    return err(
+                        &["pytorch", "wheels", "lock_pending"],
+                        "say why the hashes are not locked yet, or remove the key".into(),
+                    )
+                }
+                Some(_) => true,
+                None => false,
+            };
+            for (list, field) in [
+                (&w.packages, "packages"),
+                (&w.build_requirements, "build_requirements"),
+            ] {
+                let path = ["pytorch", "wheels", field];
+                validate_wheels(file, text, &r.name, list, &path, pending)?;
+            }
+            if pending && w.unlocked().next().is_none() {
+                return err(
+                    &["pytorch", "wheels", "lock_pending"],
+                    "every package has its sha256: the recipe is locked, remove `lock_pending`"
+                        .into(),
+                );
+            }
+            if w.packages.iter().any(|p| p.sdist) && w.build_requirements.is_empty() {
+                return err(
+                    &["pytorch", "wheels", "build_requirements"],
+                    "a package marked `sdist: true` is built without build isolation: list its build tools (setuptools) here, pinned and hashed".into(),
+                );
+            }
+            if let Some((i, _)) = w
+                .build_requirements
+                .iter()
+                .enumerate()
+                .find(|(_, p)| p.sdist)
+            {
+                return err(
+                    &[
+                        "pytorch",
+                        "wheels",
+                        "build_requirements",
+                        &i.to_string(),
+                        "sdist",
+                    ],
+                    "build requirements must be wheels (they are what builds the sdists)".into(),
+                );
+            }
         }
         PyTorch::Source(s) => {
             validate_wheels(
@@ -706,6 +807,7 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                 &r.name,
                 &s.build_requirements,
                 &["pytorch", "source", "build_requirements"],
+                false,
             )?;
             validate_wheels(
                 file,
@@ -713,6 +815,7 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                 &r.name,
                 &s.requirements,
                 &["pytorch", "source", "requirements"],
+                false,
             )?;
             if let Some(m) = &s.max_jobs {
                 if m.gb_per_job == 0 {
@@ -756,29 +859,38 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
     Ok(())
 }
 
-/// Every pip package is pinned to files by sha256 (`pip --require-hashes`).
+/// Every pip package is pinned to files by sha256 (`pip --require-hashes`), or, while the
+/// recipe states `lock_pending`, at least to one version (`pending`).
 fn validate_wheels(
     file: &str,
     text: &str,
     recipe: &str,
     wheels: &[Wheel],
     path: &[&str],
+    pending: bool,
 ) -> Result<(), RecipeError> {
     for (i, p) in wheels.iter().enumerate() {
-        if p.sha256.is_empty() {
-            let idx = i.to_string();
+        let idx = i.to_string();
+        let at = |field: &str, msg: String| {
             let mut full = path.to_vec();
             full.push(&idx);
-            full.push("sha256");
-            return Err(RecipeError::at(
-                file,
-                text,
-                &full,
+            full.push(field);
+            Err(RecipeError::at(file, text, &full, msg))
+        };
+        if p.sdist && path.contains(&"source") {
+            return at(
+                "sdist",
+                "a source build installs its requirements as wheels only".into(),
+            );
+        }
+        if p.sha256.is_empty() && !pending {
+            return at(
+                "sha256",
                 format!(
                     "package `{}` has no sha256: pip installs with --require-hashes (run `rdna1-images lock {recipe}` to fill it in)",
                     p.name
                 ),
-            ));
+            );
         }
     }
     Ok(())
@@ -825,6 +937,22 @@ pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
     if let PyTorch::Source(s) = &r.pytorch {
         if let Some(rb) = &s.runtime_base {
             base(rb, &["pytorch", "source", "runtime_base"]);
+        }
+    }
+    if let PyTorch::Wheels(w) = &r.pytorch {
+        for (field, i, p) in w.unlocked() {
+            let idx = i.to_string();
+            out.push(l.error_at(
+                &["pytorch", "wheels", field, &idx, "sha256"],
+                format!(
+                    "`{}` {} is pinned by version only, its hash is still to be locked ({}): run `rdna1-images --recipes DIR lock {}` where {} is reachable",
+                    p.name,
+                    p.version,
+                    w.lock_pending.as_deref().unwrap_or("no reason given"),
+                    r.name,
+                    w.index
+                ),
+            ));
         }
     }
     // One reason covers every apt list of the recipe: the runtime's and a builder's.
@@ -1109,6 +1237,98 @@ source_date_epoch: 1
             e.line.is_some() && e.message.contains("`git` has no version"),
             "{e}"
         );
+    }
+
+    fn therock_text() -> &'static str {
+        EMBEDDED.iter().find(|(n, _)| *n == "therock").unwrap().1
+    }
+
+    #[test]
+    fn hashes_may_wait_for_lock_only_with_a_stated_reason() {
+        let text = therock_text();
+        let r = parse("recipes/therock.yaml", text).unwrap();
+        assert!(r
+            .unlocked_packages()
+            .iter()
+            .any(|p| p == "torch 2.12.0+rocm10.1.0"));
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("lock_pending:"))
+            .unwrap();
+        // Without the reason an unhashed package is the old error, with its place.
+        let e = parse(
+            "recipes/therock.yaml",
+            &text.replace(&format!("{line}\n"), ""),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "pytorch.wheels.packages[0].sha256");
+        assert!(e.message.contains("lock therock"), "{e}");
+        assert!(e.line.is_some());
+        let e = parse(
+            "recipes/therock.yaml",
+            &text.replace(line, "    lock_pending: \"  \""),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "pytorch.wheels.lock_pending");
+    }
+
+    #[test]
+    fn strict_check_names_each_unhashed_package_and_why() {
+        let text = therock_text();
+        let l = Loaded::new(
+            parse("recipes/therock.yaml", text).unwrap(),
+            "recipes/therock.yaml".into(),
+            text.to_string(),
+            Origin::Embedded,
+        )
+        .unwrap();
+        let found = unpinned(&l);
+        let torch = found
+            .iter()
+            .find(|e| e.field == "pytorch.wheels.packages[0].sha256")
+            .expect("torch listed");
+        assert!(
+            torch
+                .message
+                .contains("`torch` 2.12.0+rocm10.1.0 is pinned by version only"),
+            "{torch}"
+        );
+        assert!(
+            torch.message.contains("not reachable"),
+            "the reason is quoted: {torch}"
+        );
+        assert!(torch.line.is_some());
+        let names: Vec<&str> = found.iter().map(|e| e.field.as_str()).collect();
+        // The PyPI dependencies are hashed already; the AMD packages are not.
+        assert!(!names
+            .iter()
+            .any(|f| f.starts_with("pytorch.wheels.build_requirements")));
+        for dev in [
+            "amd-torch-device-gfx1012",
+            "rocm-sdk-device-gfx1011",
+            "triton",
+        ] {
+            assert!(
+                found
+                    .iter()
+                    .any(|e| e.message.contains(&format!("`{dev}`"))),
+                "{dev}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_sdist_needs_hashed_build_tools() {
+        let text = therock_text();
+        let start = text.find("    build_requirements:\n").unwrap();
+        let end = text[start..].find("    # Everything pip installs").unwrap() + start;
+        let e = parse(
+            "recipes/therock.yaml",
+            &format!("{}{}", &text[..start], &text[end..]),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "pytorch.wheels.build_requirements");
+        assert!(e.message.contains("setuptools"), "{e}");
     }
 
     #[test]

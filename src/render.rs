@@ -8,7 +8,7 @@
 use crate::quote;
 use crate::quote::dockerfile::{Dockerfile, Line};
 use crate::quote::shell::Command;
-use crate::recipe::{Base, PyTorch, Recipe, Source, Wheel};
+use crate::recipe::{Base, PyTorch, Recipe, Source, Wheel, Wheels};
 use crate::smoke::PROGRAM_PATH;
 use crate::values::{AptPackage, CommitId, GitUrl, RelPath};
 
@@ -168,10 +168,11 @@ pub fn dockerfile(r: &Recipe) -> String {
     header(r, &mut out);
     match &r.pytorch {
         PyTorch::Source(s) => source_stages(r, s, &mut out),
-        PyTorch::Wheels(_) => {
+        PyTorch::Wheels(w) => {
             from(&r.base, None, &mut out);
+            unlocked_guard(r, w, &mut out);
             system_packages(r, &mut out);
-            wheels(r, &mut out);
+            wheels(r, w, &mut out);
         }
         PyTorch::Preinstalled(_) => {
             from(&r.base, None, &mut out);
@@ -200,22 +201,78 @@ fn system_packages(r: &Recipe, out: &mut Dockerfile) {
 }
 
 fn pip(r: &Recipe) -> Command {
-    Command::default()
+    let c = Command::default()
         .word(&r.python.bin)
-        .lit(" -m pip install --no-cache-dir --no-compile --disable-pip-version-check")
+        .lit(" -m pip install --no-cache-dir --no-compile --disable-pip-version-check");
+    if r.python.externally_managed {
+        c.lit(" --break-system-packages")
+    } else {
+        c
+    }
 }
 
 fn copy_requirements(out: &mut Dockerfile) {
     out.lits(&["COPY ", REQUIREMENTS, " ", TOOL_DIR, "/", REQUIREMENTS]);
 }
 
-fn wheels(r: &Recipe, out: &mut Dockerfile) {
-    copy_requirements(out);
-    // Binary wheels only: a source distribution would compile with whatever the image has.
+/// A recipe in the state "versions pinned, hashes to be locked" renders a Dockerfile that
+/// stops at its first step and says why, so that building it by hand (`docker build` on
+/// the committed file) can never install an unhashed wheel.
+fn unlocked_guard(r: &Recipe, w: &Wheels, out: &mut Dockerfile) {
+    let missing: Vec<&str> = w.unlocked().map(|(_, _, p)| p.name.as_str()).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let msg = format!(
+        "recipe {} is not locked: no sha256 yet for {}. Run rdna1-images --recipes recipes lock {} where {} is reachable, then render again",
+        r.name,
+        missing.join(", "),
+        r.name,
+        w.index
+    );
     out.run(
         None,
-        &[pip(r)
-            .lit(" --require-hashes --only-binary=:all: -r /opt/rdna1-images/requirements.txt")],
+        &[Command::new("{ echo ").word(&msg).lit(" >&2; exit 1; }")],
+    );
+}
+
+fn wheels(r: &Recipe, w: &Wheels, out: &mut Dockerfile) {
+    if !w.build_requirements.is_empty() {
+        out.lits(&[
+            "COPY ",
+            BUILD_REQUIREMENTS,
+            " ",
+            TOOL_DIR,
+            "/",
+            BUILD_REQUIREMENTS,
+        ]);
+        out.run(
+            None,
+            &[pip(r).lit(
+                " --require-hashes --only-binary=:all: --no-deps -r /opt/rdna1-images/build-requirements.txt",
+            )],
+        );
+    }
+    copy_requirements(out);
+    // Binary wheels only: a source distribution would compile with whatever the image has.
+    // The exceptions are pure-Python sdists the recipe names, built without isolation by
+    // the hashed build requirements (an isolated build would fetch setuptools unhashed).
+    let sdists: Vec<&str> = w
+        .packages
+        .iter()
+        .filter(|p| p.sdist)
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut install = pip(r).lit(" --require-hashes --only-binary=:all:");
+    if !sdists.is_empty() {
+        install = install
+            .lit(" --no-binary=")
+            .word(&sdists.join(","))
+            .lit(" --no-build-isolation");
+    }
+    out.run(
+        None,
+        &[install.lit(" -r /opt/rdna1-images/requirements.txt")],
     );
 }
 

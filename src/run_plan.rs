@@ -698,13 +698,50 @@ mod tests {
     }
 
     #[test]
+    fn therock_sets_no_override_on_any_rdna1_chip() {
+        // One device package per chip in the image: each runs its own code.
+        let r = recipe("therock");
+        let all_three = FixtureHost::rx5700xt()
+            .add_gpu(FixtureGpu::pro_v520().at(129, "0000:04:00.0"))
+            .add_gpu(FixtureGpu::rx5500xt().at(130, "0000:05:00.0"));
+        for (fx, gfx) in [
+            (FixtureHost::rx5700xt(), "gfx1010"),
+            (FixtureHost::pro_v520(), "gfx1011"),
+            (FixtureHost::rx5500xt(), "gfx1012"),
+            (all_three, "gfx1010"),
+        ] {
+            let (h, _) = host(fx);
+            let p = plan(&r, &h, &opts()).unwrap();
+            assert_eq!(p.gfx_target.as_deref(), Some(gfx));
+            assert!(
+                !p.env.iter().any(|(k, _)| k == HSA_OVERRIDE),
+                "{gfx}: {:?}",
+                p.env
+            );
+            assert_eq!(env_of(&p, "TORCH_BLAS_PREFER_HIPBLASLT"), Some("0"));
+            assert_eq!(p.volumes[0].name, "rdna1-images-miopen-therock");
+            assert_eq!(p.volumes[0].target, "/var/cache/miopen");
+        }
+        let (h, _) =
+            host(FixtureHost::rx5700xt().add_gpu(FixtureGpu::rx5500xt().at(129, "0000:04:00.0")));
+        let p = plan(&r, &h, &opts()).unwrap();
+        assert_eq!(
+            p.devices.len(),
+            3,
+            "kfd and both render nodes: {:?}",
+            p.devices
+        );
+    }
+
+    #[test]
     fn gfx1030_is_refused_with_the_reason_and_the_way_out() {
-        // Refused for both recipes, though rocm52's wheels carry gfx1030 code: the images
-        // are built, tested and tuned for RDNA1 (the override, MIOpen settings), and an RX
-        // 6800 is served natively by the official ROCm builds.
+        // Refused for every recipe, though rocm52's wheels carry gfx1030 code and TheRock
+        // publishes a gfx1030 device package: the images are built, tested and tuned for
+        // RDNA1 (device packages, overrides, MIOpen settings), and an RX 6800 is served
+        // natively by the official ROCm builds.
         let (h, _) = host(FixtureHost::rx6800());
-        for r in ["rocm52", "rocm62"] {
-            let all = [recipe("rocm52"), recipe("rocm62")];
+        for r in ["rocm52", "rocm62", "therock"] {
+            let all = [recipe("rocm52"), recipe("rocm62"), recipe("therock")];
             let e = plan(&recipe(r), &h, &opts())
                 .unwrap_err()
                 .with_fits(&all, &h);

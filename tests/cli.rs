@@ -112,7 +112,7 @@ fn unknown_recipe_lists_the_known_ones_and_paths_are_refused() {
 }
 
 #[test]
-fn list_shows_both_stacks_with_status() {
+fn list_shows_the_three_stacks_with_status() {
     let o = std::process::Command::new(BIN)
         .args(["list"])
         .output()
@@ -133,12 +133,19 @@ fn list_shows_both_stacks_with_status() {
         row("rocm62").contains("advanced") && row("rocm62").contains("native"),
         "{out}"
     );
+    let therock = row("therock");
+    assert!(
+        therock.contains("recommended")
+            && therock.contains(" 2.12.0+rocm10.1.0 ")
+            && therock.contains("native"),
+        "{out}"
+    );
     let o = std::process::Command::new(BIN)
         .args(["list", "--json"])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v.as_array().unwrap().len(), 3);
     assert_eq!(v[0]["input_digest"].as_str().unwrap().len(), 64);
 }
 

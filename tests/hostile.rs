@@ -7,7 +7,7 @@ mod dockerfile_parse;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dockerfile_parse::{key_values, parse, shell_words};
+use dockerfile_parse::{parse, shell_words};
 
 fn ok_text(name: &str) -> String {
     std::fs::read_to_string(fixtures().join("recipes/fixture-ok.yaml"))

@@ -1,5 +1,5 @@
-//! The two real stacks, checked on paper: snapshots of their Dockerfiles and the facts from
-//! DOMAIN.md that decide whether they work on an RX 5600 XT / 5700 XT.
+//! The real stacks, checked on paper: snapshots of their Dockerfiles and the facts that
+//! decide whether they work on an RX 5600 XT / 5700 XT, each citing its public source.
 
 use rdna1_images::recipe::{Catalog, PyTorch, Recipe};
 use rdna1_images::render;
@@ -21,6 +21,11 @@ fn rocm52_dockerfile_snapshot() {
 #[test]
 fn rocm62_dockerfile_snapshot() {
     insta::assert_snapshot!("rocm62", render::dockerfile(&load("rocm62")));
+}
+
+#[test]
+fn therock_dockerfile_snapshot() {
+    insta::assert_snapshot!("therock", render::dockerfile(&load("therock")));
 }
 
 fn assert_pinned_base(r: &Recipe) {
@@ -91,6 +96,15 @@ fn rocm52_facts() {
     let df = render::dockerfile(&r);
     assert!(df.contains("--require-hashes"), "{df}");
     assert!(df.contains("HSA_OVERRIDE_GFX_VERSION=\"10.3.0\""), "{df}");
+    // PyTorch 1.13.1's ROCm build reads only the HIP name: hipify turns the getenv of
+    // PYTORCH_CUDA_ALLOC_CONF in c10/cuda/CUDACachingAllocator.cpp into
+    // PYTORCH_HIP_ALLOC_CONF (rdna1-images issue #13).
+    assert!(
+        df.contains(
+            "PYTORCH_HIP_ALLOC_CONF=\"garbage_collection_threshold:0.9,max_split_size_mb:512\""
+        ),
+        "{df}"
+    );
     assert!(!df.contains("MIOPEN_FIND_ENFORCE"));
     assert!(
         !df.contains("/opt/rocm"),
@@ -170,9 +184,125 @@ fn rocm62_facts() {
     assert!(String::from_utf8_lossy(&patch.data).contains("aotriton"));
 }
 
+/// Compilers and tool chains that must not be installed into a runtime image.
+const COMPILERS: &[&str] = &[
+    "gcc",
+    "g++",
+    "clang",
+    "hipcc",
+    "build-essential",
+    "rocm-sdk-devel",
+    "ccache",
+];
+
+#[test]
+fn therock_facts() {
+    let r = load("therock");
+    // ROCm/TheRock cmake/therock_amdgpu_targets.cmake builds gfx1010, gfx1011 and gfx1012
+    // (family gfx101X-dgpu), and RELEASES.md ships one device package per target: each
+    // chip runs its own code, none needs the override.
+    for t in ["gfx1010", "gfx1011", "gfx1012"] {
+        assert_eq!(r.gpu.targets[t], None, "{t} runs native code");
+    }
+    assert_eq!(r.gpu.hsa_override(), None);
+    assert_pinned_base(&r);
+    assert!(
+        r.base.image.starts_with("debian:trixie-"),
+        "{}",
+        r.base.image
+    );
+    let PyTorch::Wheels(w) = &r.pytorch else {
+        panic!("therock installs wheels")
+    };
+    let version = |name: &str| {
+        w.packages
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no package {name}"))
+            .version
+            .clone()
+    };
+    // torch >= 2.12: the first release line TheRock builds for gfx101X with flash
+    // attention off (configure_pytorch_release_matrix.py RELEASE_STABLE_PYTORCH_REFS).
+    let torch = version("torch");
+    let (major, minor) = {
+        let mut it = torch
+            .split(['.', '+'])
+            .map(|x| x.parse::<u32>().unwrap_or(0));
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    assert!((major, minor) >= (2, 12), "torch {torch}");
+    assert_eq!(w.torch_version, torch);
+    // All three device packages of torch, torchvision and the ROCm SDK, each at the version
+    // of the package it belongs to.
+    let tv = version("torchvision");
+    let sdk = version("rocm-sdk-core");
+    for gfx in ["gfx1010", "gfx1011", "gfx1012"] {
+        assert_eq!(version(&format!("amd-torch-device-{gfx}")), torch);
+        assert_eq!(version(&format!("amd-torchvision-device-{gfx}")), tv);
+        assert_eq!(version(&format!("rocm-sdk-device-{gfx}")), sdk);
+    }
+    // torch requires rocm[libraries]==<sdk> (TheRock build_prod_wheels.py) and imports
+    // rocm_sdk from the `rocm` meta package, which AMD ships only as an sdist.
+    assert!(torch.ends_with(&format!("+rocm{sdk}")), "{torch} vs {sdk}");
+    assert_eq!(version("rocm"), sdk);
+    assert_eq!(version("rocm-sdk-libraries"), sdk);
+    assert!(w.packages.iter().find(|p| p.name == "rocm").unwrap().sdist);
+    // Python matches the wheels: Debian 13's python3 is 3.13, and TheRock builds cp310-cp314
+    // (RELEASE_PYTHON_VERSIONS); Debian's Python is externally managed (PEP 668).
+    assert_eq!(r.python.version, "3.13");
+    assert!(r.python.externally_managed);
+    assert_eq!(r.smoke.expect.python.as_deref(), Some("3.13"));
+    assert_eq!(r.smoke.expect.torch.as_deref(), Some("2.12.0"));
+
+    let df = render::dockerfile(&r);
+    assert!(!df.contains("HSA_OVERRIDE_GFX_VERSION"), "{df}");
+    // hipBLASLt is not built for gfx101X (therock_amdgpu_targets.cmake, TheRock #1062).
+    assert!(df.contains("TORCH_BLAS_PREFER_HIPBLASLT=\"0\""), "{df}");
+    assert!(df.contains("--break-system-packages --require-hashes --only-binary=:all: --no-binary=rocm --no-build-isolation"), "{df}");
+    // No compiler: none installed by apt or pip, and the image checks none slipped in.
+    let apt = df
+        .lines()
+        .find(|l| l.contains("apt-get install"))
+        .expect("an apt step");
+    for c in COMPILERS {
+        assert!(
+            !apt.split_whitespace().any(|w| w == *c),
+            "apt installs {c}: {apt}"
+        );
+        assert!(!w.packages.iter().any(|p| p.name == *c), "pip installs {c}");
+    }
+    assert!(!df.contains("rocm-sdk-devel"));
+    assert!(df.contains("for c in cc gcc g++ c++ clang clang++"), "{df}");
+    assert!(!df.contains("MIOPEN_FIND_ENFORCE"));
+    // The same MIOpen layout as rocm52, so `run` mounts the same kind of volume.
+    let rocm52 = load("rocm52");
+    for k in [
+        "MIOPEN_USER_DB_PATH",
+        "MIOPEN_CUSTOM_CACHE_DIR",
+        "MIOPEN_FIND_MODE",
+    ] {
+        assert_eq!(r.env[k], rocm52.env[k], "{k}");
+    }
+    // Versions pinned, hashes to be locked: the Dockerfile stops before installing anything,
+    // and says what to run.
+    assert!(w.lock_pending.is_some());
+    let first_run = df.lines().find(|l| l.starts_with("RUN ")).unwrap();
+    assert!(
+        first_run.contains("recipe therock is not locked") && first_run.ends_with("exit 1; }"),
+        "{first_run}"
+    );
+    assert!(first_run.contains("lock therock"), "{first_run}");
+    let req = render::requirements(&w.packages);
+    assert!(
+        req.contains("torch==2.12.0+rocm10.1.0  # sha256 to be locked"),
+        "{req}"
+    );
+}
+
 #[test]
 fn both_smoke_specs_hold_the_rdna1_limits() {
-    for name in ["rocm52", "rocm62"] {
+    for name in ["rocm52", "rocm62", "therock"] {
         let r = load(name);
         let case = |n: &str| {
             r.smoke

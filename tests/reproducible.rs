@@ -331,12 +331,36 @@ fn check_strict_names_each_kind_of_unpinned_input() {
 }
 
 #[test]
-fn the_shipped_recipes_pass_check_strict() {
+fn the_shipped_recipes_pass_check_strict_but_for_hashes_still_to_be_locked() {
     let o = Command::new(BIN)
         .args(["check", "--strict"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    // A recipe in the state "versions pinned, hashes to be locked" (therock, until someone
+    // who reaches AMD's index runs `lock` and commits it) is listed, package by package,
+    // and nothing else may be.
+    let pending: Vec<&str> = out.lines().filter(|l| l.starts_with("unpinned ")).collect();
+    let therock =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/therock.yaml"))
+            .unwrap();
+    if therock.contains("\n    lock_pending:") {
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(!pending.is_empty(), "{out}");
+        for l in &pending {
+            assert!(
+                l.contains("recipes/therock.yaml:")
+                    && l.contains("field `pytorch.wheels.")
+                    && l.contains("hash is still to be locked"),
+                "{l}"
+            );
+        }
+    } else {
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    for r in ["rocm52", "rocm62"] {
+        assert!(out.contains(&format!("ok    {r}")), "{out}");
+    }
 }
 
 /// A wheel folder served on loopback by Python's http.server; killed when dropped.

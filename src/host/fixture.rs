@@ -58,6 +58,18 @@ impl FixtureGpu {
             name: "navi14".into(),
         }
     }
+    /// Radeon Pro V520: Navi 12, gfx1011, 36 CUs, 8 GB (HBM2).
+    pub fn pro_v520() -> Self {
+        FixtureGpu {
+            gfx_target_version: 100101,
+            device_id: 0x7362,
+            simd_count: 72,
+            vram_bytes: 8 << 30,
+            render_minor: 128,
+            pci: "0000:03:00.0".into(),
+            name: "navi12".into(),
+        }
+    }
     /// RX 6800: Navi 21, gfx1030, 60 CUs, 16 GB. RDNA2: not what these images are for.
     pub fn rx6800() -> Self {
         FixtureGpu {
@@ -115,6 +127,9 @@ impl FixtureHost {
     }
     pub fn rx6800() -> Self {
         Self::with(vec![FixtureGpu::rx6800()])
+    }
+    pub fn pro_v520() -> Self {
+        Self::with(vec![FixtureGpu::pro_v520()])
     }
     /// A machine with no AMD GPU: no amdgpu, no /dev/kfd, but an Intel render node, which
     /// must not be mistaken for a ROCm device.

@@ -16,6 +16,10 @@ pub fn line(
         Some(u) => format!("{} @ {}", name.as_str(), u.as_str()),
         None => format!("{}=={}", name.as_str(), version.as_str()),
     };
+    if url.is_none() && hashes.is_empty() {
+        // Not locked yet: the Dockerfile's guard stops the build before pip runs.
+        out.push_str("  # sha256 to be locked");
+    }
     for h in hashes {
         out.push_str(" \\\n    --hash=sha256:");
         out.push_str(h.as_str());

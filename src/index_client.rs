@@ -1,0 +1,120 @@
+//! HTTP for `lock`: project pages of a package index and sha256 of files, through ureq
+//! (rustls, timeouts, proxies from the usual environment variables). Blocking: callers run
+//! it in `spawn_blocking`.
+
+use std::io::Read;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use ureq::ResponseExt;
+use url::Url;
+
+use crate::simple_index::{self, IndexFile};
+
+/// Why a request failed: the index could not be reached (the environment), or it answered
+/// something that is not what was asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: cannot reach it: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url}: {reason}")]
+    Answer { url: String, reason: String },
+}
+
+/// Index pages are small; a wheel may be a few GB (rocm-sdk-core is ~700 MB).
+const PAGE_LIMIT: u64 = 64 << 20;
+const FILE_LIMIT: u64 = 16 << 30;
+
+pub struct IndexClient {
+    agent: ureq::Agent,
+}
+
+impl Default for IndexClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IndexClient {
+    pub fn new() -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            // A stalled transfer fails; a slow but moving one of a large wheel does not.
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .user_agent(concat!("rdna1-images/", env!("CARGO_PKG_VERSION")))
+            .build();
+        IndexClient {
+            agent: config.into(),
+        }
+    }
+
+    fn get(&self, url: &str, accept: &str) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        self.agent
+            .get(url)
+            .header("Accept", accept)
+            .call()
+            .map_err(|e| match e {
+                ureq::Error::StatusCode(code) => FetchError::Answer {
+                    url: url.to_string(),
+                    reason: format!("the server answered HTTP {code}"),
+                },
+                other => FetchError::Unreachable {
+                    url: url.to_string(),
+                    reason: other.to_string(),
+                },
+            })
+    }
+
+    /// The files the index lists for `name`.
+    pub fn project_files(&self, index: &str, name: &str) -> Result<Vec<IndexFile>, FetchError> {
+        let page = simple_index::project_url(index, name).map_err(|reason| FetchError::Answer {
+            url: index.to_string(),
+            reason,
+        })?;
+        let mut resp = self.get(page.as_str(), simple_index::ACCEPT)?;
+        // Relative links resolve against the page actually served (after redirects).
+        let served = Url::parse(&resp.get_uri().to_string()).unwrap_or(page);
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("text/html")
+            .to_string();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(PAGE_LIMIT)
+            .read_to_string()
+            .map_err(|e| FetchError::Unreachable {
+                url: served.to_string(),
+                reason: e.to_string(),
+            })?;
+        simple_index::parse_page(&body, &content_type, &served).map_err(|reason| {
+            FetchError::Answer {
+                url: served.to_string(),
+                reason,
+            }
+        })
+    }
+
+    /// sha256 of what `url` serves, streamed (never held in memory).
+    pub fn sha256(&self, url: &str) -> Result<String, FetchError> {
+        let unreachable = |e: &dyn std::fmt::Display| FetchError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        };
+        let mut resp = self.get(url, "*/*")?;
+        let mut reader = resp.body_mut().with_config().limit(FILE_LIMIT).reader();
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| unreachable(&e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}

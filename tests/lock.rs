@@ -1,0 +1,338 @@
+//! `lock` against a package index on loopback: the therock recipe in its state "versions
+//! pinned, hashes to be locked" gets every missing url and sha256 from a PEP 503 index
+//! served by `python3 -m http.server`, and `lock --verify` catches a file replaced under the
+//! same version. No Docker: the engine is pointed at a socket that does not exist, so the
+//! base digest is reported as left, not resolved.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+/// The real recipe, so the test locks exactly what ships.
+fn therock_text() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/therock.yaml"))
+        .unwrap()
+}
+
+fn canonical(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+fn sha(data: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(data))
+}
+
+/// `python3 -m http.server` on 127.0.0.1, an ephemeral port, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(root: &Path) -> Server {
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs (the tests need it for the loopback index)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One package the index serves: its files (name -> bytes) and whether the page publishes
+/// each file's hash (lock must download and hash the others itself).
+struct Project {
+    files: Vec<(String, Vec<u8>)>,
+    publish_hash: bool,
+}
+
+fn write_index(root: &Path, projects: &BTreeMap<String, Project>) {
+    for (name, p) in projects {
+        let dir = root.join("simple").join(canonical(name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut html = format!("<!DOCTYPE html>\n<html><body><h1>Links for {name}</h1>\n");
+        for (file, data) in &p.files {
+            std::fs::create_dir_all(root.join("files")).unwrap();
+            std::fs::write(root.join("files").join(file), data).unwrap();
+            let href = format!("../../files/{}", file.replace('+', "%2B"));
+            let frag = if p.publish_hash {
+                format!("#sha256={}", sha(data))
+            } else {
+                String::new()
+            };
+            html.push_str(&format!("<a href=\"{href}{frag}\">{file}</a><br/>\n"));
+        }
+        html.push_str("</body></html>\n");
+        std::fs::write(dir.join("index.html"), html).unwrap();
+    }
+}
+
+/// The packages of the recipe still to be locked, as (name, version, sdist).
+fn pending(text: &str) -> Vec<(String, String, bool)> {
+    let v: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+    v["pytorch"]["wheels"]["packages"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|p| p.get("sha256").is_none())
+        .map(|p| {
+            let version = match &p["version"] {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+            };
+            (
+                p["name"].as_str().unwrap().to_string(),
+                version,
+                p.get("sdist").and_then(|s| s.as_bool()).unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// A generated file for each pending package: the one pip would take (cp313, linux x86_64,
+/// or the sdist), plus decoys lock must not pick (other CPython, other version, Windows).
+fn projects(
+    text: &str,
+) -> (
+    BTreeMap<String, Project>,
+    BTreeMap<String, (String, String)>,
+) {
+    let mut projects = BTreeMap::new();
+    let mut expect = BTreeMap::new();
+    for (i, (name, version, sdist)) in pending(text).into_iter().enumerate() {
+        let dist = name.replace('-', "_");
+        let right = if sdist {
+            format!("{dist}-{version}.tar.gz")
+        } else if name.starts_with("amd-") || name.starts_with("rocm-sdk") {
+            format!("{dist}-{version}-py3-none-linux_x86_64.whl")
+        } else {
+            format!("{dist}-{version}-cp313-cp313-linux_x86_64.whl")
+        };
+        let data = format!("generated {right}\n").into_bytes();
+        expect.insert(name.clone(), (right.replace('+', "%2B"), sha(&data)));
+        let mut files = vec![(right, data)];
+        if !sdist {
+            for decoy in [
+                format!("{dist}-{version}-cp312-cp312-linux_x86_64.whl"),
+                format!("{dist}-0.0.1-cp313-cp313-linux_x86_64.whl"),
+                format!("{dist}-{version}-cp313-cp313-win_amd64.whl"),
+            ] {
+                let d = format!("decoy {decoy}\n").into_bytes();
+                files.push((decoy, d));
+            }
+        }
+        projects.insert(
+            name,
+            Project {
+                files,
+                publish_hash: i % 2 == 0,
+            },
+        );
+    }
+    (projects, expect)
+}
+
+/// No engine: the base digest cannot be asked for, everything else needs none.
+const NO_ENGINE: (&str, &str) = ("DOCKER_HOST", "unix:///nonexistent/rdna1-images-test.sock");
+
+#[test]
+fn lock_fills_every_pending_hash_from_a_loopback_index_and_verify_catches_a_swap() {
+    let original = therock_text();
+    assert!(
+        original.contains("lock_pending:"),
+        "the shipped recipe is unlocked"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let (projects, expect) = projects(&original);
+    assert!(expect.len() >= 15, "{expect:?}");
+    write_index(root.path(), &projects);
+    let server = Server::start(root.path());
+    let index = format!("http://127.0.0.1:{}/simple/", server.port);
+
+    let sb = Sandbox::new();
+    let recipe = original.replace(
+        "index: https://stable.repo.amd.com/rocm/whl-next/",
+        &format!("index: {index}"),
+    );
+    assert_ne!(recipe, original);
+    sb.write("therock", &recipe);
+
+    // Before: check accepts it, --strict names the unlocked hashes, build refuses it.
+    let o = sb.cmd(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = sb.cmd(&["check", "--strict"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    for name in expect.keys() {
+        assert!(
+            out.contains(&format!("`{name}` ")) && out.contains("hash is still to be locked"),
+            "{name}: {out}"
+        );
+    }
+    let o = sb.cmd_env(&["build", "therock", "--smoke", "skip"], &[NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not locked") && err.contains("lock therock"),
+        "{err}"
+    );
+
+    let o = sb.cmd_env(&["lock", "therock"], &[NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        stdout.contains("left") && stdout.contains("base.digest"),
+        "{stdout}"
+    );
+    let locked = sb.read("therock");
+    assert!(!locked.contains("lock_pending"), "{locked}");
+    assert!(pending(&locked).is_empty(), "{locked}");
+    // Comments and layout stay; each package got the right file and its hash.
+    assert!(locked.starts_with("# AMD TheRock multi-arch wheels"));
+    let v: serde_yaml::Value = serde_yaml::from_str(&locked).unwrap();
+    let pkgs = v["pytorch"]["wheels"]["packages"].as_sequence().unwrap();
+    for (name, (file, hash)) in &expect {
+        let p = pkgs
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .unwrap();
+        let url = p["url"].as_str().unwrap();
+        assert_eq!(
+            url,
+            format!("http://127.0.0.1:{}/files/{file}", server.port),
+            "{name}"
+        );
+        assert_eq!(p["sha256"][0].as_str(), Some(hash.as_str()), "{name}");
+    }
+    // Hashes that were there before are untouched.
+    assert!(locked
+        .contains("sha256: [fdd925d5c5d9f62e4b74b30d6dd7828ce236fd6ed998a08d81de62ce5a6310d6]"));
+
+    // After: the recipe is fully pinned, builds are allowed, the Dockerfile has no guard.
+    let o = sb.cmd(&["check", "--strict"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = sb.cmd(&["render", "therock"]);
+    let df = String::from_utf8_lossy(&o.stdout);
+    assert!(!df.contains("is not locked"), "{df}");
+
+    // Nothing changed on the index: --verify passes and says what it checked.
+    let o = sb.cmd_env(&["lock", "therock", "--verify"], &[NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("same   "),
+        "{}",
+        text(&o)
+    );
+
+    // The same version rebuilt under the same name: --verify fails, names it, writes nothing.
+    let torch = &projects["torch"].files[0].0;
+    let mut swapped = BTreeMap::new();
+    swapped.insert(
+        "torch".to_string(),
+        Project {
+            files: vec![(torch.clone(), b"rebuilt torch, same version\n".to_vec())],
+            publish_hash: true,
+        },
+    );
+    write_index(root.path(), &swapped);
+    let o = sb.cmd_env(&["lock", "therock", "--verify"], &[NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("torch 2.12.0+rocm10.1.0"), "{err}");
+    assert!(
+        err.contains(&sha(b"rebuilt torch, same version\n")),
+        "{err}"
+    );
+    assert_eq!(sb.read("therock"), locked, "nothing written");
+}
+
+#[test]
+fn lock_says_which_version_is_missing_and_an_unreachable_index_is_the_environment() {
+    let root = tempfile::tempdir().unwrap();
+    let original = therock_text();
+    let (mut projects, _) = projects(&original);
+    // The index has torch, but only another version.
+    projects.insert(
+        "torch".into(),
+        Project {
+            files: vec![(
+                "torch-2.11.0+rocm10.1.0-cp313-cp313-linux_x86_64.whl".into(),
+                b"old".to_vec(),
+            )],
+            publish_hash: true,
+        },
+    );
+    write_index(root.path(), &projects);
+    let server = Server::start(root.path());
+    let sb = Sandbox::new();
+    let with_index = |index: &str| {
+        original.replace(
+            "index: https://stable.repo.amd.com/rocm/whl-next/",
+            &format!("index: {index}"),
+        )
+    };
+    let recipe = with_index(&format!("http://127.0.0.1:{}/simple/", server.port));
+    sb.write("therock", &recipe);
+    let o = sb.cmd_env(&["lock", "therock"], &[NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no wheel for CPython 3.13 on linux x86_64 of `torch` 2.12.0+rocm10.1.0")
+            && err.contains("versions listed: 2.11.0+rocm10.1.0"),
+        "{err}"
+    );
+    assert_eq!(sb.read("therock"), recipe, "nothing written");
+
+    // A closed port: exit 3, the environment, not the recipe.
+    drop(server);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    sb.write(
+        "therock",
+        &with_index(&format!("http://127.0.0.1:{port}/simple/")),
+    );
+    let o = sb.cmd_env(&["lock", "therock"], &[NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot reach it"),
+        "{}",
+        text(&o)
+    );
+}
