@@ -11,9 +11,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates ccache cmake ninja-build build-essential perl python3 python3-dev python3-pip libpng-dev libjpeg-dev \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/aux-cache
-RUN { find /opt/rocm/lib/rocblas/library -name '*gfx1010*' | grep -q . || { echo "rocBLAS in the base image has no gfx1010 Tensile files" >&2; exit 1; }; } \
- && { test -e /opt/rocm/lib/rocblas/library/TensileLibrary_lazy_gfx1010.dat || { echo "rocBLAS has no TensileLibrary_lazy_gfx1010.dat (Tensile #1757)" >&2; exit 1; }; } \
- && { test -x /opt/rocm/bin/roc-obj-ls; }
+RUN ["/bin/bash", "-e", "-o", "pipefail", "-c", "find /opt/rocm/lib/rocblas/library -name '*gfx1010*' | grep -q . || { echo \"rocBLAS in the base image has no gfx1010 Tensile files\" >&2; exit 1; }"]
+RUN ["/bin/bash", "-e", "-o", "pipefail", "-c", "test -e /opt/rocm/lib/rocblas/library/TensileLibrary_lazy_gfx1010.dat || { echo \"rocBLAS has no TensileLibrary_lazy_gfx1010.dat (Tensile #1757)\" >&2; exit 1; }"]
+RUN ["/bin/bash", "-e", "-o", "pipefail", "-c", "test -x /opt/rocm/bin/roc-obj-ls"]
 COPY build-requirements.txt /opt/rdna1-images/build-requirements.txt
 RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --require-hashes --no-deps -r /opt/rdna1-images/build-requirements.txt
 ENV BUILD_TEST="0" \
@@ -49,8 +49,8 @@ RUN --mount=type=cache,target=/root/.ccache export CCACHE_DIR=/root/.ccache \
  && python3 setup.py bdist_wheel \
  && mkdir -p /wheels \
  && cp dist/*.whl /wheels/
-RUN { /opt/rocm/bin/roc-obj-ls torch/lib/libtorch_hip.so | tee /tmp/libtorch_hip.code-objects && grep -q gfx1010 /tmp/libtorch_hip.code-objects; } \
- && { test ! -e build/aotriton && test -z "$(find torch/lib -iname '*aotriton*')"; }
+RUN ["/bin/bash", "-e", "-o", "pipefail", "-c", "/opt/rocm/bin/roc-obj-ls torch/lib/libtorch_hip.so | tee /tmp/libtorch_hip.code-objects && grep -q gfx1010 /tmp/libtorch_hip.code-objects"]
+RUN ["/bin/bash", "-e", "-o", "pipefail", "-c", "test ! -e build/aotriton && test -z \"$(find torch/lib -iname '*aotriton*')\""]
 COPY requirements.txt /opt/rdna1-images/requirements.txt
 RUN python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --require-hashes --no-deps -r /opt/rdna1-images/requirements.txt
 WORKDIR /src/vision

@@ -23,7 +23,7 @@ ENV MIOPEN_CUSTOM_CACHE_DIR="/var/cache/miopen/kernels" \
     TORCH_BLAS_PREFER_HIPBLASLT="0"
 RUN mkdir -p /var/cache/miopen/db /var/cache/miopen/kernels \
  && chmod 1777 /var/cache/miopen/db /var/cache/miopen/kernels
-RUN for c in cc gcc g++ c++ clang clang++; do if command -v "$c" >/dev/null; then echo "compiler $c in the image" >&2; exit 1; fi; done
+RUN ["/bin/bash", "-e", "-o", "pipefail", "-c", "for c in cc gcc g++ c++ clang clang++; do if command -v \"$c\" >/dev/null; then echo \"compiler $c in the image\" >&2; exit 1; fi; done"]
 COPY smoke.py /opt/rdna1-images/smoke.py
 LABEL io.github.rdna1-images.gfx-target="gfx1010" \
       io.github.rdna1-images.hsa-override="none" \

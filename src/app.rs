@@ -158,16 +158,16 @@ fn list(cli: &Cli, json: bool) -> Outcome {
         let r = &loaded.recipe;
         let prepared = context::prepare(&loaded)?;
         rows.push(ListRow {
-            name: r.name.clone(),
+            name: r.name.to_string(),
             status: r.status.to_string(),
-            rocm: r.rocm.clone(),
+            rocm: r.rocm.to_string(),
             pytorch: r.pytorch.version().to_string(),
-            python: r.python.version.clone(),
+            python: r.python.version.to_string(),
             install: r.pytorch.kind().to_string(),
-            gfx_target: r.gpu.target.clone(),
+            gfx_target: r.gpu.target.to_string(),
             hsa_override: r.gpu.hsa_override().map(String::from),
             input_digest: prepared.digest.hex(),
-            description: r.description.clone(),
+            description: r.description.to_string(),
         });
     }
     if json {
@@ -235,7 +235,7 @@ fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
     let mut drift = Vec::new();
     for loaded in cat.load_all()? {
         let loaded = loaded?;
-        let name = loaded.recipe.name.clone();
+        let name = loaded.recipe.name.to_string();
         let want = rendered_files(&loaded)?;
         let mut present = Vec::new();
         files_under(&a.out.join(&name), &format!("{name}/"), &mut present);

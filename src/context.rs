@@ -96,6 +96,7 @@ impl Context {
                         render::requirements(&s.requirements).into_bytes(),
                     );
                 }
+                // Basenames are unique: `recipe` refuses two patches with one name.
                 for p in &s.patches {
                     let name = p.rsplit('/').next().unwrap_or(p);
                     add(format!("patches/{name}"), loaded.read_file(p)?);

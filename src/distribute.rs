@@ -439,7 +439,7 @@ pub async fn push(
         }
     }
     Ok(PushOutcome {
-        recipe: r.name.clone(),
+        recipe: r.name.to_string(),
         image_id: image.id,
         input_digest: prepared.digest.hex(),
         level,
@@ -530,7 +530,7 @@ pub async fn pull(
     }
     let manifest_digest = engine.repo_digest(&reference, &remote.repo.name()).await?;
     Ok(PullOutcome {
-        recipe: r.name.clone(),
+        recipe: r.name.to_string(),
         reference,
         manifest_digest,
         image_id: image.id,
@@ -651,7 +651,7 @@ pub async fn pull_for_build(
             // build's images live in the local repository only, as if built here.
             engine.untag(&reference).await?;
             Ok(PullForBuild::Done(Box::new(BuildOutcome {
-                recipe: r.name.clone(),
+                recipe: r.name.to_string(),
                 input_digest: digest.hex(),
                 status: BuildStatus::Pulled,
                 image_id: Some(image.id),
@@ -732,7 +732,7 @@ pub async fn promote(
         }
     };
     let mut outcome = PromoteOutcome {
-        recipe: r.name.clone(),
+        recipe: r.name.to_string(),
         nightly: nightly.clone(),
         image_id: image.id.clone(),
         level,

@@ -223,7 +223,7 @@ pub fn recipes_for(gfx: &GfxVersion, recipes: &[Recipe]) -> Vec<RecipeChoice> {
     let mut ranked: Vec<((u8, u8, u8), RecipeChoice)> = recipes
         .iter()
         .filter_map(|r| {
-            let ov = r.gpu.targets.get(&name)?.clone();
+            let ov = r.gpu.targets.get(name.as_str())?.as_ref().map(|v| v.to_string());
             let primary = r.gpu.target == name;
             let risk = match ov.as_deref().map(GfxVersion::from_override) {
                 None => 0,
@@ -252,7 +252,7 @@ pub fn recipes_for(gfx: &GfxVersion, recipes: &[Recipe]) -> Vec<RecipeChoice> {
             Some((
                 key,
                 RecipeChoice {
-                    recipe: r.name.clone(),
+                    recipe: r.name.to_string(),
                     status: r.status,
                     hsa_override: ov,
                     why,
@@ -344,7 +344,7 @@ pub fn diagnose(host: HostReport, engine: EngineStatus, recipes: &[Recipe]) -> D
     let disk_needs: Vec<DiskNeed> = recipes
         .iter()
         .map(|r| DiskNeed {
-            recipe: r.name.clone(),
+            recipe: r.name.to_string(),
             bytes: disk_need_bytes(r),
         })
         .collect();

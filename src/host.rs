@@ -222,7 +222,7 @@ pub struct GpuInfo {
 
 impl GpuInfo {
     pub fn is_amd(&self) -> bool {
-        self.vendor_id.map_or(true, |v| v == AMD_VENDOR_ID)
+        self.vendor_id.is_none_or(|v| v == AMD_VENDOR_ID)
     }
 
     /// `gfx1010 (Navi 10 ...)`, or what is known.

@@ -16,7 +16,9 @@ pub mod index_client;
 pub mod lock;
 pub mod normalise;
 pub mod pipeline;
+pub mod quote;
 pub mod recipe;
+pub mod recipe_files;
 pub mod registry;
 pub mod registry_commands;
 pub mod render;
@@ -26,3 +28,5 @@ pub mod simple_index;
 pub mod smoke;
 #[cfg(test)]
 pub(crate) mod test_skip;
+pub mod values;
+pub mod yaml_paths;

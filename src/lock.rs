@@ -226,7 +226,7 @@ where
         .map_err(|e| LockError::Recipe(format!("cannot read {file}: {e}")))?;
     // Not validated yet: a recipe is locked precisely because pins are missing.
     let r: Recipe =
-        serde_yaml::from_str(&text).map_err(|e| LockError::Recipe(format!("{file}: {e}")))?;
+        recipe::parse_unvalidated(&file, &text).map_err(|e| LockError::Recipe(e.to_string()))?;
     let mut report = LockReport {
         file: file.clone(),
         ..Default::default()
@@ -238,7 +238,7 @@ where
         }
     }
     for (at, b) in bases {
-        match resolve(b.image.clone()).await {
+        match resolve(b.image.to_string()).await {
             Ok(d) => {
                 if b.digest.as_deref() != Some(d.as_str()) {
                     text = set_key(&text, &at, "digest", "image", &d).map_err(LockError::Recipe)?;
@@ -270,8 +270,8 @@ where
                     let (url, hex) = match &p.url {
                         // A URL the recipe names is hashed as it is.
                         Some(u) => {
-                            let (c, u2) = (client.clone(), u.clone());
-                            (u.clone(), blocking(move || c.sha256(&u2)).await?)
+                            let (c, u2) = (client.clone(), u.to_string());
+                            (u.to_string(), blocking(move || c.sha256(&u2)).await?)
                         }
                         None => resolve_on_index(&client, &w.index, p, &python).await?,
                     };
@@ -288,7 +288,7 @@ where
                         continue;
                     };
                     let (url, hex) = resolve_on_index(&client, &w.index, p, &python).await?;
-                    if url != u || !p.sha256.contains(&hex) {
+                    if url != u || !p.sha256.iter().any(|h| h.as_str() == hex) {
                         changed.push(format!(
                             "{} {}: the recipe has {} ({}), the index now has {hex} ({url})",
                             p.name,
@@ -305,8 +305,8 @@ where
         if !changed.is_empty() {
             return Err(LockError::Changed { file, changed });
         }
-        let locked: Recipe = serde_yaml::from_str(&text)
-            .map_err(|e| LockError::Recipe(format!("{file} after locking: {e}")))?;
+        let locked: Recipe = recipe::parse_unvalidated(&file, &text)
+            .map_err(|e| LockError::Recipe(format!("after locking: {e}")))?;
         if let PyTorch::Wheels(lw) = &locked.pytorch {
             if lw.lock_pending.is_some() && lw.unlocked().next().is_none() {
                 text = remove_key(&text, &["pytorch", "wheels"], "lock_pending");

@@ -106,13 +106,13 @@ pub async fn build(
 ) -> Result<BuildOutcome, EngineError> {
     let r = &loaded.recipe;
     let prepared = context::prepare(loaded).map_err(|e| EngineError::Build {
-        what: r.name.clone(),
+        what: r.name.to_string(),
         message: e.to_string(),
     })?;
     let (_, pinned) = tags(&r.name, &prepared.digest);
     let pinned_ref = format!("{REPOSITORY}:{pinned}");
     let mut outcome = BuildOutcome {
-        recipe: r.name.clone(),
+        recipe: r.name.to_string(),
         input_digest: prepared.digest.hex(),
         status: BuildStatus::Skipped,
         image_id: None,
@@ -402,7 +402,7 @@ pub async fn smoke_image(
         labels: vec![
             (labels::MANAGED.into(), "true".into()),
             (labels::ROLE.into(), "smoke".into()),
-            (labels::RECIPE.into(), r.name.clone()),
+            (labels::RECIPE.into(), r.name.to_string()),
         ],
         network: Some("none".into()),
         timeout: Some(Duration::from_secs_f64(spec.container_timeout_s)),

@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::smoke::SmokeSpec;
+use crate::values::{
+    AbsPath, AptPackage, ByteSize, CommitId, Digest, EnvName, Executable, GfxTarget, GfxVersion,
+    GitRef, GitUrl, HttpsUrl, ImageRef, NonEmptyText, PipName, PythonVersion, RecipeName, RelPath,
+    ReleaseName, Sha256, ShellStep, Text, Version,
+};
+use crate::yaml_paths::PathIndex;
 
 /// The recipes shipped with the tool, so `rdna1-images build rocm52` works from any folder.
 pub const EMBEDDED: &[(&str, &str)] = &[
@@ -47,11 +53,11 @@ impl fmt::Display for Status {
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     /// Plain name; must equal the file stem.
-    pub name: String,
-    pub description: String,
+    pub name: RecipeName,
+    pub description: NonEmptyText,
     pub status: Status,
     /// ROCm release the stack is built on ("5.2", "6.2"); "none" for CPU fixtures.
-    pub rocm: String,
+    pub rocm: ReleaseName,
     pub base: Base,
     pub gpu: Gpu,
     pub python: Python,
@@ -59,16 +65,15 @@ pub struct Recipe {
     pub system_packages: SystemPackages,
     /// Environment baked into the image (`ENV`), in this order.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<EnvName, Text>,
     /// Exactly one of `wheels:`, `source:` or `preinstalled:`.
-    #[serde(with = "serde_yaml::with::singleton_map")]
     pub pytorch: PyTorch,
     /// Extra files from the recipes folder copied into the build context, relative paths.
     #[serde(default)]
-    pub files: Vec<String>,
+    pub files: Vec<RelPath>,
     /// Extra shell steps run after PyTorch is installed (one `RUN` each).
     #[serde(default)]
-    pub steps: Vec<String>,
+    pub steps: Vec<ShellStep>,
     pub smoke: SmokeSpec,
     /// Seconds since the epoch used for every timestamp the build writes (labels, history,
     /// file mtimes where the engine allows it).
@@ -79,17 +84,17 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct Base {
     /// Image reference with a tag, e.g. `ubuntu:jammy-20260901.2`.
-    pub image: String,
+    pub image: ImageRef,
     /// Content digest `sha256:<64 hex>`; the image is pulled by it.
     #[serde(default)]
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     /// Why the base is not pinned (required when `digest` is absent).
     #[serde(default)]
-    pub unpinned_reason: Option<String>,
+    pub unpinned_reason: Option<Text>,
     /// Why the digest could not be confirmed against the registry, shown by `check` (like
     /// `Wheel::unconfirmed`); `lock` clears it when it resolves the digest itself.
     #[serde(default)]
-    pub unconfirmed: Option<String>,
+    pub unconfirmed: Option<Text>,
 }
 
 impl Base {
@@ -97,7 +102,7 @@ impl Base {
     pub fn reference(&self) -> String {
         match &self.digest {
             Some(d) => format!("{}@{}", self.image, d),
-            None => self.image.clone(),
+            None => self.image.to_string(),
         }
     }
 }
@@ -106,15 +111,17 @@ impl Base {
 #[serde(deny_unknown_fields)]
 pub struct Gpu {
     /// The gfx target the image is built and labelled for.
-    pub target: String,
+    pub target: GfxTarget,
     /// Per supported gfx target: the `HSA_OVERRIDE_GFX_VERSION` it needs, or null for native.
-    pub targets: BTreeMap<String, Option<String>>,
+    pub targets: BTreeMap<GfxTarget, Option<GfxVersion>>,
 }
 
 impl Gpu {
     /// The override baked into the image: the one the primary target needs.
     pub fn hsa_override(&self) -> Option<&str> {
-        self.targets.get(&self.target).and_then(|o| o.as_deref())
+        self.targets
+            .get(&self.target)
+            .and_then(|o| o.as_ref().map(|v| v.as_str()))
     }
 }
 
@@ -122,10 +129,10 @@ impl Gpu {
 #[serde(deny_unknown_fields)]
 pub struct Python {
     /// Major.minor, e.g. "3.10".
-    pub version: String,
+    pub version: PythonVersion,
     /// The interpreter inside the image.
     #[serde(default = "default_python_bin")]
-    pub bin: String,
+    pub bin: Executable,
     /// The distribution marks its Python as externally managed (PEP 668: Debian 12 and
     /// later, Ubuntu 23.04 and later), so pip refuses to install into it unless told to.
     /// In an image nothing else manages those packages: pip runs with
@@ -138,8 +145,8 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn default_python_bin() -> String {
-    "python3".to_string()
+fn default_python_bin() -> Executable {
+    Executable::parse("python3").expect("python3 is a command name")
 }
 
 /// apt packages of the final image. For `source:` recipes that is the runtime stage; the
@@ -149,10 +156,10 @@ fn default_python_bin() -> String {
 pub struct SystemPackages {
     /// `name` or `name=version` (apt syntax).
     #[serde(default)]
-    pub apt: Vec<String>,
+    pub apt: Vec<AptPackage>,
     /// Why unversioned packages are acceptable (e.g. a dated base image already fixes them).
     #[serde(default)]
-    pub unpinned_reason: Option<String>,
+    pub unpinned_reason: Option<Text>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,9 +194,9 @@ impl PyTorch {
 #[serde(deny_unknown_fields)]
 pub struct Wheels {
     /// The torch version the wheels carry, e.g. "1.13.1+rocm5.2".
-    pub torch_version: String,
+    pub torch_version: Version,
     /// Where the files below come from (documentation and `lock`).
-    pub index: String,
+    pub index: HttpsUrl,
     /// Every package pip installs, each pinned to one file and its sha256.
     pub packages: Vec<Wheel>,
     /// Installed first, on their own, with `--no-deps`: what pip needs to build the `sdist`
@@ -202,7 +209,7 @@ pub struct Wheels {
     /// written). `check` accepts it, `check --strict` lists every such package, `build`
     /// refuses the recipe (exit 2), and `lock` fills the hashes from `index` and removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock_pending: Option<String>,
+    pub lock_pending: Option<Text>,
 }
 
 impl Wheels {
@@ -242,17 +249,17 @@ impl Recipe {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wheel {
-    pub name: String,
-    pub version: String,
+    pub name: PipName,
+    pub version: Version,
     /// Full URL of the wheel, or absent for packages from pip's default index.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<HttpsUrl>,
     /// sha256 of the file(s) pip may pick; at least one.
     #[serde(default)]
-    pub sha256: Vec<String>,
+    pub sha256: Vec<Sha256>,
     /// Why a hash could not be confirmed, shown by `check`.
     #[serde(default)]
-    pub unconfirmed: Option<String>,
+    pub unconfirmed: Option<Text>,
     /// Published only as a source archive (AMD's `rocm` meta package is a pure-Python
     /// sdist): pip builds it with `--no-binary NAME --no-build-isolation`, using the hashed
     /// `build_requirements`. Every other package stays binary-only.
@@ -264,21 +271,21 @@ pub struct Wheel {
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// The torch version the build produces, e.g. "2.4.1".
-    pub version: String,
-    pub repository: String,
+    pub version: Version,
+    pub repository: GitUrl,
     /// Tag or branch, for people.
     #[serde(rename = "ref")]
-    pub git_ref: String,
+    pub git_ref: GitRef,
     /// Full 40-hex commit the build checks out and verifies.
-    pub commit: String,
+    pub commit: CommitId,
     /// `PYTORCH_ROCM_ARCH` entries.
-    pub arch: Vec<String>,
+    pub arch: Vec<GfxTarget>,
     /// Build environment (USE_ROCM, USE_FLASH_ATTENTION...).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<EnvName, Text>,
     /// Patches (relative to the recipes folder), applied in order with `git apply`.
     #[serde(default)]
-    pub patches: Vec<String>,
+    pub patches: Vec<RelPath>,
     /// Base of the runtime stage (defaults to the builder base).
     #[serde(default)]
     pub runtime_base: Option<Base>,
@@ -288,14 +295,14 @@ pub struct Source {
     /// Shell commands that must succeed after the build (verification of gfx code objects).
     /// They run in the builder stage with the PyTorch checkout as the working directory.
     #[serde(default)]
-    pub verify: Vec<String>,
+    pub verify: Vec<ShellStep>,
     /// Shell commands that must succeed in the builder stage before anything is compiled:
     /// checks of the base image that would otherwise fail only after hours of build.
     #[serde(default)]
-    pub preflight: Vec<String>,
+    pub preflight: Vec<ShellStep>,
     /// apt packages of the builder stage only (compilers, -dev headers, ccache, git).
     #[serde(default)]
-    pub builder_apt: Vec<String>,
+    pub builder_apt: Vec<AptPackage>,
     /// Python packages the build itself needs, installed in the builder with
     /// `pip --require-hashes --no-deps` before PyTorch is built. Same form as wheel packages.
     #[serde(default)]
@@ -326,29 +333,29 @@ pub struct MaxJobs {
 #[serde(deny_unknown_fields)]
 pub struct Ccache {
     /// Absolute path of `CCACHE_DIR`, the target of `RUN --mount=type=cache`.
-    pub dir: String,
+    pub dir: AbsPath,
     /// `ccache --max-size` value, e.g. "20G".
-    pub max_size: String,
+    pub max_size: ByteSize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceRepo {
-    pub version: String,
-    pub repository: String,
+    pub version: Version,
+    pub repository: GitUrl,
     #[serde(rename = "ref")]
-    pub git_ref: String,
-    pub commit: String,
+    pub git_ref: GitRef,
+    pub commit: CommitId,
     /// Build environment of this repository's `setup.py bdist_wheel`.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<EnvName, Text>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preinstalled {
     /// The torch version the base image carries.
-    pub version: String,
+    pub version: Version,
 }
 
 /// Where a recipe came from: the error messages and the build context need it.
@@ -366,36 +373,85 @@ pub struct Loaded {
     pub file: String,
     pub text: String,
     pub origin: Origin,
+    /// The `files` and `patches` the recipe names, read (safely) when it was loaded, so a
+    /// missing or unsafe file is bad input before anything runs.
+    inputs: BTreeMap<RelPath, Vec<u8>>,
+    index: std::sync::OnceLock<PathIndex>,
 }
 
 impl Loaded {
-    /// Contents of a file the recipe refers to (patch, extra file), relative to the recipes folder.
-    pub fn read_file(&self, rel: &str) -> Result<Vec<u8>, RecipeError> {
-        let bad = |msg: String| RecipeError::at(&self.file, &self.text, &["files"], msg);
-        if !is_safe_relative(rel) {
-            return Err(bad(format!(
-                "file `{rel}` must be a relative path inside the recipes folder (no `..`, no leading `/`)"
-            )));
+    /// Reads the files `recipe` names and keeps them with it.
+    pub fn new(
+        recipe: Recipe,
+        file: String,
+        text: String,
+        origin: Origin,
+    ) -> Result<Self, RecipeError> {
+        let mut l = Loaded {
+            recipe,
+            file,
+            text,
+            origin,
+            inputs: BTreeMap::new(),
+            index: std::sync::OnceLock::new(),
+        };
+        let mut named: Vec<(Vec<String>, RelPath)> = Vec::new();
+        if let PyTorch::Source(s) = &l.recipe.pytorch {
+            for (i, p) in s.patches.iter().enumerate() {
+                named.push((
+                    vec![
+                        "pytorch".into(),
+                        "source".into(),
+                        "patches".into(),
+                        i.to_string(),
+                    ],
+                    p.clone(),
+                ));
+            }
         }
+        for (i, f) in l.recipe.files.iter().enumerate() {
+            named.push((vec!["files".into(), i.to_string()], f.clone()));
+        }
+        for (path, rel) in named {
+            let data = l.read_input(&rel).map_err(|m| {
+                let p: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+                l.error_at(&p, m)
+            })?;
+            l.inputs.insert(rel, data);
+        }
+        Ok(l)
+    }
+
+    fn read_input(&self, rel: &RelPath) -> Result<Vec<u8>, String> {
         match &self.origin {
             Origin::Embedded => EMBEDDED_FILES
                 .iter()
-                .find(|(p, _)| *p == rel)
+                .find(|(p, _)| *p == rel.as_str())
                 .map(|(_, b)| b.to_vec())
-                .ok_or_else(|| bad(format!("file `{rel}` is not embedded in this binary"))),
-            Origin::Dir(dir) => std::fs::read(dir.join(rel))
-                .map_err(|e| bad(format!("cannot read `{}`: {e}", dir.join(rel).display()))),
+                .ok_or_else(|| format!("file `{rel}` is not embedded in this binary")),
+            Origin::Dir(dir) => crate::recipe_files::read_inside(dir, rel)
+                .map_err(|e| format!("cannot use `{}`: {e}", dir.join(rel.as_str()).display())),
         }
     }
-}
 
-fn is_safe_relative(p: &str) -> bool {
-    let path = Path::new(p);
-    !p.is_empty()
-        && path.is_relative()
-        && path
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    /// Contents of a file the recipe refers to (patch, extra file), relative to the recipes folder.
+    pub fn read_file(&self, rel: &RelPath) -> Result<Vec<u8>, RecipeError> {
+        self.inputs.get(rel).cloned().ok_or_else(|| {
+            self.error_at(
+                &["files"],
+                format!("file `{rel}` is not one the recipe names"),
+            )
+        })
+    }
+
+    /// An error about `path`, located through an index of the recipe built once.
+    pub fn error_at(&self, path: &[&str], message: impl Into<String>) -> RecipeError {
+        let loc = self
+            .index
+            .get_or_init(|| PathIndex::build(&self.text))
+            .locate(path);
+        RecipeError::located(&self.file, loc, path, message)
+    }
 }
 
 /// A recipe problem: file, line, column, field path, and what is wrong.
@@ -411,7 +467,15 @@ pub struct RecipeError {
 impl RecipeError {
     /// An error about `path` (field names and list indices), located in `text` when possible.
     pub fn at(file: &str, text: &str, path: &[&str], message: impl Into<String>) -> Self {
-        let loc = locate(text, path);
+        Self::located(file, locate(text, path), path, message)
+    }
+
+    fn located(
+        file: &str,
+        loc: Option<(usize, usize)>,
+        path: &[&str],
+        message: impl Into<String>,
+    ) -> Self {
         RecipeError {
             file: file.to_string(),
             line: loc.map(|l| l.0),
@@ -475,133 +539,85 @@ fn display_path(path: &[&str]) -> String {
     s
 }
 
-/// Finds the (line, column), 1-based, of a field path in block-style YAML.
-///
-/// serde_yaml reports positions for syntax and type errors but not for values that pass
-/// deserialization and fail validation; this walks the indentation to find them (all our
-/// recipes are block style). When the leaf is missing it returns the deepest parent found,
-/// which is where the user has to add it.
+/// Finds the (line, column), 1-based, of a field path; when the leaf is missing, of the
+/// deepest parent found, which is where the user has to add it. Builds an index of the whole
+/// text: to locate many fields of one recipe, use [`Loaded::error_at`].
 pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
-    let lines: Vec<YamlLine> = text
-        .lines()
-        .enumerate()
-        .filter_map(|(i, l)| {
-            let t = l.trim_start();
-            (!t.is_empty() && !t.starts_with('#')).then(|| YamlLine {
-                number: i + 1,
-                indent: l.len() - t.len(),
-                text: t.to_string(),
-            })
-        })
-        .collect();
-    locate_in(&lines, path)
+    PathIndex::build(text).locate(path)
 }
 
-#[derive(Clone)]
-struct YamlLine {
-    number: usize,
-    indent: usize,
-    text: String,
+/// The YAML limits: nesting depth, alias expansion, and duplicate keys as errors (a
+/// duplicate `gfx1010:` would otherwise silently replace the first).
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_YAML_DEPTH,
+            max_aliases: 1_000,
+            max_events: 2_000_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_EVENTS,
+            max_replay_stack_depth: 16,
+        },
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        with_snippet: false,
+    }
 }
 
-fn locate_in(block: &[YamlLine], path: &[&str]) -> Option<(usize, usize)> {
-    let (part, rest) = path.split_first()?;
-    let first = block.first()?;
-    let indent = first.indent;
-    // The lines that belong to the entry starting at block[i]: deeper ones, plus list items
-    // at the same indent under a mapping key (`key:\n- a`).
-    let children = |i: usize| -> &[YamlLine] {
-        let own = &block[i];
-        let is_item = own.text.starts_with("- ") || own.text == "-";
-        let len = block[i + 1..]
-            .iter()
-            .take_while(|l| {
-                l.indent > own.indent
-                    || (!is_item && l.indent == own.indent && l.text.starts_with("- "))
-            })
-            .count();
-        &block[i + 1..i + 1 + len]
-    };
-    let at_level = |l: &YamlLine| l.indent == indent;
-    let (i, col) = if let Ok(n) = part.parse::<usize>() {
-        let i = block
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| at_level(l) && (l.text.starts_with("- ") || l.text == "-"))
-            .nth(n)?
-            .0;
-        (i, indent + 2)
-    } else {
-        let key = format!("{part}:");
-        let i = block.iter().position(|l| {
-            at_level(l) && (l.text.starts_with(&key) || l.text.starts_with(&format!("\"{part}\":")))
-        })?;
-        (i, indent)
-    };
-    let here = (block[i].number, col + 1);
-    if rest.is_empty() {
-        return Some(here);
-    }
-    let mut sub: Vec<YamlLine> = Vec::new();
-    if part.parse::<usize>().is_ok() {
-        // `- key: v` opens a mapping whose keys sit two columns right of the dash.
-        let item = &block[i].text[2.min(block[i].text.len())..];
-        if !item.trim().is_empty() {
-            sub.push(YamlLine {
-                number: block[i].number,
-                indent: indent + 2,
-                text: item.trim_start().to_string(),
-            });
-        }
-    }
-    sub.extend(children(i).iter().cloned());
-    Some(locate_in(&sub, rest).unwrap_or(here))
-}
+/// Deepest nesting a recipe may have (the shipped ones use 6).
+pub const MAX_YAML_DEPTH: usize = 32;
+/// Most YAML events that aliases may replay in one recipe (a 1 MiB recipe has fewer events
+/// than bytes, so this bounds expansion at about ten times the text).
+pub const MAX_ALIAS_EVENTS: usize = 100_000;
 
 /// Parses and validates one recipe. `file` is how errors name it.
 pub fn parse(file: &str, text: &str) -> Result<Recipe, RecipeError> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    let recipe: Recipe = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let loc = inner.location();
-        let msg = explain_serde(&inner.to_string());
-        // serde_yaml prefixes the message with the path we already print as the field.
-        let msg = msg
-            .strip_prefix(&format!("{path}: "))
-            .or_else(|| {
-                msg.strip_prefix(&format!(
-                    "{}: ",
-                    path.rsplit_once('.').map(|p| p.0).unwrap_or("")
-                ))
-            })
-            .map(String::from)
-            .unwrap_or(msg.clone());
-        RecipeError {
-            file: file.to_string(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
-            field: if path == "." { String::new() } else { path },
-            message: msg,
-        }
-    })?;
+    let recipe = parse_unvalidated(file, text)?;
     validate(file, text, &recipe)?;
     Ok(recipe)
 }
 
-/// serde_yaml's messages end with " at line N column M"; we print the place ourselves.
+/// Parses a recipe and checks every value's grammar, but not the rules across fields
+/// (pins present, names unique...): what `lock` needs to read a recipe it is about to pin.
+pub fn parse_unvalidated(file: &str, text: &str) -> Result<Recipe, RecipeError> {
+    if text.len() as u64 > crate::recipe_files::MAX_RECIPE_BYTES {
+        return Err(RecipeError::located(
+            file,
+            None,
+            &[],
+            format!(
+                "the recipe is {} bytes, more than the limit of 1 MiB",
+                text.len()
+            ),
+        ));
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let parsed =
+        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+            Recipe::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+        });
+    let recipe = parsed.map_err(|e| {
+        let path = track.path().to_string();
+        let loc = e.location().filter(|l| l.line() > 0);
+        RecipeError {
+            file: file.to_string(),
+            line: loc.map(|l| l.line() as usize),
+            column: loc.map(|l| l.column() as usize),
+            field: if path == "." { String::new() } else { path },
+            message: explain_serde(&e.to_string()),
+        }
+    })?;
+    Ok(recipe)
+}
+
+/// The parser's messages end with the place, which we print ourselves.
 fn explain_serde(msg: &str) -> String {
+    let msg = msg.lines().next().unwrap_or(msg);
     let msg = match msg.find(" at line ") {
         Some(i) => &msg[..i],
         None => msg,
     };
-    msg.to_string()
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    msg.trim().to_string()
 }
 
 /// A recipe name: what may follow `rdna1-images build`.
@@ -614,27 +630,77 @@ pub fn is_plain_name(name: &str) -> bool {
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// `MIOPEN_FIND_ENFORCE` values that do no search: 1 NONE, 2 DB_UPDATE, 5 DB_CLEAN. Every
+/// other value (3 SEARCH, 4 SEARCH_DB_UPDATE, or one MIOpen might read as those, like `03`)
+/// is refused: SEARCH made one Conv2d take over 2000 s on an RX 5600 XT.
+fn find_enforce_allowed(v: &str) -> bool {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        let n = v.trim_start_matches('0');
+        return matches!(n, "1" | "2" | "5");
+    }
+    matches!(
+        v.to_ascii_uppercase().as_str(),
+        "NONE" | "DB_UPDATE" | "DB_CLEAN"
+    )
+}
+
+/// Context names must be unique: two patches called `fix.patch` in different folders would
+/// otherwise overwrite each other in the build context.
+fn unique_names(
+    file: &str,
+    text: &str,
+    list: &[RelPath],
+    path: &[&str],
+    basename: bool,
+) -> Result<(), RecipeError> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (i, p) in list.iter().enumerate() {
+        let name = if basename {
+            p.rsplit('/').next().unwrap_or(p)
+        } else {
+            p.as_str()
+        };
+        if let Some(first) = seen.insert(name.to_string(), i) {
+            let idx = i.to_string();
+            let mut full = path.to_vec();
+            full.push(&idx);
+            return Err(RecipeError::at(
+                file,
+                text,
+                &full,
+                format!(
+                    "`{p}` has the same name in the build context as entry {first} (`{}`): give each its own file name",
+                    list[first]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
     let err = |path: &[&str], msg: String| Err(RecipeError::at(file, text, path, msg));
     let stem = Path::new(file)
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    if !is_plain_name(&r.name) {
-        return err(
-            &["name"],
-            format!(
-                "`{}` is not a plain name: use lowercase letters, digits, `-` and `_`",
-                r.name
-            ),
-        );
-    }
     if r.name != stem {
         return err(
             &["name"],
             format!(
                 "`{}` must match the file name `{stem}.yaml` (the name is how the recipe is found)",
                 r.name
+            ),
+        );
+    }
+    if r.source_date_epoch > crate::values::MAX_EPOCH {
+        return err(
+            &["source_date_epoch"],
+            format!(
+                "{} is past 9999-12-31T23:59:59Z ({}): give seconds since 1970",
+                r.source_date_epoch,
+                crate::values::MAX_EPOCH
             ),
         );
     }
@@ -645,28 +711,14 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
             format!(
                 "`{}` must be one of the keys of `gpu.targets` ({})",
                 r.gpu.target,
-                r.gpu.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                r.gpu
+                    .targets
+                    .keys()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
-    }
-    for (t, o) in &r.gpu.targets {
-        if !t.starts_with("gfx") || t.len() < 6 {
-            return err(
-                &["gpu", "targets", t],
-                format!("`{t}` is not a gfx target (like gfx1010)"),
-            );
-        }
-        if let Some(o) = o {
-            let parts: Vec<&str> = o.split('.').collect();
-            if parts.len() != 3 || parts.iter().any(|p| p.parse::<u32>().is_err()) {
-                return err(
-                    &["gpu", "targets", t],
-                    format!(
-                        "override `{o}` must look like 10.3.0 (major.minor.stepping) or be null"
-                    ),
-                );
-            }
-        }
     }
     if r.env.contains_key("HSA_OVERRIDE_GFX_VERSION") {
         return err(
@@ -674,41 +726,24 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
             "set the override per target in `gpu.targets`, not in `env` (run adjusts it to the detected GPU)".into(),
         );
     }
-    if r.env.get("MIOPEN_FIND_ENFORCE").map(|v| v.trim()) == Some("3")
-        || r.env
-            .get("MIOPEN_FIND_ENFORCE")
-            .map(|v| v.trim().to_ascii_uppercase())
-            == Some("SEARCH".into())
-    {
-        return err(
-            &["env", "MIOPEN_FIND_ENFORCE"],
-            "MIOPEN_FIND_ENFORCE=3 (SEARCH) makes a single Conv2d take over 2000 s on RDNA1; leave it unset".into(),
-        );
+    // The MIOpen caches are folders the image creates and `run` mounts volumes on.
+    for key in ["MIOPEN_USER_DB_PATH", "MIOPEN_CUSTOM_CACHE_DIR"] {
+        if let Some(v) = r.env.get(key) {
+            if let Err(m) = AbsPath::parse(v) {
+                return err(&["env", key], m);
+            }
+        }
     }
-    for k in r.env.keys() {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if let Some(v) = r.env.get("MIOPEN_FIND_ENFORCE") {
+        if !find_enforce_allowed(v) {
             return err(
-                &["env", k],
-                format!("`{k}` is not an environment variable name"),
+                &["env", "MIOPEN_FIND_ENFORCE"],
+                format!(
+                    "`{v}` is not allowed: only 1 (NONE), 2 (DB_UPDATE) or 5 (DB_CLEAN); SEARCH (3, 4) makes a single Conv2d take over 2000 s on RDNA1, so leave it unset"
+                ),
             );
         }
     }
-    let pv: Vec<&str> = r.python.version.split('.').collect();
-    if pv.len() != 2 || pv.iter().any(|p| p.parse::<u32>().is_err()) {
-        return err(
-            &["python", "version"],
-            format!(
-                "`{}` must be major.minor, like 3.10 (quote it in YAML: \"3.10\")",
-                r.python.version
-            ),
-        );
-    }
-    validate_apt(
-        file,
-        text,
-        &r.system_packages.apt,
-        &["system_packages", "apt"],
-    )?;
     match &r.pytorch {
         PyTorch::Wheels(w) => {
             if w.packages.is_empty() {
@@ -766,12 +801,6 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
             }
         }
         PyTorch::Source(s) => {
-            validate_apt(
-                file,
-                text,
-                &s.builder_apt,
-                &["pytorch", "source", "builder_apt"],
-            )?;
             validate_wheels(
                 file,
                 text,
@@ -796,37 +825,6 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                     );
                 }
             }
-            if let Some(c) = &s.ccache {
-                if !c.dir.starts_with('/') || c.dir.contains(char::is_whitespace) {
-                    return err(
-                        &["pytorch", "source", "ccache", "dir"],
-                        format!("`{}` must be an absolute path without spaces", c.dir),
-                    );
-                }
-                let size = c.max_size.trim_end_matches(['K', 'M', 'G', 'T']);
-                if size.is_empty() || size.parse::<u64>().is_err() {
-                    return err(
-                        &["pytorch", "source", "ccache", "max_size"],
-                        format!("`{}` must be a size like 20G", c.max_size),
-                    );
-                }
-            }
-            for (list, name) in [(&s.verify, "verify"), (&s.preflight, "preflight")] {
-                for (i, c) in list.iter().enumerate() {
-                    if c.trim().is_empty() {
-                        return err(
-                            &["pytorch", "source", name, &i.to_string()],
-                            "empty command".into(),
-                        );
-                    }
-                }
-            }
-            if !is_hex(&s.commit, 40) {
-                return err(
-                    &["pytorch", "source", "commit"],
-                    format!("`{}` must be a full 40-hex commit id", s.commit),
-                );
-            }
             if s.arch.is_empty() {
                 return err(
                     &["pytorch", "source", "arch"],
@@ -839,90 +837,25 @@ fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeError> {
                     "set the gfx targets in `pytorch.source.arch` (the build exports PYTORCH_ROCM_ARCH from it)".into(),
                 );
             }
-            validate_env_names(file, text, &s.env, &["pytorch", "source", "env"])?;
-            if let Some(tv) = &s.torchvision {
-                if !is_hex(&tv.commit, 40) {
-                    return err(
-                        &["pytorch", "source", "torchvision", "commit"],
-                        format!("`{}` must be a full 40-hex commit id", tv.commit),
-                    );
-                }
-                validate_env_names(
-                    file,
-                    text,
-                    &tv.env,
-                    &["pytorch", "source", "torchvision", "env"],
-                )?;
-            }
             if let Some(rb) = &s.runtime_base {
                 validate_base(file, text, rb, &["pytorch", "source", "runtime_base"])?;
             }
-            for (i, p) in s.patches.iter().enumerate() {
-                if !is_safe_relative(p) {
-                    return err(
-                        &["pytorch", "source", "patches", &i.to_string()],
-                        format!("`{p}` must be a relative path inside the recipes folder"),
-                    );
-                }
-            }
+            unique_names(
+                file,
+                text,
+                &s.patches,
+                &["pytorch", "source", "patches"],
+                true,
+            )?;
         }
         PyTorch::Preinstalled(_) => {}
     }
-    for (i, f) in r.files.iter().enumerate() {
-        if !is_safe_relative(f) {
-            return err(
-                &["files", &i.to_string()],
-                format!("`{f}` must be a relative path inside the recipes folder"),
-            );
-        }
-    }
+    unique_names(file, text, &r.files, &["files"], false)?;
     crate::smoke::validate_spec(&r.smoke).map_err(|(path, msg)| {
         let mut full = vec!["smoke"];
         full.extend(path.iter().map(|s| s.as_str()));
         RecipeError::at(file, text, &full, msg)
     })?;
-    Ok(())
-}
-
-fn validate_env_names(
-    file: &str,
-    text: &str,
-    env: &BTreeMap<String, String>,
-    path: &[&str],
-) -> Result<(), RecipeError> {
-    for k in env.keys() {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            let mut full = path.to_vec();
-            full.push(k);
-            return Err(RecipeError::at(
-                file,
-                text,
-                &full,
-                format!("`{k}` is not an environment variable name"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn validate_apt(file: &str, text: &str, pkgs: &[String], path: &[&str]) -> Result<(), RecipeError> {
-    for (i, p) in pkgs.iter().enumerate() {
-        if p.is_empty()
-            || !p
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
-        {
-            let idx = i.to_string();
-            let mut full = path.to_vec();
-            full.push(&idx);
-            return Err(RecipeError::at(
-                file,
-                text,
-                &full,
-                format!("`{p}` is not an apt package (`name` or `name=version`)"),
-            ));
-        }
-    }
     Ok(())
 }
 
@@ -944,14 +877,6 @@ fn validate_wheels(
             full.push(field);
             Err(RecipeError::at(file, text, &full, msg))
         };
-        for h in &p.sha256 {
-            if !is_hex(h, 64) {
-                return at(
-                    "sha256",
-                    format!("`{h}` is not a sha256 (64 lowercase hex digits)"),
-                );
-            }
-        }
         if p.sdist && path.contains(&"source") {
             return at(
                 "sdist",
@@ -967,65 +892,25 @@ fn validate_wheels(
                 ),
             );
         }
-        if p.version.is_empty() {
-            return at(
-                "version",
-                format!("package `{}` must be pinned to one version", p.name),
-            );
-        }
-        if let Some(u) = &p.url {
-            // Plain http only from this machine (a local mirror, the tests).
-            let loopback = [
-                "http://127.0.0.1:",
-                "http://127.0.0.1/",
-                "http://localhost:",
-                "http://localhost/",
-            ]
-            .iter()
-            .any(|l| u.starts_with(l));
-            if !u.starts_with("https://") && !loopback {
-                return at(
-                    "url",
-                    format!("`{u}` must be an https URL (or http on 127.0.0.1)"),
-                );
-            }
-        }
     }
     Ok(())
 }
 
 fn validate_base(file: &str, text: &str, b: &Base, path: &[&str]) -> Result<(), RecipeError> {
-    let at = |field: &str, msg: String| {
-        let mut p = path.to_vec();
-        p.push(field);
-        Err(RecipeError::at(file, text, &p, msg))
-    };
-    if b.image.is_empty() || b.image.contains('@') || b.image.contains(char::is_whitespace) {
-        return at(
-            "image",
-            format!(
-                "`{}` must be an image reference with a tag and without a digest (put the digest in `digest`)",
-                b.image
-            ),
-        );
-    }
     match (&b.digest, &b.unpinned_reason) {
-        (Some(d), _) => {
-            if !(d.starts_with("sha256:") && is_hex(&d[7..], 64)) {
-                return at(
-                    "digest",
-                    format!("`{d}` must be sha256:<64 lowercase hex digits>"),
-                );
-            }
+        (Some(_), _) => Ok(()),
+        (None, Some(reason)) if !reason.trim().is_empty() => Ok(()),
+        (None, _) => {
+            let mut p = path.to_vec();
+            p.push("digest");
+            Err(RecipeError::at(
+                file,
+                text,
+                &p,
+                "missing: pin the base with `digest: sha256:...` or say why not in `unpinned_reason`",
+            ))
         }
-        (None, Some(reason)) if !reason.trim().is_empty() => {}
-        (None, _) => return at(
-            "digest",
-            "missing: pin the base with `digest: sha256:...` or say why not in `unpinned_reason`"
-                .into(),
-        ),
     }
-    Ok(())
 }
 
 /// Inputs of a recipe that are not pinned, for `check --strict`: each names its place.
@@ -1034,13 +919,12 @@ fn validate_base(file: &str, text: &str, b: &Base, path: &[&str]) -> Result<(), 
 /// accepted exemption and not listed.
 pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
     let r = &l.recipe;
-    let at = |path: &[&str], msg: String| RecipeError::at(&l.file, &l.text, path, msg);
     let mut out = Vec::new();
     let mut base = |b: &Base, path: &[&str]| {
         if b.digest.is_none() && b.unpinned_reason.is_none() {
             let mut p = path.to_vec();
             p.push("digest");
-            out.push(at(
+            out.push(l.error_at(
                 &p,
                 format!(
                     "base `{}` is not pinned by digest (run `rdna1-images lock {}`)",
@@ -1058,7 +942,7 @@ pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
     if let PyTorch::Wheels(w) = &r.pytorch {
         for (field, i, p) in w.unlocked() {
             let idx = i.to_string();
-            out.push(at(
+            out.push(l.error_at(
                 &["pytorch", "wheels", field, &idx, "sha256"],
                 format!(
                     "`{}` {} is pinned by version only, its hash is still to be locked ({}): run `rdna1-images --recipes DIR lock {}` where {} is reachable",
@@ -1073,7 +957,7 @@ pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
     }
     // One reason covers every apt list of the recipe: the runtime's and a builder's.
     if r.system_packages.unpinned_reason.is_none() {
-        let builder: &[String] = match &r.pytorch {
+        let builder: &[AptPackage] = match &r.pytorch {
             PyTorch::Source(s) => &s.builder_apt,
             _ => &[],
         };
@@ -1082,11 +966,11 @@ pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
             (builder, &["pytorch", "source", "builder_apt"][..]),
         ] {
             for (i, p) in list.iter().enumerate() {
-                if !p.contains('=') {
+                if p.version().is_none() {
                     let idx = i.to_string();
                     let mut full = path.to_vec();
                     full.push(&idx);
-                    out.push(at(
+                    out.push(l.error_at(
                         &full,
                         format!("apt package `{p}` has no version (`{p}=<version>`), and `system_packages.unpinned_reason` gives no reason"),
                     ));
@@ -1171,21 +1055,24 @@ impl Catalog {
             }
             Origin::Dir(dir) => {
                 let path = dir.join(format!("{name}.yaml"));
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
-                    Err(source) => return Err(LookupError::Dir { dir: path, source }),
+                let shown = path.display().to_string();
+                let bytes = match crate::recipe_files::read_recipe(&path) {
+                    Ok(b) => b,
+                    Err((std::io::ErrorKind::NotFound, _)) => return Err(unknown()),
+                    Err((_, message)) => {
+                        let message = format!("cannot read the recipe: {message}");
+                        return Err(RecipeError::located(&shown, None, &[], message).into());
+                    }
                 };
-                (path.display().to_string(), text, Origin::Dir(dir.clone()))
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    let message = format!("the recipe is not UTF-8 text: {e}");
+                    RecipeError::located(&shown, None, &[], message)
+                })?;
+                (shown, text, Origin::Dir(dir.clone()))
             }
         };
         let recipe = parse(&file, &text)?;
-        Ok(Loaded {
-            recipe,
-            file,
-            text,
-            origin,
-        })
+        Ok(Loaded::new(recipe, file, text, origin)?)
     }
 
     /// Every recipe, each parsed on its own so one bad file does not hide the others.
@@ -1314,11 +1201,14 @@ source_date_epoch: 1
     #[test]
     fn strict_check_flags_builder_apt_without_a_reason() {
         let text = EMBEDDED.iter().find(|(n, _)| *n == "rocm62").unwrap().1;
-        let loaded = |text: &str| Loaded {
-            recipe: parse("recipes/rocm62.yaml", text).unwrap(),
-            file: "recipes/rocm62.yaml".into(),
-            text: text.to_string(),
-            origin: Origin::Embedded,
+        let loaded = |text: &str| {
+            Loaded::new(
+                parse("recipes/rocm62.yaml", text).unwrap(),
+                "recipes/rocm62.yaml".into(),
+                text.to_string(),
+                Origin::Embedded,
+            )
+            .unwrap()
         };
         assert!(
             unpinned(&loaded(text)).is_empty(),
@@ -1385,12 +1275,13 @@ source_date_epoch: 1
     #[test]
     fn strict_check_names_each_unhashed_package_and_why() {
         let text = therock_text();
-        let l = Loaded {
-            recipe: parse("recipes/therock.yaml", text).unwrap(),
-            file: "recipes/therock.yaml".into(),
-            text: text.to_string(),
-            origin: Origin::Embedded,
-        };
+        let l = Loaded::new(
+            parse("recipes/therock.yaml", text).unwrap(),
+            "recipes/therock.yaml".into(),
+            text.to_string(),
+            Origin::Embedded,
+        )
+        .unwrap();
         let found = unpinned(&l);
         let torch = found
             .iter()

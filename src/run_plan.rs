@@ -300,7 +300,7 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
     let mut env: Vec<(String, String)> = recipe
         .env
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let volumes = miopen_volumes(recipe, &mut env, &mut notes);
 
@@ -312,23 +312,23 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
     if !opts.cpu {
         if !host.kfd.exists {
             return Err(PlanError::NoKfd {
-                recipe: recipe.name.clone(),
+                recipe: recipe.name.to_string(),
             });
         }
         if host.gpus.is_empty() && opts.gpu.is_none() {
             return Err(PlanError::NoGpu {
-                recipe: recipe.name.clone(),
+                recipe: recipe.name.to_string(),
             });
         }
         let in_recipe = |g: &GpuInfo| {
             g.gfx_target
                 .as_ref()
-                .is_some_and(|t| recipe.gpu.targets.contains_key(t))
+                .is_some_and(|t| recipe.gpu.targets.contains_key(t.as_str()))
         };
         let unsupported = |found: Vec<&GpuInfo>, other_gpus: bool| PlanError::UnsupportedGpu {
-            recipe: recipe.name.clone(),
+            recipe: recipe.name.to_string(),
             found: found.into_iter().map(describe).collect(),
-            targets: recipe.gpu.targets.keys().cloned().collect(),
+            targets: recipe.gpu.targets.keys().map(|k| k.to_string()).collect(),
             fits: Vec::new(),
             other_gpus,
         };
@@ -359,16 +359,16 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
         }
 
         // One override per process: the chosen GPUs must agree on it.
-        let needed: Vec<Option<&String>> = chosen
+        let needed: Vec<Option<&str>> = chosen
             .iter()
             .map(|g| {
                 let t = g.gfx_target.as_ref().expect("filtered on a known target");
-                recipe.gpu.targets[t].as_ref()
+                recipe.gpu.targets[t.as_str()].as_ref().map(|v| v.as_str())
             })
             .collect();
         if needed.iter().any(|n| *n != needed[0]) {
             return Err(PlanError::MixedOverrides {
-                recipe: recipe.name.clone(),
+                recipe: recipe.name.to_string(),
                 gpus: chosen
                     .iter()
                     .zip(&needed)
@@ -376,7 +376,7 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
                         format!(
                             "{} needs {}",
                             describe(g),
-                            n.map_or("none".to_string(), |o| o.clone())
+                            n.map_or("none".to_string(), |o| o.to_string())
                         )
                     })
                     .collect(),
@@ -385,12 +385,12 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
         let target = chosen[0].gfx_target.clone();
         match needed[0] {
             Some(o) => {
-                env.push((HSA_OVERRIDE.to_string(), o.clone()));
+                env.push((HSA_OVERRIDE.to_string(), o.to_string()));
                 notes.push(format!(
                     "{} runs {} code ({HSA_OVERRIDE}={o})",
                     target.as_deref().unwrap_or("?"),
                     crate::host::GfxVersion::from_override(o)
-                        .map_or_else(|| o.clone(), |v| v.name())
+                        .map_or_else(|| o.to_string(), |v| v.name())
                 ));
             }
             None => {
@@ -428,12 +428,12 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
     let mut labels = BTreeMap::new();
     labels.insert(
         crate::render::labels::RECIPE.to_string(),
-        recipe.name.clone(),
+        recipe.name.to_string(),
     );
     labels.insert(crate::render::labels::ROLE.to_string(), "run".to_string());
 
     Ok(RunPlan {
-        recipe: recipe.name.clone(),
+        recipe: recipe.name.to_string(),
         image: image_for(&recipe.name),
         gpus: chosen.iter().map(|g| g.index).collect(),
         gfx_target,
@@ -475,7 +475,7 @@ fn miopen_volumes(
     let mut paths = Vec::new();
     for (key, default) in [(MIOPEN_DB_ENV, "db"), (MIOPEN_KERNELS_ENV, "kernels")] {
         let p = match recipe.env.get(key) {
-            Some(v) => v.clone(),
+            Some(v) => v.to_string(),
             None => {
                 let v = format!("{MIOPEN_CACHE}/{default}");
                 env.push((key.to_string(), v.clone()));
@@ -535,15 +535,9 @@ fn normalize(p: &str) -> PathBuf {
         .collect()
 }
 
-/// POSIX shell quoting as Python's `shlex.quote` does it: bare when every character is
-/// inert in an argument (so `-e KEY=value` stays readable), else single quotes.
+/// POSIX shell quoting, the one quoter every generated shell line uses.
 pub fn quote(s: &str) -> String {
-    let inert = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c);
-    if !s.is_empty() && s.chars().all(inert) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
+    crate::quote::shell::word(s)
 }
 
 /// The plan as a `docker run` command a user can read and paste into a POSIX shell.
@@ -621,6 +615,13 @@ mod tests {
     use crate::host::fixture::{FixtureGpu, FixtureHost, RENDER_GID};
     use crate::host::probe;
     use crate::recipe::Catalog;
+
+    fn env_name(s: &str) -> crate::values::EnvName {
+        crate::values::EnvName::parse(s).unwrap()
+    }
+    fn text(s: &str) -> crate::values::Text {
+        crate::values::Text::parse(s).unwrap()
+    }
 
     fn recipe(name: &str) -> Recipe {
         Catalog::embedded().load(name).unwrap().recipe
@@ -969,9 +970,9 @@ mod tests {
             (v, env, notes)
         };
         r.env
-            .insert(MIOPEN_DB_ENV.into(), "/root/.config/miopen".into());
+            .insert(env_name(MIOPEN_DB_ENV), text("/root/.config/miopen"));
         r.env
-            .insert(MIOPEN_KERNELS_ENV.into(), "/root/.cache/miopen".into());
+            .insert(env_name(MIOPEN_KERNELS_ENV), text("/root/.cache/miopen"));
         let (v, _, _) = vols(&r);
         assert_eq!(
             v.iter()
@@ -982,9 +983,9 @@ mod tests {
                 ("rdna1-images-miopen-rocm52-kernels", "/root/.cache/miopen")
             ]
         );
-        r.env.insert(MIOPEN_DB_ENV.into(), "/opt/miopen".into());
+        r.env.insert(env_name(MIOPEN_DB_ENV), text("/opt/miopen"));
         r.env
-            .insert(MIOPEN_KERNELS_ENV.into(), "/opt/miopen/kernels/".into());
+            .insert(env_name(MIOPEN_KERNELS_ENV), text("/opt/miopen/kernels/"));
         assert_eq!(vols(&r).0[0].target, "/opt/miopen");
         r.env.remove(MIOPEN_DB_ENV);
         r.env.remove(MIOPEN_KERNELS_ENV);

@@ -328,7 +328,7 @@ pub fn choose<'a>(
             continue;
         }
         if let Some(s) = score {
-            if best.map_or(true, |(b, _)| s > b) {
+            if best.is_none_or(|(b, _)| s > b) {
                 best = Some((s, f));
             }
         }

@@ -367,8 +367,9 @@ fn rocm62_matches_its_sources() {
         df.contains("TensileLibrary_lazy_gfx1010.dat"),
         "rocBLAS preflight"
     );
-    // A ` #` inside a plain YAML scalar once cut this command short.
-    assert!(df.contains("(Tensile #1757)\" >&2; exit 1; }"), "{df}");
+    // A ` #` inside a plain YAML scalar once cut this command short. Preflight steps are
+    // exec-form RUNs, so the quote is JSON-escaped.
+    assert!(df.contains("(Tensile #1757)\\\" >&2; exit 1; }\"]"), "{df}");
     assert!(df.contains("--mount=type=cache,target=/root/.ccache"));
     assert!(df.contains("export MAX_JOBS=\"$jobs\""), "{df}");
     let runtime = runtime_stage(&df);

@@ -151,8 +151,10 @@ fn default_kernel() -> u32 {
 }
 
 /// True for a number above zero; false for zero, negatives and NaN (YAML has `.nan`).
+/// Finite, above zero, and at most a week: `.inf` or `1e300` would overflow the `Duration`
+/// the engine waits with.
 fn positive(x: f64) -> bool {
-    x > 0.0
+    x.is_finite() && x > 0.0 && x <= crate::values::MAX_TIMEOUT_S
 }
 
 /// Checks what serde cannot: returns the field path (below `smoke`) and the message.
@@ -164,13 +166,13 @@ pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
     if !positive(s.case_timeout_s) {
         return bad(
             &["case_timeout_s"],
-            "must be a positive number of seconds".into(),
+            "must be a positive, finite number of seconds, at most a week (604800)".into(),
         );
     }
     if !positive(s.container_timeout_s) {
         return bad(
             &["container_timeout_s"],
-            "must be a positive number of seconds".into(),
+            "must be a positive, finite number of seconds, at most a week (604800)".into(),
         );
     }
     // The program keeps a reserve of the container's limit to print its report, and shortens
@@ -193,7 +195,7 @@ pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
         );
     }
     if !positive(s.tolerance) {
-        return bad(&["tolerance"], "must be a positive number".into());
+        return bad(&["tolerance"], "must be a positive, finite number".into());
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, c) in s.cases.iter().enumerate() {
@@ -219,7 +221,7 @@ pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
             if !positive(l) {
                 return bad(
                     &["cases", &idx, "limit_s"],
-                    "must be a positive number of seconds".into(),
+                    "must be a positive, finite number of seconds, at most a week (604800)".into(),
                 );
             }
             if l > s.case_timeout_s {
