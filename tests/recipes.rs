@@ -5,6 +5,7 @@
 
 use rdna1_images::recipe::{Catalog, PyTorch, Recipe};
 use rdna1_images::render;
+use rdna1_images::values;
 
 fn load(name: &str) -> Recipe {
     Catalog::embedded().load(name).unwrap().recipe
@@ -237,7 +238,9 @@ fn each_rule_fails_on_its_planted_defect() {
     let mut r = load("rocm52");
     if let PyTorch::Wheels(w) = &mut r.pytorch {
         w.packages[2].sha256.clear();
-        w.packages[3].sha256 = vec!["F3685D08".into()];
+        // A malformed hash can no longer be planted: the Sha256 type refuses it at parse time.
+        assert!(values::Sha256::parse("F3685D08").is_err());
+        w.packages[3].sha256.clear();
     }
     assert_eq!(rules::every_wheel_hashed(&r).len(), 2, "{r:?}");
 
@@ -246,9 +249,10 @@ fn each_rule_fails_on_its_planted_defect() {
     assert_eq!(rules::base_pinned(&r).len(), 1);
 
     let mut r = load("rocm62");
-    r.gpu
-        .targets
-        .insert("gfx1010".into(), Some("10.3.0".into()));
+    r.gpu.targets.insert(
+        values::GfxTarget::parse("gfx1010").unwrap(),
+        Some(values::GfxVersion::parse("10.3.0").unwrap()),
+    );
     let bad = rules::native_targets_not_overridden(&r);
     assert!(
         bad.iter()
@@ -266,7 +270,7 @@ fn each_rule_fails_on_its_planted_defect() {
     assert_eq!(rules::smoke_expects_what_is_installed(&r).len(), 2);
 
     let mut r = load("rocm52");
-    r.python.version = "3.11".into();
+    r.python.version = values::PythonVersion::parse("3.11").unwrap();
     assert_eq!(
         rules::wheels_fit_the_python(&r).len(),
         2,
@@ -274,9 +278,16 @@ fn each_rule_fails_on_its_planted_defect() {
     );
 
     let mut r = load("rocm52");
-    r.env.insert("MIOPEN_FIND_ENFORCE".into(), "3".into());
-    r.env
-        .insert("MIOPEN_USER_DB_PATH".into(), "/root/.config/miopen".into());
+    let env = |k: &str, v: &str| {
+        (
+            values::EnvName::parse(k).unwrap(),
+            values::Text::parse(v).unwrap(),
+        )
+    };
+    r.env.extend([
+        env("MIOPEN_FIND_ENFORCE", "3"),
+        env("MIOPEN_USER_DB_PATH", "/root/.config/miopen"),
+    ]);
     assert_eq!(rules::miopen_settings(&r).len(), 2);
 }
 
