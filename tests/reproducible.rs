@@ -565,12 +565,13 @@ fn the_same_inputs_give_the_same_layers_and_config_on_every_engine() {
     // An ENV of its own makes every RUN of this recipe a vertex no concurrent test shares:
     // Docker 20.10's BuildKit merges equal vertices of concurrent builds (moby/buildkit#2303),
     // and the layers compared here must come from this build alone.
-    let recipe = sb.read(&name).replacen(
-        "env:\n",
-        &format!("env:\n  RDNA1_TEST_UNIQUE: {name}\n"),
-        1,
+    let recipe =
+        sb.read(&name)
+            .replacen("env:\n", &format!("env:\n  RDNA1_TEST_UNIQUE: {name}\n"), 1);
+    assert!(
+        recipe.contains("RDNA1_TEST_UNIQUE"),
+        "fixture-repro has an env: block"
     );
-    assert!(recipe.contains("RDNA1_TEST_UNIQUE"), "fixture-repro has an env: block");
     sb.write(&name, &recipe);
     let mut seen: Vec<(String, Vec<String>, String)> = vec![];
     for (label, host) in &engines {
