@@ -475,12 +475,14 @@ fn docker_a_case_far_too_big_times_out_and_the_report_still_arrives() {
     // Small in memory (64 MB input) but ~10^12 flops in the float64 reference.
     let mut huge = case("huge", 256, 256, 256);
     huge.kernel = 7;
-    let mut spec = spec(5.0, vec![huge, case("after", 4, 8, 16)]);
+    // 15 s, not 5: the watchdog also covers `import torch`, which takes several seconds on a
+    // loaded 2-core machine; the huge case still needs minutes, so it is the one cut short.
+    let mut spec = spec(15.0, vec![huge, case("after", 4, 8, 16)]);
     spec.expect = base_expect();
     let run = run_docker(&image, &spec, Level::Cpu);
     assert_eq!(
         run.judgement.findings,
-        ["case `huge` timed out after 5 s (case_timeout_s), in phase `cpu reference (float64)`"]
+        ["case `huge` timed out after 15 s (case_timeout_s), in phase `cpu reference (float64)`"]
     );
     let huge = &run.report.cases[0];
     assert_eq!(
@@ -488,7 +490,7 @@ fn docker_a_case_far_too_big_times_out_and_the_report_still_arrives() {
         Some("skipped: level cpu does not use MIOpen")
     );
     assert_eq!(run.report.cases[1].status, CaseStatus::Ok);
-    assert!(run.took < Duration::from_secs(30), "{:?}", run.took);
+    assert!(run.took < Duration::from_secs(60), "{:?}", run.took);
 }
 
 #[test]
