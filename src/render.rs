@@ -236,21 +236,26 @@ fn unlocked_guard(r: &Recipe, w: &Wheels, out: &mut Dockerfile) {
     );
 }
 
+/// Copies the hashed build-requirements lock into the image and installs it with pip; the
+/// wheel and source paths differ only in pip's flags (`pip_args`).
+fn install_build_requirements(r: &Recipe, out: &mut Dockerfile, pip_args: &'static str) {
+    out.lits(&[
+        "COPY ",
+        BUILD_REQUIREMENTS,
+        " ",
+        TOOL_DIR,
+        "/",
+        BUILD_REQUIREMENTS,
+    ]);
+    out.run(None, &[pip(r).lit(pip_args)]);
+}
+
 fn wheels(r: &Recipe, w: &Wheels, out: &mut Dockerfile) {
     if !w.build_requirements.is_empty() {
-        out.lits(&[
-            "COPY ",
-            BUILD_REQUIREMENTS,
-            " ",
-            TOOL_DIR,
-            "/",
-            BUILD_REQUIREMENTS,
-        ]);
-        out.run(
-            None,
-            &[pip(r).lit(
-                " --require-hashes --only-binary=:all: --no-deps -r /opt/rdna1-images/build-requirements.txt",
-            )],
+        install_build_requirements(
+            r,
+            out,
+            " --require-hashes --only-binary=:all: --no-deps -r /opt/rdna1-images/build-requirements.txt",
         );
     }
     copy_requirements(out);
@@ -321,18 +326,10 @@ fn source_stages(r: &Recipe, s: &Source, out: &mut Dockerfile) {
         out.run_step(step);
     }
     if !s.build_requirements.is_empty() {
-        out.lits(&[
-            "COPY ",
-            BUILD_REQUIREMENTS,
-            " ",
-            TOOL_DIR,
-            "/",
-            BUILD_REQUIREMENTS,
-        ]);
-        out.run(
-            None,
-            &[pip(r)
-                .lit(" --require-hashes --no-deps -r /opt/rdna1-images/build-requirements.txt")],
+        install_build_requirements(
+            r,
+            out,
+            " --require-hashes --no-deps -r /opt/rdna1-images/build-requirements.txt",
         );
     }
     let arch: Vec<&str> = s.arch.iter().map(|a| a.as_str()).collect();
