@@ -115,24 +115,66 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Runs the command, raced against the one cancellation token ([`crate::signals`]): a
+/// SIGINT or SIGTERM at any moment ends it with exit 130, and its guards' leftovers are
+/// removed by `main` on the way out.
 pub async fn run(cli: Cli) -> Outcome {
+    if let Err(e) = crate::signals::install() {
+        return Err(Failure {
+            code: 3,
+            error: anyhow::anyhow!("cannot watch for SIGINT/SIGTERM: {e}"),
+        });
+    }
+    let token = crate::signals::token();
+    let what = command_name(&cli.command);
+    tokio::select! {
+        biased;
+        _ = token.cancelled() => Err(EngineError::Interrupted { what: what.to_string() }.into()),
+        r = run_command(&cli) => match r {
+            // A stage that saw the signal itself said so; any other error after it is one.
+            Err(f) if crate::signals::cancelled() && f.code != 130 => {
+                Err(EngineError::Interrupted { what: format!("{what} ({:#})", f.error) }.into())
+            }
+            r => r,
+        },
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::List(_) => "list",
+        Command::Render(_) => "render",
+        Command::Check(_) => "check",
+        Command::Build(_) => "build",
+        Command::Smoke(_) => "smoke",
+        Command::Clean(_) => "clean",
+        Command::Doctor(_) => "doctor",
+        Command::Run(_) => "run",
+        Command::Push(_) => "push",
+        Command::Pull(_) => "pull",
+        Command::Promote(_) => "promote",
+        Command::Lock(_) => "lock",
+    }
+}
+
+async fn run_command(cli: &Cli) -> Outcome {
     let mut console = Console {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
     match &cli.command {
-        Command::List(a) => list(&cli, a.json),
-        Command::Render(a) => render_cmd(&cli, a),
-        Command::Check(a) => check(&cli, a),
-        Command::Build(a) => build(&cli, a, &mut console).await,
-        Command::Smoke(a) => smoke(&cli, a, &mut console).await,
+        Command::List(a) => list(cli, a.json),
+        Command::Render(a) => render_cmd(cli, a),
+        Command::Check(a) => check(cli, a),
+        Command::Build(a) => build(cli, a, &mut console).await,
+        Command::Smoke(a) => smoke(cli, a, &mut console).await,
         Command::Clean(a) => clean(a, &mut console).await,
-        Command::Doctor(a) => doctor(&cli, a).await,
-        Command::Run(a) => run_cmd(&cli, a, &mut console).await,
-        Command::Push(a) => crate::registry_commands::push(&cli, a, &mut console).await,
-        Command::Pull(a) => crate::registry_commands::pull(&cli, a, &mut console).await,
-        Command::Promote(a) => crate::registry_commands::promote(&cli, a, &mut console).await,
-        Command::Lock(a) => lock(&cli, a).await,
+        Command::Doctor(a) => doctor(cli, a).await,
+        Command::Run(a) => run_cmd(cli, a, &mut console).await,
+        Command::Push(a) => crate::registry_commands::push(cli, a, &mut console).await,
+        Command::Pull(a) => crate::registry_commands::pull(cli, a, &mut console).await,
+        Command::Promote(a) => crate::registry_commands::promote(cli, a, &mut console).await,
+        Command::Lock(a) => lock(cli, a).await,
     }
 }
 

@@ -24,6 +24,7 @@ pub mod registry_commands;
 pub mod render;
 pub mod reproduce;
 pub mod run_plan;
+pub mod signals;
 pub mod simple_index;
 pub mod smoke;
 #[cfg(test)]

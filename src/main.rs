@@ -1,7 +1,7 @@
 //! parse -> init tracing -> run -> exit code; nothing else.
 
 use clap::Parser;
-use rdna1_images::{app, cli::Cli};
+use rdna1_images::{app, cli::Cli, engine};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -28,14 +28,23 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(3);
         }
     };
-    let code = match runtime.block_on(app::run(cli)) {
-        Ok(code) => code,
-        Err(f) => {
+    // The command, then the cleanup of whatever its guards left, on every exit path: an
+    // error, a signal (app::run races the command against the cancellation token), a panic.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(app::run(cli))
+    }));
+    runtime.block_on(engine::guard::drain());
+    let code = match ran {
+        Ok(Ok(code)) => code,
+        Ok(Err(f)) => {
             eprintln!("error: {:#}", f.error);
             f.code
         }
+        Err(_) => 101,
     };
     // A blocking stdin read (interactive `run`) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    // Scratch folders a blocking task was still writing into when the run was cancelled.
+    engine::guard::drain_scratch_blocking();
     std::process::ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use crate::context::Prepared;
-use crate::engine::{export, Engine, EngineError};
+use crate::engine::{export, Engine, EngineError, ImageGuard, ScratchGuard};
 use crate::image_archive::{self, Plan, Timings};
 use crate::pipeline::{self, BuildOptions, Progress};
 use crate::recipe::{PyTorch, Recipe};
@@ -42,32 +42,29 @@ fn failed(image: &str, detail: impl ToString) -> EngineError {
 }
 
 /// Rewrites the layers the build added and the config, loads the result, and removes the
-/// engine's original. Returns the id of the reproducible image. On any failure the built
-/// candidate is removed too (unless something tagged it meanwhile), and the scratch folder
-/// goes with its guard however this returns.
+/// engine's original. Returns the reproducible image, guarded until the caller keeps it. On
+/// any failure or cancellation the built candidate goes with its guard (unless something
+/// tagged it meanwhile), and the scratch folder with its own, however this returns.
 pub async fn normalise(
     engine: &Engine,
     r: &Recipe,
-    built: &str,
+    built: ImageGuard,
     progress: &mut dyn Progress,
-) -> Result<Normalisation, EngineError> {
-    match normalise_inner(engine, r, built, progress).await {
-        Ok(n) => {
-            if built != n.normalised.image_id {
-                engine.remove_untagged(built).await?;
-            }
-            Ok(n)
-        }
-        Err(e) => {
-            if engine.remove_untagged(built).await.unwrap_or(false) {
-                progress.note(&format!(
-                    "normalise failed: removed the built candidate {}",
-                    pipeline::short_id(built)
-                ));
-            }
-            Err(e)
-        }
+) -> Result<(Normalisation, ImageGuard), EngineError> {
+    let (n, normalised) = normalise_inner(engine, r, built.id(), progress)
+        .await
+        .inspect_err(|_| {
+            progress.note(&format!(
+                "normalise failed: the built candidate {} is removed",
+                pipeline::short_id(built.id())
+            ))
+        })?;
+    if built.id() == normalised.id() {
+        let _ = built.keep();
+    } else {
+        built.release().await?;
     }
+    Ok((n, normalised))
 }
 
 /// [`normalise`] while a smoke test runs on `built`: the built image stays (its container
@@ -77,8 +74,24 @@ pub async fn normalise_beside_smoke(
     r: &Recipe,
     built: &str,
     progress: &mut dyn Progress,
-) -> Result<Normalisation, EngineError> {
+) -> Result<(Normalisation, ImageGuard), EngineError> {
     normalise_inner(engine, r, built, progress).await
+}
+
+/// A blocking reader that stops when the run is cancelled, so a cancelled `docker save`
+/// does not go on spooling into the scratch folder on its blocking thread.
+struct StopOnCancel<R>(R);
+
+impl<R: std::io::Read> std::io::Read for StopOnCancel<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if crate::signals::cancelled() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "interrupted",
+            ));
+        }
+        self.0.read(buf)
+    }
 }
 
 async fn normalise_inner(
@@ -86,7 +99,7 @@ async fn normalise_inner(
     r: &Recipe,
     built: &str,
     progress: &mut dyn Progress,
-) -> Result<Normalisation, EngineError> {
+) -> Result<(Normalisation, ImageGuard), EngineError> {
     let started = Instant::now();
     let layers = engine
         .image_layers(built)
@@ -103,21 +116,22 @@ async fn normalise_inner(
         }
     };
     let store = engine.store().await?;
-    let scratch = tempfile::Builder::new()
-        .prefix("rdna1-images-normalise-")
-        .tempdir()
-        .map_err(|e| failed(built, format!("scratch folder: {e}")))?;
+    let scratch = std::sync::Arc::new(
+        ScratchGuard::new("normalise")
+            .map_err(|e| failed(built, format!("scratch folder: {e}")))?,
+    );
     let epoch = r.source_date_epoch;
     let plan = Plan {
         diff_ids: layers,
         keep,
         epoch,
     };
-    let reader = engine.save_reader(built);
-    let dir = scratch.path().to_path_buf();
+    let reader = StopOnCancel(engine.save_reader(built));
+    // The blocking task holds the folder too: it goes when the last of the two lets go.
+    let held = scratch.clone();
     let (saved, mut timings) = tokio::task::spawn_blocking(move || {
         let mut t = Timings::default();
-        image_archive::read_save(reader, &plan, &dir, &mut t).map(|s| (s, t))
+        image_archive::read_save(reader, &plan, held.path(), &mut t).map(|s| (s, t))
     })
     .await
     .map_err(|e| failed(built, e))?
@@ -125,6 +139,8 @@ async fn normalise_inner(
     reproduce::same_but_for_time(&saved.engine_config, &saved.normalised.config)
         .map_err(|e| failed(built, e))?;
 
+    // The test hook: the save is spooled in the scratch folder, the load not started.
+    crate::signals::pause_at("normalise").await;
     let load_started = Instant::now();
     let (writer, body) = export::body_pipe();
     let writing = tokio::task::spawn_blocking(move || {
@@ -135,6 +151,7 @@ async fn normalise_inner(
     let (expected, saved) = writing.await.map_err(|e| failed(built, e))?;
     let expected = expected.map_err(|e| failed(built, e))?;
     let loaded = loaded?;
+    let guard = ImageGuard::new(engine, loaded.clone());
     if loaded != expected {
         return Err(failed(
             built,
@@ -162,12 +179,15 @@ async fn normalise_inner(
         pipeline::short_id(&normalised.image_id),
         timings.bytes_added / 1_000_000
     ));
-    Ok(Normalisation {
-        built: built.to_string(),
-        normalised,
-        added_bytes: timings.bytes_added,
-        seconds,
-    })
+    Ok((
+        Normalisation {
+            built: built.to_string(),
+            normalised,
+            added_bytes: timings.bytes_added,
+            seconds,
+        },
+        guard,
+    ))
 }
 
 /// Builds the recipe a second time without cache, normalises it, and compares with `first`.
@@ -193,10 +213,13 @@ pub async fn verify(
         verify_reproducible: false,
     };
     let built = pipeline::build_image(engine, r, prepared, &again, progress).await?;
-    let second = normalise(engine, r, &built, progress).await?.normalised;
+    let (second, guard) = normalise(engine, r, built, progress).await?;
+    let second = second.normalised;
     let c = reproduce::compare(first, &second);
-    if second.image_id != first.image_id {
-        engine.remove_untagged(&second.image_id).await?;
+    if second.image_id == first.image_id {
+        let _ = guard.keep();
+    } else {
+        guard.release().await?;
     }
     progress.note(&c.to_string());
     Ok(c)

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::context::{self, Prepared};
-use crate::engine::{BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError, MountSpec};
+use crate::engine::{
+    BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError, ImageGuard, MountSpec,
+};
 use crate::host::HostRoot;
 use crate::recipe::{Loaded, Recipe};
 use crate::render::labels;
@@ -97,8 +99,21 @@ pub struct BuildOptions {
     pub verify_reproducible: bool,
 }
 
-/// Builds, tests and tags one recipe.
+/// Builds, tests and tags one recipe. Whatever the run made and did not keep (the engine's
+/// image, a normalised candidate that failed, a smoke container) is removed by its guard
+/// before this returns, on every path.
 pub async fn build(
+    engine: &Engine,
+    loaded: &Loaded,
+    opts: &BuildOptions,
+    progress: &mut dyn Progress,
+) -> Result<BuildOutcome, EngineError> {
+    let result = build_guarded(engine, loaded, opts, progress).await;
+    crate::engine::guard::drain().await;
+    result
+}
+
+async fn build_guarded(
     engine: &Engine,
     loaded: &Loaded,
     opts: &BuildOptions,
@@ -152,8 +167,8 @@ pub async fn build(
             PullForBuild::NeedsSmoke(id) => pulled = Some(id),
         }
     }
-    let (image_id, normalised) = match pulled {
-        Some(id) => (id, None),
+    let (candidate, normalised) = match pulled {
+        Some(id) => (ImageGuard::new(engine, id), None),
         None => {
             progress.note(&format!(
                 "building {} (input digest {})",
@@ -165,16 +180,17 @@ pub async fn build(
             let build_time = started.elapsed().as_secs_f64();
             if opts.level != Level::Skip && !opts.verify_reproducible {
                 return smoke_beside_normalise(
-                    engine, loaded, &prepared, &built, opts, outcome, started, build_time, progress,
+                    engine, loaded, &prepared, built, opts, outcome, started, build_time, progress,
                 )
                 .await;
             }
             // The engine's image carries build times; the one tested, tagged and pushed does not.
-            let norm = crate::normalise::normalise(engine, r, &built, progress).await?;
+            let (norm, candidate) = crate::normalise::normalise(engine, r, built, progress).await?;
             outcome.build_seconds = Some(started.elapsed().as_secs_f64());
-            (norm.normalised.image_id.clone(), Some(norm.normalised))
+            (candidate, Some(norm.normalised))
         }
     };
+    let image_id = candidate.id().to_string();
     outcome.image_id = Some(image_id.clone());
     if let Some(n) = &normalised {
         outcome.layers = n.diff_ids();
@@ -185,7 +201,7 @@ pub async fn build(
         outcome.reproducible = Some(c);
         if !same {
             outcome.status = BuildStatus::NotReproducible;
-            outcome.candidate_removed = engine.remove_untagged(&image_id).await?;
+            outcome.candidate_removed = candidate.release().await?;
             return Ok(outcome);
         }
     }
@@ -195,17 +211,12 @@ pub async fn build(
             short_id(&image_id)
         ));
         outcome.status = BuildStatus::Untested;
+        // Untested but kept, as before: the user asked for the build.
+        let _ = candidate.keep();
         return Ok(outcome);
     }
-    let result = smoke_image(engine, &image_id, r, opts.level, progress).await;
-    let result = match result {
-        Ok(res) => res,
-        Err(e) => {
-            outcome.candidate_removed = engine.remove_untagged(&image_id).await.unwrap_or(false);
-            return Err(e);
-        }
-    };
-    judge_and_tag(engine, r, &prepared, &image_id, result, outcome).await
+    let result = smoke_image(engine, &image_id, r, opts.level, progress).await?;
+    judge_and_tag(engine, r, &prepared, candidate, result, outcome).await
 }
 
 /// Collects notes while another task owns the console, to print them in order afterwards.
@@ -232,7 +243,7 @@ async fn smoke_beside_normalise(
     engine: &Engine,
     loaded: &Loaded,
     prepared: &Prepared,
-    built: &str,
+    built: ImageGuard,
     opts: &BuildOptions,
     mut outcome: BuildOutcome,
     started: Instant,
@@ -242,28 +253,24 @@ async fn smoke_beside_normalise(
     let r = &loaded.recipe;
     let mut deferred = Deferred::default();
     let (norm, smoke) = tokio::join!(
-        crate::normalise::normalise_beside_smoke(engine, r, built, &mut deferred),
-        smoke_image(engine, built, r, opts.level, progress)
+        crate::normalise::normalise_beside_smoke(engine, r, built.id(), &mut deferred),
+        smoke_image(engine, built.id(), r, opts.level, progress)
     );
     for n in &deferred.notes {
         progress.note(n);
     }
-    let norm = match norm {
-        Ok(n) => n,
-        Err(e) => {
-            if engine.remove_untagged(built).await.unwrap_or(false) {
-                progress.note(&format!(
-                    "normalise failed: removed the built candidate {}",
-                    short_id(built)
-                ));
-            }
-            return Err(e);
-        }
-    };
-    let image_id = norm.normalised.image_id.clone();
-    if built != image_id {
-        engine.remove_untagged(built).await?;
+    let (norm, candidate) = norm.inspect_err(|_| {
+        progress.note(&format!(
+            "normalise failed: the built candidate {} is removed",
+            short_id(built.id())
+        ))
+    })?;
+    if built.id() == candidate.id() {
+        let _ = built.keep();
+    } else {
+        built.release().await?;
     }
+    let image_id = candidate.id().to_string();
     outcome.build_seconds = Some(started.elapsed().as_secs_f64());
     tracing::debug!(
         "timing: build {build_time:.2} s, normalise {:.2} s beside the smoke test {:.2} s, both done at {:.2} s",
@@ -273,14 +280,7 @@ async fn smoke_beside_normalise(
     );
     outcome.image_id = Some(image_id.clone());
     outcome.layers = norm.normalised.diff_ids();
-    let result = match smoke {
-        Ok(res) => res,
-        Err(e) => {
-            outcome.candidate_removed = engine.remove_untagged(&image_id).await.unwrap_or(false);
-            return Err(e);
-        }
-    };
-    judge_and_tag(engine, r, prepared, &image_id, result, outcome).await
+    judge_and_tag(engine, r, prepared, candidate, smoke?, outcome).await
 }
 
 /// Tags a passed candidate (or removes a failed one) and records the level it passed.
@@ -288,25 +288,29 @@ async fn judge_and_tag(
     engine: &Engine,
     r: &Recipe,
     prepared: &Prepared,
-    image_id: &str,
+    candidate: ImageGuard,
     result: SmokeResult,
     mut outcome: BuildOutcome,
 ) -> Result<BuildOutcome, EngineError> {
     let (moving, pinned) = tags(&r.name, &prepared.digest);
-    let image_id = image_id.to_string();
+    let image_id = candidate.id().to_string();
     let passed = result.passed;
     outcome.smoke = Some(result);
     if !passed {
         outcome.status = BuildStatus::Failed;
         // The candidate goes; a previous good image keeps its tags.
-        outcome.candidate_removed = engine.remove_untagged(&image_id).await?;
+        outcome.candidate_removed = candidate.release().await?;
         return Ok(outcome);
     }
+    // The test hook: passed, nothing tagged yet.
+    crate::signals::pause_at("tag").await;
     // The immutable tag first: if the moving tag fails after it, a rerun skips the build.
     for t in [&pinned, &moving] {
         engine.tag(&image_id, REPOSITORY, t).await?;
         outcome.tags.push(format!("{REPOSITORY}:{t}"));
     }
+    // Tagged: it stays.
+    let _ = candidate.keep();
     if let Some(passed) = &outcome.smoke {
         // The level it passed, beside it, for `push` and for pullers.
         crate::distribute::record_pass(engine, &r.name, &prepared.digest, &image_id, passed)
@@ -323,7 +327,7 @@ pub async fn build_image(
     prepared: &Prepared,
     opts: &BuildOptions,
     progress: &mut dyn Progress,
-) -> Result<String, EngineError> {
+) -> Result<ImageGuard, EngineError> {
     let mut build_labels = BTreeMap::new();
     build_labels.insert(labels::INPUT_DIGEST.to_string(), prepared.digest.hex());
     engine
@@ -340,6 +344,7 @@ pub async fn build_image(
             &mut |e| progress.build(&e),
         )
         .await
+        .map(|id| ImageGuard::new(engine, id))
 }
 
 /// The host root the tool reads devices from (a fixture tree in tests).

@@ -135,7 +135,19 @@ impl Engine {
                 message,
             }
         };
-        while let Some(item) = stream.next().await {
+        // Cancelled: the stream (the /build request and its BuildKit session) is dropped on
+        // return, which closes both connections; the daemon then cancels the solve, and no
+        // image is exported.
+        let cancel = crate::signals::token();
+        let mut paused = false;
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = cancel.cancelled() => {
+                    return Err(EngineError::Interrupted { what: format!("build of {}", req.what) });
+                }
+            };
+            let Some(item) = item else { break };
             let info = match item {
                 Ok(i) => i,
                 Err(e) => return Err(failed(&v, describe(&e))),
@@ -169,6 +181,11 @@ impl Engine {
                         }
                         if vx.started.is_some() && v.started.insert(vx.digest.clone()) {
                             emit(BuildEvent::Step { name: name.clone() });
+                            // The test hook: a RUN step is under way on the daemon.
+                            if !paused && name.contains("RUN") {
+                                paused = true;
+                                crate::signals::pause_at("build").await;
+                            }
                         }
                         if let Some(done) = vx.completed {
                             if v.finished.insert(vx.digest.clone()) {

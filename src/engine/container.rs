@@ -11,7 +11,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::{Engine, EngineError};
+use super::{ContainerGuard, Engine, EngineError};
 use crate::render::labels;
 
 /// A container to run once.
@@ -131,6 +131,15 @@ fn create_body(spec: &ContainerSpec, attach: Attach) -> ContainerCreateBody {
     }
 }
 
+/// The wait stream ended without an exit status (the container was removed under us, or
+/// the engine went away): never a success.
+pub(crate) fn lost_wait(what: &str) -> EngineError {
+    EngineError::Api {
+        what: format!("waiting for the {what}"),
+        detail: "the engine ended the wait without an exit status (the container was removed, or the engine restarted): its result is unknown".into(),
+    }
+}
+
 impl Engine {
     /// Creates, starts and waits for a container, streaming its stderr lines to `on_stderr`.
     /// Whatever happens (exit, timeout, Ctrl-C, an engine error), the container is removed.
@@ -148,11 +157,11 @@ impl Engine {
             )
             .await
             .map_err(|e| EngineError::api(format!("creating a container of {}", spec.image), e))?;
-        let id = created.id;
-        let result = self.drive(&id, spec, on_stderr).await;
         // Always removed, also when start failed (a missing device fails at start and would
-        // otherwise leave the container behind).
-        let removed = self.remove_container(&id).await;
+        // otherwise leave the container behind), and by the guard when this is cancelled.
+        let guard = ContainerGuard::new(self, created.id);
+        let result = self.drive(guard.id(), spec, on_stderr).await;
+        let removed = guard.release().await;
         let outcome = result?;
         removed?;
         Ok(outcome)
@@ -170,6 +179,8 @@ impl Engine {
             .await
             .map_err(|e| EngineError::api(format!("starting the {}", what()), e))?;
         let started = Instant::now();
+        crate::signals::pause_at("smoke").await;
+        let cancel = crate::signals::token();
         let mut logs = self.docker.logs(
             id,
             Some(
@@ -222,14 +233,14 @@ impl Engine {
                         Some(Ok(r)) => r.status_code,
                         Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
                         Some(Err(e)) => return Err(EngineError::api(format!("waiting for the {}", what()), e)),
-                        None => -1,
+                        None => return Err(lost_wait(&what())),
                     });
                 },
                 _ = &mut deadline, if !timed_out => {
                     timed_out = true;
                     self.kill(id).await;
                 },
-                _ = tokio::signal::ctrl_c() => {
+                _ = cancel.cancelled() => {
                     self.kill(id).await;
                     return Err(EngineError::Interrupted { what: what() });
                 }
@@ -353,7 +364,12 @@ impl Engine {
             .await
             .map_err(|e| EngineError::api(format!("creating a container of {}", spec.image), e))?
             .id;
+        let guard = ContainerGuard::new(self, id.clone());
         let what = || format!("container of {}", spec.image);
+        let cancel = crate::signals::token();
+        // Without a terminal, the first SIGINT/SIGTERM is the program's: passed on once, as
+        // `docker run` does; the next one cancels the run (the one path, crate::signals).
+        let mut forward = (!tty).then(crate::signals::forward);
         let result = async {
             // Attached before the start, so no early output is lost.
             let attached = self
@@ -402,12 +418,13 @@ impl Engine {
                     },
                     // On a terminal in raw mode Ctrl-C is a key for the program; without
                     // one it is our signal: passed on once, as `docker run` does, then fatal.
-                    _ = tokio::signal::ctrl_c(), if !tty => {
-                        if !interrupted {
-                            interrupted = true;
-                            let _ = self.docker.kill_container(&id, Some(KillContainerOptionsBuilder::default().signal("SIGINT").build())).await;
-                            continue;
-                        }
+                    Some(sig) = async { match forward.as_mut() { Some(f) => f.recv().await, None => std::future::pending().await } }, if !interrupted => {
+                        interrupted = true;
+                        forward = None;
+                        let _ = self.docker.kill_container(&id, Some(KillContainerOptionsBuilder::default().signal(sig).build())).await;
+                        continue;
+                    }
+                    _ = cancel.cancelled() => {
                         self.kill(&id).await;
                         stdin_task.abort();
                         return Err(EngineError::Interrupted { what: what() });
@@ -436,12 +453,13 @@ impl Engine {
                 Some(Err(e)) => {
                     return Err(EngineError::api(format!("waiting for the {}", what()), e))
                 }
-                None => -1,
+                None => return Err(lost_wait(&what())),
             };
             Ok(code)
         }
         .await;
-        let removed = self.remove_container(&id).await;
+        drop(forward);
+        let removed = guard.release().await;
         let code = result?;
         removed?;
         Ok(code)

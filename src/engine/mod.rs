@@ -6,6 +6,7 @@
 mod build;
 mod container;
 pub mod export;
+pub mod guard;
 mod images;
 mod registry;
 mod resolve;
@@ -19,6 +20,7 @@ use crate::endpoint::{Endpoint, EnvView, Scheme};
 
 pub use build::{BuildEvent, BuildRequest};
 pub use container::{Attach, ContainerOutcome, ContainerSpec, MountSpec};
+pub use guard::{ContainerGuard, ImageGuard, ScratchGuard};
 pub use images::ImageSummary;
 pub use registry::TransferEvent;
 pub use status::engine_status;

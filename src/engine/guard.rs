@@ -1,0 +1,237 @@
+//! Guards for what a run makes on the way: candidate images, containers, scratch folders.
+//!
+//! Removal is async and Drop is not, so a guard that is dropped armed (an error returned
+//! with `?`, a cancelled future, a panic) queues its removal here, and [`drain`] does it.
+//! `pipeline::build` drains when it returns, and `main` drains once more after the command,
+//! however it ended, so a leftover is removed before the process exits. A scratch folder
+//! is removed in Drop itself (that is synchronous), and queued again only when that failed.
+//! [`ImageGuard`] is the one rule "remove the candidate unless it was kept".
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::{Engine, EngineError};
+
+enum Leftover {
+    Container(Engine, String),
+    Image(Engine, String),
+    Scratch(PathBuf),
+}
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<Leftover>> {
+    static PENDING: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
+    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes everything dropped guards left: containers first (they hold images), then
+/// images, newest first (a normalised image before the one it came from), then scratch
+/// folders. Errors are logged, not returned: this runs on the way out.
+pub async fn drain() {
+    let mut all = std::mem::take(&mut *pending());
+    all.sort_by_key(|l| match l {
+        Leftover::Container(..) => 0,
+        Leftover::Image(..) => 1,
+        Leftover::Scratch(_) => 2,
+    });
+    let mut images = vec![];
+    for l in all {
+        match l {
+            Leftover::Container(e, id) => {
+                if let Err(err) = e.remove_container(&id).await {
+                    tracing::warn!("cleanup: {err}");
+                }
+            }
+            Leftover::Image(e, id) => images.push((e, id)),
+            Leftover::Scratch(p) => remove_scratch(&p),
+        }
+    }
+    for (e, id) in images.into_iter().rev() {
+        match e.remove_untagged(&id).await {
+            Ok(true) => tracing::debug!("cleanup: removed candidate image {id}"),
+            Ok(false) => {}
+            Err(err) => tracing::warn!("cleanup: {err}"),
+        }
+    }
+}
+
+/// The scratch folders still queued, removed without an engine (after the runtime is gone,
+/// when the blocking tasks that wrote into them have stopped).
+/// Also the folders whose guard is still alive: a blocking task that was writing into one
+/// when the run was cancelled may hold it past the runtime's end.
+pub fn drain_scratch_blocking() {
+    let mut q = pending();
+    q.retain(|l| match l {
+        Leftover::Scratch(p) => {
+            remove_scratch(p);
+            false
+        }
+        _ => true,
+    });
+    drop(q);
+    for p in std::mem::take(&mut *live()) {
+        remove_scratch(&p);
+    }
+}
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remove_scratch(p: &std::path::Path) {
+    // A blocking task may still be writing into it: try a few times.
+    for _ in 0..10 {
+        match std::fs::remove_dir_all(p) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    tracing::warn!(
+        "cleanup: could not remove the scratch folder {}",
+        p.display()
+    );
+}
+
+/// A candidate image: removed (unless a tag holds it) when released or dropped, unless kept.
+#[must_use = "a guard removes its image when dropped"]
+pub struct ImageGuard {
+    engine: Engine,
+    id: Option<String>,
+}
+
+impl ImageGuard {
+    pub fn new(engine: &Engine, id: impl Into<String>) -> Self {
+        ImageGuard {
+            engine: engine.clone(),
+            id: Some(id.into()),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    /// The image stays (it was tagged, or someone else owns it now).
+    pub fn keep(mut self) -> String {
+        self.id.take().unwrap_or_default()
+    }
+
+    /// Removes the image now, unless a tag holds it. Returns whether it was removed.
+    pub async fn release(mut self) -> Result<bool, EngineError> {
+        match self.id.take() {
+            Some(id) => self.engine.remove_untagged(&id).await,
+            None => Ok(false),
+        }
+    }
+}
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            pending().push(Leftover::Image(self.engine.clone(), id));
+        }
+    }
+}
+
+/// A container the tool created: force-removed when released or dropped.
+#[must_use = "a guard removes its container when dropped"]
+pub struct ContainerGuard {
+    engine: Engine,
+    id: Option<String>,
+}
+
+impl ContainerGuard {
+    pub fn new(engine: &Engine, id: impl Into<String>) -> Self {
+        ContainerGuard {
+            engine: engine.clone(),
+            id: Some(id.into()),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    /// Force-removes the container now.
+    pub async fn release(mut self) -> Result<(), EngineError> {
+        match self.id.take() {
+            Some(id) => self.engine.remove_container(&id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            pending().push(Leftover::Container(self.engine.clone(), id));
+        }
+    }
+}
+
+/// A scratch folder `/tmp/rdna1-images-<what>-<pid>-*`: removed when dropped however the
+/// run ends; queued for [`drain_scratch_blocking`] if removing it failed.
+pub struct ScratchGuard {
+    dir: Option<PathBuf>,
+}
+
+impl ScratchGuard {
+    pub fn new(what: &str) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rdna1-images-{what}-{}-", std::process::id()))
+            .tempdir()?
+            .keep();
+        live().push(dir.clone());
+        Ok(ScratchGuard { dir: Some(dir) })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir
+            .as_deref()
+            .expect("the folder lives as long as its guard")
+    }
+}
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            live().retain(|p| p != &d);
+            if std::fs::remove_dir_all(&d).is_err() && d.exists() {
+                pending().push(Leftover::Scratch(d));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scratch_folder_goes_with_its_guard() {
+        let g = ScratchGuard::new("guardtest").unwrap();
+        let p = g.path().to_path_buf();
+        std::fs::write(p.join("x"), b"data").unwrap();
+        assert!(p.exists());
+        assert!(p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&format!("rdna1-images-guardtest-{}-", std::process::id())));
+        drop(g);
+        assert!(!p.exists(), "{} is left", p.display());
+    }
+
+    #[test]
+    fn a_scratch_folder_goes_on_a_panic_too() {
+        let mut path = None;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let g = ScratchGuard::new("guardpanic").unwrap();
+            path = Some(g.path().to_path_buf());
+            panic!("boom");
+        }));
+        assert!(r.is_err());
+        assert!(!path.unwrap().exists());
+    }
+}

@@ -1,0 +1,127 @@
+//! The one cancellation path. A single task, started at the top, turns SIGINT and SIGTERM
+//! into a [`CancellationToken`] that every stage watches; `app::run` races the command
+//! against it, so a signal at any moment ends the command at its current await point. What
+//! the command had made goes with its guards ([`crate::engine::guard`]), drained on every
+//! exit path. Interactive `run` borrows the first signal with [`forward`], to pass it to the
+//! container as `docker run` does; the next one cancels.
+//!
+//! The test hook `RDNA1_IMAGES_PAUSE_AT=<stage>` (build, normalise, smoke, tag, push) prints
+//! `rdna1-images: paused at <stage>` on stderr and waits there until a signal arrives, so a
+//! test can interrupt at a known moment.
+
+use std::sync::{Mutex, OnceLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The environment variable of the pause hook.
+pub const PAUSE_ENV: &str = "RDNA1_IMAGES_PAUSE_AT";
+
+/// The stages the pause hook knows.
+pub const STAGES: [&str; 5] = ["build", "normalise", "smoke", "tag", "push"];
+
+fn global() -> &'static CancellationToken {
+    static TOKEN: OnceLock<CancellationToken> = OnceLock::new();
+    TOKEN.get_or_init(CancellationToken::new)
+}
+
+type Forwarder = mpsc::UnboundedSender<&'static str>;
+
+fn forwarder() -> &'static Mutex<Option<Forwarder>> {
+    static FORWARD: Mutex<Option<Forwarder>> = Mutex::new(None);
+    &FORWARD
+}
+
+/// The process's cancellation token: cancelled by the first SIGINT or SIGTERM (the second,
+/// while [`forward`] holds the first).
+pub fn token() -> CancellationToken {
+    global().clone()
+}
+
+/// Whether a signal has cancelled the run.
+pub fn cancelled() -> bool {
+    global().is_cancelled()
+}
+
+/// Starts the signal task. Call once, inside the runtime, before the command runs.
+pub fn install() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                Some(()) = int.recv() => "SIGINT",
+                Some(()) = term.recv() => "SIGTERM",
+                else => break,
+            };
+            let borrowed = forwarder().lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(tx) = borrowed {
+                if tx.send(name).is_ok() {
+                    continue;
+                }
+            }
+            tracing::debug!("{name}: cancelling the run");
+            global().cancel();
+        }
+    });
+    Ok(())
+}
+
+/// The first signal, borrowed: while this lives, the next SIGINT/SIGTERM is sent here
+/// instead of cancelling the run (once; later ones cancel).
+pub struct Forward {
+    rx: mpsc::UnboundedReceiver<&'static str>,
+}
+
+/// Borrows the next signal (for interactive `run`).
+pub fn forward() -> Forward {
+    let (tx, rx) = mpsc::unbounded_channel();
+    *forwarder().lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    Forward { rx }
+}
+
+impl Forward {
+    /// The borrowed signal's name, when it arrives.
+    pub async fn recv(&mut self) -> Option<&'static str> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        forwarder().lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// The pause hook: when `RDNA1_IMAGES_PAUSE_AT` names `stage`, says so on stderr and waits
+/// until the run is cancelled. Returns at once otherwise, or when already cancelled.
+pub async fn pause_at(stage: &'static str) {
+    debug_assert!(STAGES.contains(&stage), "unknown stage {stage}");
+    let asked = std::env::var(PAUSE_ENV).unwrap_or_default();
+    if asked.split(',').any(|s| s.trim() == stage) {
+        eprintln!("rdna1-images: paused at {stage}");
+        global().cancelled().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pause_returns_at_once_for_another_stage() {
+        // The variable is not set for the unit tests: no stage pauses.
+        tokio::time::timeout(std::time::Duration::from_secs(1), pause_at("tag"))
+            .await
+            .expect("pause_at must not wait when the hook names no stage");
+    }
+
+    #[tokio::test]
+    async fn a_borrowed_signal_goes_to_the_forwarder_not_the_token() {
+        let f = forward();
+        assert!(forwarder().lock().unwrap().is_some());
+        drop(f);
+        assert!(forwarder().lock().unwrap().is_none());
+    }
+}
