@@ -204,6 +204,8 @@ async fn push_one(
     tag: &str,
     progress: &mut dyn Progress,
 ) -> Result<PushedTag, DistError> {
+    // The test hook: the image is tested and tagged, the push not started.
+    crate::signals::pause_at("push").await;
     let name = remote.repo.name();
     let reference = remote.repo.reference(tag);
     progress.note(&format!("pushing {reference}"));
@@ -277,6 +279,19 @@ pub async fn record_pass(
         engine.remove_untagged(&old).await?;
     }
     Ok(reference)
+}
+
+/// The level `image_id` is recorded to have passed locally (its strongest smoke report), for
+/// the skip check.
+pub async fn recorded_level(
+    engine: &Engine,
+    recipe: &str,
+    digest: &InputDigest,
+    image_id: &str,
+) -> Result<Option<Level>, EngineError> {
+    Ok(local_report(engine, recipe, &digest.short(), image_id)
+        .await?
+        .map(|(l, _)| l))
 }
 
 /// The strongest local smoke report for `image_id`: (level, report reference).
@@ -637,7 +652,7 @@ pub async fn pull_for_build(
         bytes as f64 / 1e6
     ));
     match tested {
-        Some(t) if registry::level_rank(t.level) >= registry::level_rank(level) => {
+        Some(t) if crate::smoke::covers(Some(t.level), level) => {
             progress.note(&format!(
                 "its smoke report {} says it passed the {} smoke test on {}",
                 t.report, t.level, t.tested_at

@@ -120,10 +120,8 @@ async fn build_guarded(
     progress: &mut dyn Progress,
 ) -> Result<BuildOutcome, EngineError> {
     let r = &loaded.recipe;
-    let prepared = context::prepare(loaded).map_err(|e| EngineError::Build {
-        what: r.name.to_string(),
-        message: e.to_string(),
-    })?;
+    // A missing or unreadable file or patch is the recipe's fault: exit 2, with its field.
+    let prepared = context::prepare(loaded)?;
     let (_, pinned) = tags(&r.name, &prepared.digest);
     let pinned_ref = format!("{REPOSITORY}:{pinned}");
     let mut outcome = BuildOutcome {
@@ -140,17 +138,34 @@ async fn build_guarded(
     };
     if !opts.force {
         if let Some(existing) = engine.image(&pinned_ref).await? {
+            // A skip needs an earlier pass at the level asked for, or a stronger one.
+            let recorded =
+                crate::distribute::recorded_level(engine, &r.name, &prepared.digest, &existing.id)
+                    .await?;
+            outcome.image_id = Some(existing.id.clone());
+            if smoke::covers(recorded, opts.level) {
+                progress.note(&format!(
+                    "{pinned_ref} already exists (image {}, passed the {} smoke test): same inputs, nothing to build; --force rebuilds",
+                    short_id(&existing.id),
+                    recorded.map(Level::as_str).unwrap_or("no")
+                ));
+                outcome.tags = existing
+                    .tags
+                    .into_iter()
+                    .filter(|t| t.starts_with(&format!("{REPOSITORY}:")))
+                    .collect();
+                return Ok(outcome);
+            }
             progress.note(&format!(
-                "{pinned_ref} already exists (image {}): same inputs, nothing to build; --force rebuilds",
-                short_id(&existing.id)
+                "{pinned_ref} already exists (image {}), but its recorded smoke level is {}, and {} was asked for: testing it again",
+                short_id(&existing.id),
+                recorded.map(Level::as_str).unwrap_or("none"),
+                opts.level
             ));
-            outcome.image_id = Some(existing.id);
-            outcome.tags = existing
-                .tags
-                .into_iter()
-                .filter(|t| t.starts_with(&format!("{REPOSITORY}:")))
-                .collect();
-            return Ok(outcome);
+            let result = smoke_image(engine, &existing.id, r, opts.level, progress).await?;
+            // Tagged already, so a failure removes nothing: the image and its tags stay.
+            let candidate = ImageGuard::new(engine, existing.id);
+            return judge_and_tag(engine, r, &prepared, candidate, result, outcome).await;
         }
     }
     let mut pulled = None;

@@ -185,20 +185,11 @@ impl fmt::Display for Channel {
     }
 }
 
-/// How strong a smoke level is: gpu proves more than cpu; skip proves nothing.
-pub fn level_rank(level: Level) -> u8 {
-    match level {
-        Level::Skip => 0,
-        Level::Cpu => 1,
-        Level::Gpu => 2,
-    }
-}
-
 /// The channels an image that passed `level` may be published in, strongest last.
 pub fn channels_for(level: Level) -> Vec<Channel> {
     [Channel::Nightly, Channel::Stable]
         .into_iter()
-        .filter(|c| level_rank(level) >= level_rank(c.required_level()))
+        .filter(|c| crate::smoke::covers(Some(level), c.required_level()))
         .collect()
 }
 

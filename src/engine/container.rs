@@ -131,12 +131,21 @@ fn create_body(spec: &ContainerSpec, attach: Attach) -> ContainerCreateBody {
     }
 }
 
-/// The wait stream ended without an exit status (the container was removed under us, or
-/// the engine went away): never a success.
-pub(crate) fn lost_wait(what: &str) -> EngineError {
-    EngineError::Api {
-        what: format!("waiting for the {what}"),
-        detail: "the engine ended the wait without an exit status (the container was removed, or the engine restarted): its result is unknown".into(),
+/// The exit status from the first item of a wait stream. A non-zero exit comes as
+/// `DockerContainerWaitError`; a stream that ends without an item (the container was removed
+/// under us, the engine restarted) is a lost wait: an error, never a success.
+fn wait_status(
+    item: Option<Result<bollard::models::ContainerWaitResponse, bollard::errors::Error>>,
+    what: &str,
+) -> Result<i64, EngineError> {
+    match item {
+        Some(Ok(r)) => Ok(r.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => Err(EngineError::api(format!("waiting for the {what}"), e)),
+        None => Err(EngineError::Api {
+            what: format!("waiting for the {what}"),
+            detail: "the engine ended the wait without an exit status (the container was removed, or the engine restarted): its result is unknown".into(),
+        }),
     }
 }
 
@@ -229,12 +238,7 @@ impl Engine {
                 },
                 w = wait.next(), if !wait_done => {
                     wait_done = true;
-                    exit_code = Some(match w {
-                        Some(Ok(r)) => r.status_code,
-                        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-                        Some(Err(e)) => return Err(EngineError::api(format!("waiting for the {}", what()), e)),
-                        None => return Err(lost_wait(&what())),
-                    });
+                    exit_code = Some(wait_status(w, &what())?);
                 },
                 _ = &mut deadline, if !timed_out => {
                     timed_out = true;
@@ -435,7 +439,7 @@ impl Engine {
             if let Some(r) = resizer {
                 r.abort();
             }
-            let code = match self
+            let w = self
                 .docker
                 .wait_container(
                     &id,
@@ -446,16 +450,8 @@ impl Engine {
                     ),
                 )
                 .next()
-                .await
-            {
-                Some(Ok(r)) => r.status_code,
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-                Some(Err(e)) => {
-                    return Err(EngineError::api(format!("waiting for the {}", what()), e))
-                }
-                None => return Err(lost_wait(&what())),
-            };
-            Ok(code)
+                .await;
+            wait_status(w, &what())
         }
         .await;
         drop(forward);
@@ -492,5 +488,35 @@ impl Engine {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::wait_status;
+
+    #[test]
+    fn a_lost_wait_is_an_error_not_exit_0() {
+        let e = wait_status(None, "container of x").unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        let m = e.to_string();
+        assert!(
+            m.contains("without an exit status") && m.contains("container of x"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn exit_codes_come_through() {
+        let ok = bollard::models::ContainerWaitResponse {
+            status_code: 0,
+            error: None,
+        };
+        assert_eq!(wait_status(Some(Ok(ok)), "c").unwrap(), 0);
+        let failed = bollard::errors::Error::DockerContainerWaitError {
+            error: String::new(),
+            code: 3,
+        };
+        assert_eq!(wait_status(Some(Err(failed)), "c").unwrap(), 3);
     }
 }

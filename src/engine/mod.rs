@@ -49,6 +49,9 @@ pub enum EngineError {
     },
     #[error("{what} was interrupted")]
     Interrupted { what: String },
+    /// Bad input found on the way (a recipe's file or patch missing): exit 2, not 1.
+    #[error(transparent)]
+    Input(#[from] crate::recipe::RecipeError),
 }
 
 impl EngineError {
@@ -57,6 +60,7 @@ impl EngineError {
         match self {
             EngineError::Unreachable { .. } | EngineError::Endpoint(_) => 3,
             EngineError::Interrupted { .. } => 130,
+            EngineError::Input(_) => 2,
             EngineError::Build { .. } | EngineError::Api { .. } => 1,
             EngineError::Registry { class, .. } => class.exit_code(),
         }

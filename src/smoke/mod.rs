@@ -57,6 +57,24 @@ impl Level {
     }
 }
 
+impl Level {
+    /// How strong a pass at this level is: gpu > cpu > skip (nothing tested).
+    pub fn rank(self) -> u8 {
+        match self {
+            Level::Skip => 0,
+            Level::Cpu => 1,
+            Level::Gpu => 2,
+        }
+    }
+}
+
+/// Whether a recorded pass (None: none recorded, or untested) answers a request for `asked`:
+/// only a pass at that level or a stronger one (gpu covers cpu, not the other way). The one
+/// rule for the skip check, pull-or-build and the channels an image may be pushed to.
+pub fn covers(recorded: Option<Level>, asked: Level) -> bool {
+    recorded.unwrap_or(Level::Skip).rank() >= asked.rank()
+}
+
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -300,5 +318,23 @@ mod tests {
         assert!(PROGRAM.starts_with("#!/usr/bin/env python3"));
         assert!(PROGRAM.contains(&format!("SCHEMA = {REPORT_SCHEMA}\n")));
         assert!(PROGRAM.contains(&format!("REPORT_MARKER = \"{REPORT_MARKER}\"")));
+    }
+}
+
+#[cfg(test)]
+mod covers_tests {
+    use super::{covers, Level};
+
+    #[test]
+    fn a_pass_covers_its_level_and_weaker_ones_only() {
+        assert!(covers(Some(Level::Gpu), Level::Gpu));
+        assert!(covers(Some(Level::Gpu), Level::Cpu));
+        assert!(covers(Some(Level::Cpu), Level::Cpu));
+        assert!(!covers(Some(Level::Cpu), Level::Gpu));
+        assert!(!covers(None, Level::Cpu));
+        assert!(!covers(None, Level::Gpu));
+        assert!(!covers(Some(Level::Skip), Level::Cpu));
+        // Nothing asked: anything answers.
+        assert!(covers(None, Level::Skip));
     }
 }
