@@ -1,0 +1,412 @@
+//! SIGINT at known moments of a cold build (RDNA1_IMAGES_PAUSE_AT) and at random ones: the
+//! run ends with exit 130 (or a finished build), and leaves no scratch folder, no container
+//! of the tool and no new dangling image; the previous good tag stays where it was. Also the
+//! skip-by-level rule, a missing patch, and `promote`'s digest rule.
+//!
+//! Every recipe gets an ENV of its own (test name and a nonce): Docker 20.10's BuildKit
+//! panics when concurrent builds share vertices and one is cancelled (moby#42414).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LABEL_RECIPE: &str = "io.github.rdna1-images.recipe";
+
+fn nonce() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}-{}", std::process::id(), t.as_nanos())
+}
+
+/// A fixture-ok copy with an ENV of its own (and optional extra steps), so no build shares
+/// a vertex with any other.
+fn unique_recipe(sb: &mut Sandbox, test: &str, steps: &[&str]) -> String {
+    let name = sb.recipe("fixture-ok");
+    let mut y = sb.read(&name);
+    y = y.replace(
+        "env:\n",
+        &format!("env:\n  RDNA1_TEST_NONCE: \"{test}-{}\"\n", nonce()),
+    );
+    if !steps.is_empty() {
+        y.push_str("steps:\n");
+        for s in steps {
+            y.push_str(&format!("  - \"{s}\"\n"));
+        }
+    }
+    sb.write(&name, &y);
+    name
+}
+
+/// What a run may leave behind, looked at before and after.
+#[derive(Debug, Clone, PartialEq)]
+struct Leftovers {
+    dangling: Vec<String>,
+    managed_dangling: Vec<String>,
+    containers: Vec<String>,
+}
+
+fn lines(s: String) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+fn leftovers(recipe: &str) -> Leftovers {
+    Leftovers {
+        dangling: lines(docker_out(&[
+            "images",
+            "-f",
+            "dangling=true",
+            "-q",
+            "--no-trunc",
+        ])),
+        managed_dangling: lines(docker_out(&[
+            "images",
+            "-q",
+            "--no-trunc",
+            "-f",
+            "dangling=true",
+            "-f",
+            "label=io.github.rdna1-images.managed=true",
+        ])),
+        containers: containers_of(recipe),
+    }
+}
+
+/// Scratch folders of process `pid` (their names carry it).
+fn scratch_of(pid: u32) -> Vec<String> {
+    let mut v = vec![];
+    for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("rdna1-images-") && n.contains(&format!("-{pid}-")) {
+            v.push(n);
+        }
+    }
+    v
+}
+
+/// The new dangling images since `before` that are ours: they carry the recipe's label, or
+/// the tool's. (Other processes on the same engine may make dangling images of their own.)
+fn our_new_dangling(before: &Leftovers, after: &Leftovers, recipe: &str) -> Vec<String> {
+    after
+        .dangling
+        .iter()
+        .filter(|id| !before.dangling.contains(id))
+        .filter(|id| {
+            let l = docker_out(&[
+                "image",
+                "inspect",
+                "--format",
+                &format!("{{{{index .Config.Labels \"{LABEL_RECIPE}\"}}}}"),
+                id,
+            ]);
+            l == recipe || after.managed_dangling.contains(id)
+        })
+        .cloned()
+        .collect()
+}
+
+struct Run {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn spawn(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(BIN);
+    c.env("RDNA1_IMAGES_BUILD_NETWORK", "none")
+        .env("RDNA1_IMAGES_REGISTRY", "127.0.0.1:9/rdna1-images-none")
+        .arg("--recipes")
+        .arg(sb.dir.path())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // A group of its own: the signal goes to the process group, as a terminal's Ctrl-C.
+        .process_group(0);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    Run {
+        child,
+        lines: rx,
+        seen: vec![],
+    }
+}
+
+impl Run {
+    fn wait_for(&mut self, marker: &str, limit: Duration) {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) => {
+                    let hit = l.contains(marker);
+                    self.seen.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(s)) = self.child.try_wait() {
+                        panic!("exited ({s}) before `{marker}`:\n{}", self.seen.join("\n"));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("no `{marker}` within {limit:?}:\n{}", self.seen.join("\n"));
+    }
+
+    fn sigint_group(&self) {
+        let pgid = self.child.id();
+        let ok = Command::new("kill")
+            .args(["-INT", "--", &format!("-{pgid}")])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -INT -{pgid}");
+    }
+
+    fn finish(mut self, limit: Duration) -> (Option<i32>, String) {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
+                    self.seen.push(l);
+                }
+                return (s.code(), self.seen.join("\n"));
+            }
+            while let Ok(l) = self.lines.try_recv() {
+                self.seen.push(l);
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                panic!(
+                    "did not exit within {limit:?} of the signal:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn image_id(reference: &str) -> String {
+    docker_out(&["image", "inspect", "--format", "{{.Id}}", reference])
+}
+
+/// One interrupted cold build. `at`: a pause stage, or None for a delay after the start.
+fn interrupt_case(test: &str, at: Option<&str>, delay: Duration) {
+    let mut sb = Sandbox::new();
+    // A long step, so a build interrupted at `build` would still be running after the signal.
+    let name = unique_recipe(&mut sb, test, &["sleep 6"]);
+    // The previous good image: the moving tag must not move.
+    let previous = format!("rdna1-images:{name}");
+    assert!(docker(&["tag", "rdna1-test-tiny:latest", &previous])
+        .status
+        .success());
+    let previous_id = image_id(&previous);
+    let before = leftovers(&name);
+    let mut env = vec![];
+    if let Some(stage) = at {
+        env.push(("RDNA1_IMAGES_PAUSE_AT", stage));
+    }
+    let started = Instant::now();
+    let mut run = spawn(&sb, &["build", &name, "--smoke", "cpu", "--no-pull"], &env);
+    let pid = run.child.id();
+    match at {
+        Some(stage) => run.wait_for(
+            &format!("rdna1-images: paused at {stage}"),
+            Duration::from_secs(600),
+        ),
+        None => std::thread::sleep(delay),
+    }
+    let signalled = started.elapsed();
+    run.sigint_group();
+    let (code, out) = run.finish(Duration::from_secs(60));
+    let what = format!(
+        "{test} (signal at {:.1} s, {:?}): exit {code:?}\n{out}",
+        signalled.as_secs_f64(),
+        at
+    );
+    match (at, code) {
+        (Some(_), Some(130)) | (None, Some(130)) => {}
+        // A random moment may come after the end: then it is a finished build.
+        (None, Some(0)) => assert!(out.contains("PASSED") || out.contains("tagged"), "{what}"),
+        _ => panic!("expected exit 130: {what}"),
+    }
+    if code == Some(130) {
+        assert!(out.contains("interrupted"), "{what}");
+        assert_eq!(
+            image_id(&previous),
+            previous_id,
+            "the previous good tag moved: {what}"
+        );
+    }
+    if at == Some("build") {
+        // Long enough for the `sleep 6` step and an export, had the build gone on.
+        std::thread::sleep(Duration::from_secs(9));
+    }
+    let after = leftovers(&name);
+    assert_eq!(
+        scratch_of(pid),
+        Vec::<String>::new(),
+        "scratch left: {what}"
+    );
+    assert_eq!(after.containers, Vec::<String>::new(), "containers: {what}");
+    assert_eq!(
+        our_new_dangling(&before, &after, &name),
+        Vec::<String>::new(),
+        "new dangling images: {what}"
+    );
+    eprintln!(
+        "{test}: exit {code:?}, signal at {:.1} s, total {:.1} s",
+        signalled.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn sigint_at_each_stage_exits_130_and_leaves_nothing() {
+    if !require_base("sigint_at_each_stage_exits_130_and_leaves_nothing") {
+        return;
+    }
+    for stage in ["build", "normalise", "smoke", "tag"] {
+        interrupt_case(&format!("interrupt-{stage}"), Some(stage), Duration::ZERO);
+    }
+}
+
+#[test]
+fn sigint_at_random_moments_exits_130_or_finishes_and_leaves_nothing() {
+    if !require_base("sigint_at_random_moments_exits_130_or_finishes_and_leaves_nothing") {
+        return;
+    }
+    // Spread over the first seconds of a cold build (connect, context, build, normalise).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for (i, base) in [300u64, 2500, 9000].into_iter().enumerate() {
+        let jitter = (seed.wrapping_mul(2654435761).wrapping_add(i as u64 * 7919)) % 1500;
+        interrupt_case(
+            &format!("interrupt-random-{i}"),
+            None,
+            Duration::from_millis(base + jitter),
+        );
+    }
+}
+
+/// A gpu request after a cpu pass tests again; a recorded gpu pass answers a cpu request.
+#[test]
+fn skip_needs_a_pass_at_the_level_asked_for() {
+    if !require_base("skip_needs_a_pass_at_the_level_asked_for") {
+        return;
+    }
+    use rdna1_images::host::fixture::FixtureHost;
+    let mut sb = Sandbox::new();
+    let name = unique_recipe(&mut sb, "skip-by-level", &[]);
+    let o = sb.cmd(&["build", &name, "--smoke", "cpu", "--no-pull"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let host = tempfile::tempdir().unwrap();
+    FixtureHost::rx5700xt().write_to(host.path()).unwrap();
+    let root = host.path().to_str().unwrap();
+
+    let o = sb.cmd_env(
+        &["build", &name, "--smoke", "gpu", "--no-pull"],
+        &[("RDNA1_IMAGES_HOST_ROOT", root)],
+    );
+    let t = text(&o);
+    assert!(
+        !t.contains("nothing to build"),
+        "gpu after cpu skipped: {t}"
+    );
+    assert!(
+        t.contains("recorded smoke level is cpu") && t.contains("smoke test (gpu)"),
+        "{t}"
+    );
+    // No GPU on this machine: the gpu test cannot pass, and nothing claims it did.
+    assert_ne!(o.status.code(), Some(0), "{t}");
+
+    // Record a gpu pass for the same image (the report image, renamed): a cpu request skips.
+    let tags = docker_out(&[
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "rdna1-images",
+    ]);
+    let cpu_report = tags
+        .lines()
+        .find(|t| t.starts_with(&format!("rdna1-images:{name}-")) && t.ends_with("-smoke-cpu"))
+        .unwrap_or_else(|| panic!("no cpu report among {tags}"))
+        .to_string();
+    let gpu_report = cpu_report.replace("-smoke-cpu", "-smoke-gpu");
+    assert!(docker(&["tag", &cpu_report, &gpu_report]).status.success());
+    assert!(docker(&["rmi", "--no-prune", &cpu_report]).status.success());
+    let o = sb.cmd(&["build", &name, "--smoke", "cpu", "--no-pull"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("passed the gpu smoke test") && t.contains("nothing to build"),
+        "{t}"
+    );
+    let o = sb.cmd_env(
+        &["build", &name, "--smoke", "gpu", "--no-pull"],
+        &[("RDNA1_IMAGES_HOST_ROOT", root)],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("nothing to build"), "{t}");
+}
+
+/// A patch the recipe names but the folder lacks: bad input (exit 2), located.
+#[test]
+fn a_missing_patch_is_bad_input() {
+    let sb = Sandbox::new();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+    let with_patch = std::fs::read_dir(&src)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "yaml")
+                && std::fs::read_to_string(p).unwrap().contains("patches:\n")
+        })
+        .expect("a shipped recipe with patches");
+    let stem = with_patch
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The recipe alone, without its patches folder.
+    std::fs::copy(&with_patch, sb.dir.path().join(format!("{stem}.yaml"))).unwrap();
+    for cmd in ["build", "render"] {
+        let o = sb.cmd_env(
+            &[cmd, &stem],
+            &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        );
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {t}");
+        assert!(
+            t.contains(&format!("{stem}.yaml:")) && t.contains("pytorch.source.patches[0]"),
+            "{cmd}: {t}"
+        );
+    }
+}
