@@ -110,6 +110,11 @@ pub struct PromoteArgs {
     /// machines without a GPU and needs RDNA1_IMAGES_ALLOW_CPU_PROMOTE=1.
     #[arg(long, value_enum, default_value = "gpu", hide = true)]
     pub smoke: PromoteLevel,
+    /// The image to promote, by digest: REPO@sha256:<hex>, the one the nightly pushed and
+    /// signed (a tag is refused: it may have moved). Without it, the digest
+    /// `<recipe>-nightly` names when promote starts.
+    #[arg(long, value_name = "REPO@sha256:HEX")]
+    pub image: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[arg(long)]

@@ -488,7 +488,12 @@ async fn pull_checked(
     progress: &mut dyn Progress,
 ) -> Result<(ImageSummary, i64), DistError> {
     let name = remote.repo.name();
-    let reference = remote.repo.reference(tag);
+    // A digest (`sha256:...`) names exactly one manifest: `repo@sha256:...`.
+    let reference = if tag.starts_with("sha256:") {
+        format!("{name}@{tag}")
+    } else {
+        remote.repo.reference(tag)
+    };
     let mut printer = TransferPrinter::new();
     engine
         .pull(&name, tag, remote.creds.as_ref(), &mut |e| {
@@ -704,24 +709,72 @@ pub struct PromoteOutcome {
     pub tags: Vec<PushedTag>,
 }
 
-/// Pulls `<recipe>-nightly`, smoke tests it at `level`, and only on a pass pushes its
-/// report and moves the stable tags to it. On a failure nothing in the registry moves.
+/// The digest of `--image REF@sha256:<hex>`: promote tests and moves exactly the manifest
+/// the nightly built and signed, never what a moving tag names by the time it runs.
+pub fn pinned_digest(given: &str) -> Result<(String, String), DistError> {
+    let Some((name, digest)) = given.rsplit_once('@') else {
+        return Err(DistError::Input(format!(
+            "--image {given}: a tag moves, so it does not say which image was built and signed; \
+             give the digest the nightly pushed, as REPO@sha256:<64 hex> (the nightly job's `digest` output)"
+        )));
+    };
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(DistError::Input(format!(
+            "--image {given}: `{digest}` is not a digest: expected sha256: and 64 lowercase hex digits"
+        )));
+    }
+    // `repo:tag@sha256:...` is allowed; the tag is ignored, the digest decides.
+    let repo = match name.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => name,
+    };
+    Ok((repo.to_string(), digest.to_string()))
+}
+
+/// Pulls the nightly image (exactly `image`'s digest, or the one `<recipe>-nightly` names
+/// now, resolved once), smoke tests it at `level`, and only on a pass pushes its report and
+/// moves the stable tags to it. On a failure nothing in the registry moves.
 pub async fn promote(
     engine: &Engine,
     remote: &Remote,
     loaded: &Loaded,
     level: Level,
+    image: Option<&str>,
     progress: &mut dyn Progress,
 ) -> Result<PromoteOutcome, DistError> {
     let r = &loaded.recipe;
     let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
     let nightly_tag = Channel::Nightly.tag(&r.name);
-    let nightly = remote.repo.reference(&nightly_tag);
+    let digest = match image {
+        Some(given) => {
+            let (repo, digest) = pinned_digest(given)?;
+            if repo != remote.repo.name() {
+                return Err(DistError::Input(format!(
+                    "--image {given} is in repository {repo}, but the registry is {}: promote moves the tags of one repository",
+                    remote.repo.name()
+                )));
+            }
+            digest
+        }
+        None => {
+            let nightly = remote.repo.reference(&nightly_tag);
+            let d = engine
+                .registry_digest(&nightly, remote.creds.as_ref())
+                .await?
+                .ok_or_else(|| DistError::Job(format!("{nightly} is not in the registry")))?;
+            progress.note(&format!(
+                "WARNING: no --image REF@sha256:...: promoting what {nightly} names now ({d}); the nightly passes the digest it signed"
+            ));
+            d
+        }
+    };
+    let nightly = format!("{}@{digest}", remote.repo.name());
     let stable_before = engine
         .registry_digest(&remote.repo.reference(&r.name), remote.creds.as_ref())
         .await?;
     progress.note(&format!("pulling {nightly}"));
-    let (image, _) = pull_checked(engine, remote, &r.name, &nightly_tag, progress).await?;
+    let (image, _) = pull_checked(engine, remote, &r.name, &digest, progress).await?;
     let theirs = image
         .labels
         .get(labels::INPUT_DIGEST)

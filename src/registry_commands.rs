@@ -127,6 +127,10 @@ fn print_pull(o: &PullOutcome) {
 
 pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> Outcome {
     let loaded = catalog(cli).load(&a.recipe)?;
+    if let Some(given) = &a.image {
+        // A moving tag is bad input, said before anything else is looked at.
+        distribute::pinned_digest(given)?;
+    }
     let level = match a.smoke {
         PromoteLevel::Gpu => crate::app::resolve_level(SmokeChoice::Gpu, console)?,
         PromoteLevel::Cpu => {
@@ -143,7 +147,15 @@ pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> 
     };
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
-    let o = distribute::promote(&engine, &remote, &loaded, level, console).await?;
+    let o = distribute::promote(
+        &engine,
+        &remote,
+        &loaded,
+        level,
+        a.image.as_deref(),
+        console,
+    )
+    .await?;
     if a.json {
         print_json(&o)?;
     } else {

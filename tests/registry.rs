@@ -669,3 +669,86 @@ fn registry_digest_auth(reg: &Registries, tag: &str) -> Option<String> {
             .then(|| v.trim().to_string())
     })
 }
+
+/// `promote --image REPO@sha256:...` promotes exactly that digest, even after the nightly
+/// tag moved on; a tag, a malformed digest or another repository is bad input (exit 2).
+#[test]
+fn promote_takes_the_digest_the_nightly_signed_not_the_moving_tag() {
+    let Some(reg) = require_registry("promote_by_digest") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    // An ENV of its own: no build here shares a vertex with another test's.
+    let y = sb.read(&name).replace(
+        "env:\n",
+        &format!("env:\n  RDNA1_TEST_NONCE: \"promote-by-digest-{name}\"\n"),
+    );
+    sb.write(&name, &y);
+    build_ok(&sb, &name);
+    push(&sb, &reg.open, &name);
+    let registry = format!("{}/{REPO}", reg.open);
+    let signed = registry_digest(&reg.open, &format!("{name}-nightly")).expect("nightly pushed");
+    let test_mode = [
+        ("RDNA1_IMAGES_REGISTRY", registry.as_str()),
+        ("RDNA1_IMAGES_ALLOW_CPU_PROMOTE", "1"),
+    ];
+
+    for (given, says) in [
+        (format!("{registry}:{name}-nightly"), "a tag moves"),
+        (format!("{registry}@sha256:1234"), "is not a digest"),
+        (
+            format!("{}/other@{signed}", reg.open),
+            "but the registry is",
+        ),
+    ] {
+        let o = sb.cmd_env(
+            &["promote", &name, "--smoke", "cpu", "--image", &given],
+            &test_mode,
+        );
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{given}: {t}");
+        assert!(t.contains(says), "{given}: {t}");
+    }
+    assert_eq!(
+        registry_digest(&reg.open, &name),
+        None,
+        "stable set by a refusal"
+    );
+
+    // The nightly tag moves on to another image (a later night, not signed by this job).
+    let changed = sb.read(&name).replace("repeat: 3", "repeat: 2");
+    sb.write(&name, &changed);
+    let o = sb.cmd_env(
+        &["build", &name, "--smoke", "skip", "--json", "--no-pull"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let later = json(&o)[0]["image_id"].as_str().unwrap().to_string();
+    let nightly = format!("{registry}:{name}-nightly");
+    assert!(docker(&["tag", &later, &nightly]).status.success());
+    assert!(docker(&["push", "-q", &nightly]).status.success());
+    let _ = docker(&["rmi", "--no-prune", &nightly]);
+    let moved = registry_digest(&reg.open, &format!("{name}-nightly")).unwrap();
+    assert_ne!(moved, signed);
+    sb.write(&name, &y);
+
+    let image = format!("{registry}@{signed}");
+    let o = sb.cmd_env(
+        &[
+            "promote", &name, "--smoke", "cpu", "--image", &image, "--json",
+        ],
+        &test_mode,
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert_eq!(json(&o)["promoted"], true, "{t}");
+    assert_eq!(json(&o)["nightly"], image.as_str(), "{t}");
+    assert_eq!(
+        registry_digest(&reg.open, &name),
+        Some(signed.clone()),
+        "stable must be the signed digest, not what the nightly tag names now ({moved})"
+    );
+    assert!(containers_of(&name).is_empty());
+    let _ = docker(&["rmi", &later]);
+}
