@@ -5,19 +5,26 @@
 # the binary, checks the host first (a runner without /dev/kfd says so plainly instead of
 # failing deep inside a container), and copies the outcome into the job summary.
 #
-# Usage: ci/nightly-promote.sh RECIPE
+# Usage: ci/nightly-promote.sh RECIPE REPO@sha256:DIGEST
+# The digest is the one the nightly pushed and signed (the build job's output): promote pulls,
+# tests and promotes exactly it, never what the moving `<recipe>-nightly` tag names later.
 # Environment: RDNA1_IMAGES_REGISTRY (HOST[:PORT]/NAME, required), RDNA1_IMAGES_BIN (optional),
 # RDNA1_NIGHTLY_LOCK=1 (lock the recipe first, as the build job did, so that promote reads
-# the same pins: the input digest it compares covers them).
-# Exit: the binary's (0 promoted, 1 smoke test failed, 2 bad input, 3 environment).
+# the same pins: the input digest it compares covers them),
+# RDNA1_COSIGN_IDENTITY and RDNA1_COSIGN_ISSUER (when set: `cosign verify` the digest against
+# that keyless signer identity first, and promote nothing unless it verifies).
+# Exit: the binary's (0 promoted, 1 smoke test failed, 2 bad input, 3 environment); 1 when
+# the signature does not verify.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 fail() { local code=$1; shift; printf 'nightly-promote: error: %s\n' "$*" >&2; exit "$code"; }
 
-[[ $# -eq 1 ]] || fail 2 "usage: $0 RECIPE"
+[[ $# -eq 2 ]] || fail 2 "usage: $0 RECIPE REPO@sha256:DIGEST"
 recipe=$1
+image=$2
+[[ $image =~ @sha256:[0-9a-f]{64}$ ]] || fail 2 "$image is not REPO@sha256:<64 hex>: promote takes the digest the nightly signed, not a tag"
 [[ -n ${RDNA1_IMAGES_REGISTRY:-} ]] || fail 2 "RDNA1_IMAGES_REGISTRY is not set"
 bin=${RDNA1_IMAGES_BIN:-}
 if [[ -z $bin ]]; then
@@ -39,8 +46,18 @@ if [[ ${RDNA1_NIGHTLY_LOCK:-0} == 1 ]]; then
         fail $? "lock $recipe failed: a changed hash for a pinned version, or the index out of reach"
 fi
 
+if [[ -n ${RDNA1_COSIGN_IDENTITY:-} ]]; then
+    command -v cosign >/dev/null || fail 3 "RDNA1_COSIGN_IDENTITY is set but cosign is not installed"
+    [[ -n ${RDNA1_COSIGN_ISSUER:-} ]] || fail 2 "RDNA1_COSIGN_IDENTITY needs RDNA1_COSIGN_ISSUER"
+    cosign verify "$image" \
+        --certificate-identity "$RDNA1_COSIGN_IDENTITY" \
+        --certificate-oidc-issuer "$RDNA1_COSIGN_ISSUER" >/dev/null ||
+        fail 1 "the signature of $image does not verify for $RDNA1_COSIGN_IDENTITY: not promoted"
+    printf 'nightly-promote: %s is signed by %s\n' "$image" "$RDNA1_COSIGN_IDENTITY" >&2
+fi
+
 rc=0
-"$bin" promote "$recipe" --registry "$RDNA1_IMAGES_REGISTRY" 2>&1 | tee "promote-$recipe.log" || rc=${PIPESTATUS[0]}
+"$bin" promote "$recipe" --image "$image" --registry "$RDNA1_IMAGES_REGISTRY" 2>&1 | tee "promote-$recipe.log" || rc=${PIPESTATUS[0]}
 {
     printf '### promote %s: %s\n\n```\n' "$recipe" "$( ((rc == 0)) && echo promoted || echo "not promoted (exit $rc)")"
     tail -n 40 "promote-$recipe.log"
