@@ -412,3 +412,62 @@ fn a_missing_patch_is_bad_input() {
         );
     }
 }
+
+/// `run` without a terminal: the first SIGINT is the program's (passed on, as `docker run`
+/// does), the second cancels the run (exit 130) through the one path; no container is left.
+#[test]
+fn run_passes_the_first_sigint_to_the_program_and_the_second_cancels() {
+    if !require_base("run_passes_the_first_sigint_to_the_program_and_the_second_cancels") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    assert!(docker(&[
+        "tag",
+        "rdna1-test-base:bookworm",
+        &format!("rdna1-images:{name}")
+    ])
+    .status
+    .success());
+    let run = |script: &str| {
+        spawn(
+            &sb,
+            &[
+                "run",
+                &name,
+                "--cpu",
+                "--network",
+                "none",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            &[],
+        )
+    };
+    // The program handles SIGINT: it gets it, and its exit code is the run's.
+    let mut r =
+        run("trap 'echo got-int >&2; exit 7' INT; echo ready >&2; while :; do sleep 0.1; done");
+    r.wait_for("ready", Duration::from_secs(60));
+    r.sigint_group();
+    let (code, out) = r.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(7), "{out}");
+    assert!(out.contains("got-int"), "{out}");
+    assert_eq!(containers_of(&name), Vec::<String>::new(), "{out}");
+
+    // The program ignores it: the second one ends the run, exit 130, container removed.
+    let mut r = run("trap '' INT; echo ready >&2; while :; do sleep 0.1; done");
+    r.wait_for("ready", Duration::from_secs(60));
+    r.sigint_group();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        r.child.try_wait().unwrap().is_none(),
+        "the first SIGINT ended the run"
+    );
+    r.sigint_group();
+    let (code, out) = r.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{out}");
+    assert_eq!(containers_of(&name), Vec::<String>::new(), "{out}");
+    let _ = docker(&["volume", "rm", &format!("rdna1-images-miopen-{name}")]);
+}
