@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::{self, Cli, Command, SmokeChoice};
 use crate::context;
-use crate::engine::{BuildEvent, Engine, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
 use crate::recipe::{Catalog, LookupError, Recipe, RecipeError};
 use crate::render;
@@ -56,51 +56,7 @@ impl From<EngineError> for Failure {
 
 pub type Outcome = Result<i32, Failure>;
 
-/// Human progress on stderr.
-pub struct Console {
-    pub quiet: bool,
-    pub verbose: u8,
-}
-
-impl Progress for Console {
-    fn build(&mut self, event: &BuildEvent) {
-        if self.quiet {
-            return;
-        }
-        match event {
-            BuildEvent::Step { name } => eprintln!("==> {name}"),
-            BuildEvent::Cached { name } => eprintln!("==> CACHED {name}"),
-            BuildEvent::Done { name, seconds } => {
-                if let Some(s) = seconds {
-                    if *s >= 1.0 || self.verbose > 0 {
-                        eprintln!("    done in {s:.1} s: {name}");
-                    }
-                }
-            }
-            BuildEvent::Output { line, .. } => eprintln!("    {line}"),
-            BuildEvent::Message(m) => {
-                if self.verbose > 0 {
-                    eprintln!("    {m}")
-                }
-            }
-        }
-    }
-    fn smoke_line(&mut self, line: &str) {
-        if !self.quiet {
-            eprintln!("    smoke: {line}");
-        }
-    }
-    fn note(&mut self, message: &str) {
-        if !self.quiet {
-            eprintln!("rdna1-images: {message}");
-        }
-    }
-    fn transfer_line(&mut self, line: &str) {
-        if !self.quiet {
-            eprintln!("    {line}");
-        }
-    }
-}
+pub use crate::ui::Console;
 
 pub(crate) fn catalog(cli: &Cli) -> Catalog {
     match &cli.recipes {
@@ -109,30 +65,64 @@ pub(crate) fn catalog(cli: &Cli) -> Catalog {
     }
 }
 
+/// Keeps the command's result for its one JSON document (printed by [`run`]).
 pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
-    let s = serde_json::to_string_pretty(v).map_err(Failure::job)?;
-    println!("{s}");
-    Ok(())
+    crate::ui::json::set_result(v).map_err(Failure::job)
 }
 
+/// Runs the command; with `--json`, prints its one document on stdout: the result, and the
+/// error when it failed (the error is also returned, for stderr and the exit code).
 pub async fn run(cli: Cli) -> Outcome {
-    let mut console = Console {
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-    };
+    let outcome = dispatch(&cli).await;
+    if cli.command.json() {
+        let result = crate::ui::json::take_result();
+        let message;
+        let error = match &outcome {
+            Ok(0) => None,
+            Ok(code) => {
+                message = format!(
+                    "{} failed (exit code {code}): the result says which part",
+                    cli.command.name()
+                );
+                Some((message.as_str(), *code))
+            }
+            Err(f) => {
+                message = format!("{:#}", f.error);
+                Some((message.as_str(), f.code))
+            }
+        };
+        crate::ui::json::print(&crate::ui::json::document(
+            cli.command.name(),
+            result,
+            error,
+        ));
+    }
+    outcome
+}
+
+async fn dispatch(cli: &Cli) -> Outcome {
+    let mut console = Console::new(cli.quiet, cli.verbose);
     match &cli.command {
-        Command::List(a) => list(&cli, a.json),
-        Command::Render(a) => render_cmd(&cli, a),
-        Command::Check(a) => check(&cli, a),
-        Command::Build(a) => build(&cli, a, &mut console).await,
-        Command::Smoke(a) => smoke(&cli, a, &mut console).await,
+        Command::List(a) => list(cli, a.json),
+        Command::Render(a) => render_cmd(cli, a),
+        Command::Check(a) => check(cli, a),
+        Command::Build(a) => build(cli, a, &mut console).await,
+        Command::Smoke(a) => smoke(cli, a, &mut console).await,
         Command::Clean(a) => clean(a, &mut console).await,
-        Command::Doctor(a) => doctor(&cli, a).await,
-        Command::Run(a) => run_cmd(&cli, a, &mut console).await,
-        Command::Push(a) => crate::registry_commands::push(&cli, a, &mut console).await,
-        Command::Pull(a) => crate::registry_commands::pull(&cli, a, &mut console).await,
-        Command::Promote(a) => crate::registry_commands::promote(&cli, a, &mut console).await,
-        Command::Lock(a) => lock(&cli, a).await,
+        Command::Doctor(a) => doctor(cli, a).await,
+        Command::Run(a) => run_cmd(cli, a, &mut console).await,
+        Command::Push(a) => crate::registry_commands::push(cli, a, &mut console).await,
+        Command::Pull(a) => crate::registry_commands::pull(cli, a, &mut console).await,
+        Command::Promote(a) => crate::registry_commands::promote(cli, a, &mut console).await,
+        Command::Lock(a) => lock(cli, a).await,
+        Command::Completions(a) => {
+            crate::ui::help::completions(a.shell, &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            crate::ui::help::man(&mut std::io::stdout()).map_err(Failure::job)?;
+            Ok(0)
+        }
     }
 }
 
@@ -146,6 +136,7 @@ struct ListRow {
     install: String,
     gfx_target: String,
     hsa_override: Option<String>,
+    #[serde(serialize_with = "crate::ui::json::sha256")]
     input_digest: String,
     description: String,
 }
@@ -454,24 +445,40 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     let mut outcomes = Vec::new();
     let mut code = 0;
     for l in &loaded {
-        let o = match pipeline::build(&engine, l, &opts, console).await {
+        console.begin(&l.recipe.name);
+        let mut o = match pipeline::build(&engine, l, &opts, console).await {
             Ok(o) => o,
             Err(e) => {
+                console.summary();
                 if a.json {
+                    // The recipes built so far, beside the error.
                     print_json(&outcomes)?;
                 }
                 return Err(e.into());
             }
         };
-        if !a.json {
-            print_build_outcome(&o);
-        }
         if matches!(o.status, BuildStatus::Failed | BuildStatus::NotReproducible) {
             code = 1;
         }
         if let Some(plan) = plan.as_ref().filter(|_| a.push) {
-            crate::registry_commands::push_after_build(&engine, plan, l, &o, console).await?;
+            let pushed =
+                crate::registry_commands::push_after_build(&engine, plan, l, &o, console).await;
+            match pushed {
+                Ok(p) => o.pushed = p,
+                Err(e) => {
+                    console.summary();
+                    outcomes.push(o);
+                    if a.json {
+                        print_json(&outcomes)?;
+                    }
+                    return Err(e);
+                }
+            }
         }
+        if !a.json {
+            print_build_outcome(&o);
+        }
+        console.summary();
         outcomes.push(o);
     }
     if a.json {
@@ -570,11 +577,6 @@ async fn recipe_of_image(
 
 async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome {
     let cat = catalog(cli);
-    if a.level == SmokeChoice::Skip {
-        return Err(Failure::input(anyhow::anyhow!(
-            "`smoke --level skip` would test nothing: use auto, gpu or cpu"
-        )));
-    }
     let image = if crate::recipe::is_plain_name(&a.target) && cat.load(&a.target).is_ok() {
         format!("{REPOSITORY}:{}", a.target)
     } else {
@@ -588,7 +590,7 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         println!("docker run --rm --network none {image} {}", words.join(" "));
         return Ok(0);
     }
-    let level = resolve_level(a.level, console)?;
+    let level = resolve_level(a.level.into(), console)?;
     let engine = Engine::connect().await?;
     let (id, recipe) = recipe_of_image(&cat, &engine, &image).await?;
     let result = pipeline::smoke_image(&engine, &id, &recipe, level, console).await?;
