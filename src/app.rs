@@ -80,10 +80,14 @@ pub async fn run(cli: Cli) -> Outcome {
         let error = match &outcome {
             Ok(0) => None,
             Ok(code) => {
-                message = format!(
-                    "{} failed (exit code {code}): the result says which part",
-                    cli.command.name()
-                );
+                message = match &cli.command {
+                    Command::Build(_) => "a recipe failed its smoke test or was not reproducible: see each result's status".to_string(),
+                    Command::Check(_) => "recipes with errors or unpinned inputs: see each result's errors and unpinned".to_string(),
+                    Command::Smoke(_) => "the smoke test failed: see result.findings".to_string(),
+                    Command::Promote(_) => "not promoted: the nightly image failed its smoke test (result.smoke.findings)".to_string(),
+                    Command::Doctor(_) => "the host is not ready: see result.problems".to_string(),
+                    c => format!("{} failed (exit code {code})", c.name()),
+                };
                 Some((message.as_str(), *code))
             }
             Err(f) => {
