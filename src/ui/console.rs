@@ -160,6 +160,19 @@ impl Console {
         }
     }
 
+    /// `=> <name><suffix>`, the name shortened on a terminal so the suffix (the time)
+    /// stays on the line.
+    fn step_line(&mut self, name: &str, suffix: &str) {
+        let name = match &self.mode {
+            Mode::Live(l) => truncate(
+                name,
+                l.width.saturating_sub(4 + suffix.chars().count()).max(10),
+            ),
+            Mode::Plain(_) => name.to_string(),
+        };
+        self.line(&format!("=> {name}{suffix}"));
+    }
+
     /// An error's lines, shown even with -q.
     fn always(&mut self, s: &str) {
         let q = std::mem::replace(&mut self.quiet, false);
@@ -308,7 +321,9 @@ impl Console {
         let after = since
             .map(|s| format!(" after {}", secs(s)))
             .unwrap_or_default();
-        self.always(&format!("=> {name}: FAILED{after}"));
+        let q = std::mem::replace(&mut self.quiet, false);
+        self.step_line(name, &format!(": FAILED{after}"));
+        self.quiet = q;
         let tail: Vec<String> = self
             .tails
             .get(name)
@@ -333,13 +348,13 @@ impl Progress for Console {
             BuildEvent::Step { name } => {
                 self.running.push((name.clone(), Instant::now()));
                 if let Mode::Plain(_) = self.mode {
-                    self.line(&format!("=> {name}"));
+                    self.step_line(name, "");
                 }
                 self.show_running();
             }
             BuildEvent::Cached { name } => {
                 self.running.retain(|(n, _)| n != name);
-                self.line(&format!("=> {name}: CACHED"));
+                self.step_line(name, ": CACHED");
                 self.show_running();
             }
             BuildEvent::Done { name, seconds } => {
@@ -350,7 +365,7 @@ impl Progress for Console {
                     .map(|(_, t)| t.elapsed().as_secs_f64());
                 self.running.retain(|(n, _)| n != name);
                 let t = seconds.or(start).unwrap_or(0.0);
-                self.line(&format!("=> {name}: done in {}", secs(t)));
+                self.step_line(name, &format!(": done in {}", secs(t)));
                 self.show_running();
             }
             BuildEvent::Output { step, line } => {
