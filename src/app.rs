@@ -65,6 +65,16 @@ pub(crate) fn catalog(cli: &Cli) -> Catalog {
     }
 }
 
+/// Writes generated text to stdout; a reader that stopped early (`| head`) is no failure.
+fn write_stdout(text: &[u8]) -> Outcome {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|_| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Failure::job(e)),
+    }
+}
+
 /// Keeps the command's result for its one JSON document (printed by [`run`]).
 pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
     crate::ui::json::set_result(v).map_err(Failure::job)
@@ -120,12 +130,14 @@ async fn dispatch(cli: &Cli) -> Outcome {
         Command::Promote(a) => crate::registry_commands::promote(cli, a, &mut console).await,
         Command::Lock(a) => lock(cli, a).await,
         Command::Completions(a) => {
-            crate::ui::help::completions(a.shell, &mut std::io::stdout());
-            Ok(0)
+            let mut text = Vec::new();
+            crate::ui::help::completions(a.shell, &mut text);
+            write_stdout(&text)
         }
         Command::Man => {
-            crate::ui::help::man(&mut std::io::stdout()).map_err(Failure::job)?;
-            Ok(0)
+            let mut text = Vec::new();
+            crate::ui::help::man(&mut text).map_err(Failure::job)?;
+            write_stdout(&text)
         }
     }
 }

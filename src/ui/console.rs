@@ -403,9 +403,18 @@ impl Progress for Console {
     }
 
     fn transfer_line(&mut self, line: &str) {
-        // On a terminal the per-layer bars show it.
-        if let Mode::Plain(_) = self.mode {
-            self.line(&format!("   {line}"));
+        match self.mode {
+            Mode::Plain(_) => self.line(&format!("   {line}")),
+            // On a terminal the per-layer bars show a pull; a push's stream names no layer
+            // (bollard 0.21 drops the id), so its latest line is the live line.
+            Mode::Live(_) => {
+                let since = self
+                    .running
+                    .last()
+                    .map(|(_, t)| *t)
+                    .unwrap_or_else(Instant::now);
+                self.live_line(line.to_string(), since);
+            }
         }
     }
 
