@@ -626,10 +626,22 @@ fn credentials_in_effect_during_build_and_push_reach_no_image() {
     );
     let v = json(&o);
     let d12 = &v[0]["input_digest"].as_str().unwrap()["sha256:".len()..][..12];
-    assert!(
-        registry_digest_auth(&reg, &format!("{name}-{d12}")).is_some(),
-        "not pushed: {out}"
-    );
+    let pushed_digest = registry_digest_auth(&reg, &format!("{name}-{d12}"));
+    assert!(pushed_digest.is_some(), "not pushed: {out}");
+    // build --push --json lists what it pushed, with the registry's digests.
+    let pushed = v[0]["pushed"]
+        .as_array()
+        .expect("build --push lists `pushed`");
+    let pinned = pushed
+        .iter()
+        .find(|p| {
+            p["reference"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{name}-{d12}"))
+        })
+        .unwrap_or_else(|| panic!("{name}-{d12} not in pushed: {v:#}"));
+    assert_eq!(pinned["digest"].as_str(), pushed_digest.as_deref(), "{v:#}");
     for image in [
         format!("rdna1-images:{name}"),
         format!("rdna1-images:{name}-{d12}-smoke-cpu"),
