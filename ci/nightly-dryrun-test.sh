@@ -72,7 +72,7 @@ output() { sed -n "s/^$2=//p" "$work/$1/github-output" | tail -n1; }
 rc_is() { [[ $(<"$work/$1/rc") == "$2" ]]; }
 has_tag() { bash ci/nightly-has-tag.sh "$RDNA1_IMAGES_REGISTRY:$1" >/dev/null 2>&1; }
 lacks_tag() { ! has_tag "$1"; }
-report_passed() { jq -e '.[0].status == "passed"' "$1" >/dev/null; }
+report_passed() { jq -e '.schema == 1 and .result[0].status == "passed"' "$1" >/dev/null; }
 local_tags_of() { docker image ls --format '{{.Repository}}:{{.Tag}}' rdna1-images | grep -c "^rdna1-images:$1" || true; }
 show_log_on_failure() {
     if ((failed)); then

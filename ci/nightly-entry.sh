@@ -91,7 +91,7 @@ if [[ ${RDNA1_NIGHTLY_LOCK:-0} == 1 ]]; then
 fi
 
 # 1 digest
-digest=$("$bin" list --json | jq -r --arg r "$recipe" '.[] | select(.name == $r) | .input_digest') ||
+digest=$("$bin" list --json | jq -r --arg r "$recipe" '.result[] | select(.name == $r) | .input_digest | ltrimstr("sha256:")') ||
     fail 2 "rdna1-images list --json failed"
 [[ $digest =~ ^[0-9a-f]{64}$ ]] || fail 2 "no recipe '$recipe' (or no input digest) in rdna1-images list --json"
 digest12=${digest:0:12}
@@ -134,11 +134,11 @@ build_rc=0
 "$bin" "${build_args[@]}" >"$out/report.json" || build_rc=$?
 
 # 5 report (whatever happened): the smoke table from the JSON outcome
-status=$(jq -r --arg r "$recipe" 'map(select(.recipe == $r))[0].status // "unknown"' "$out/report.json" 2>/dev/null || echo unknown)
+status=$(jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0].status // "unknown"' "$out/report.json" 2>/dev/null || echo unknown)
 {
     printf '### %s: build %s (smoke %s, input digest %s)\n\n' "$recipe" "$status" "$smoke" "$digest12"
     jq -r --arg r "$recipe" '
-        map(select(.recipe == $r))[0] as $o
+        (.result // []) | map(select(.recipe == $r))[0] as $o
         | ($o.smoke // {}) as $s
         | (($s.report // {}) | "torch \(.torch // "?"), Python \(.python // "?"), HIP \(.hip // "none"), device \(.device_name // "none")\n"),
           "| case | status | first call (s) | steady (s) | rel. error |",

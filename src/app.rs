@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::{self, Cli, Command, SmokeChoice};
 use crate::context;
-use crate::engine::{BuildEvent, Engine, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
 use crate::recipe::{Catalog, LookupError, Recipe, RecipeError};
 use crate::render;
@@ -56,51 +56,7 @@ impl From<EngineError> for Failure {
 
 pub type Outcome = Result<i32, Failure>;
 
-/// Human progress on stderr.
-pub struct Console {
-    pub quiet: bool,
-    pub verbose: u8,
-}
-
-impl Progress for Console {
-    fn build(&mut self, event: &BuildEvent) {
-        if self.quiet {
-            return;
-        }
-        match event {
-            BuildEvent::Step { name } => eprintln!("==> {name}"),
-            BuildEvent::Cached { name } => eprintln!("==> CACHED {name}"),
-            BuildEvent::Done { name, seconds } => {
-                if let Some(s) = seconds {
-                    if *s >= 1.0 || self.verbose > 0 {
-                        eprintln!("    done in {s:.1} s: {name}");
-                    }
-                }
-            }
-            BuildEvent::Output { line, .. } => eprintln!("    {line}"),
-            BuildEvent::Message(m) => {
-                if self.verbose > 0 {
-                    eprintln!("    {m}")
-                }
-            }
-        }
-    }
-    fn smoke_line(&mut self, line: &str) {
-        if !self.quiet {
-            eprintln!("    smoke: {line}");
-        }
-    }
-    fn note(&mut self, message: &str) {
-        if !self.quiet {
-            eprintln!("rdna1-images: {message}");
-        }
-    }
-    fn transfer_line(&mut self, line: &str) {
-        if !self.quiet {
-            eprintln!("    {line}");
-        }
-    }
-}
+pub use crate::ui::Console;
 
 pub(crate) fn catalog(cli: &Cli) -> Catalog {
     match &cli.recipes {
@@ -109,15 +65,27 @@ pub(crate) fn catalog(cli: &Cli) -> Catalog {
     }
 }
 
-pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
-    let s = serde_json::to_string_pretty(v).map_err(Failure::job)?;
-    println!("{s}");
-    Ok(())
+/// Writes generated text to stdout; a reader that stopped early (`| head`) is no failure.
+fn write_stdout(text: &[u8]) -> Outcome {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|_| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Failure::job(e)),
+    }
 }
 
-/// Runs the command, raced against the one cancellation token ([`crate::signals`]): a
-/// SIGINT or SIGTERM at any moment ends it with exit 130, and its guards' leftovers are
-/// removed by `main` on the way out.
+/// Keeps the command's result for its one JSON document (printed by [`run`]).
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
+    crate::ui::json::set_result(v).map_err(Failure::job)
+}
+
+/// Runs the command; with `--json`, prints its one document on stdout: the result, and the
+/// error when it failed (the error is also returned, for stderr and the exit code).
+///
+/// The command is raced against the one cancellation token ([`crate::signals`]): a SIGINT
+/// or SIGTERM at any moment ends it with exit 130, and its guards' leftovers are removed by
+/// `main` on the way out.
 pub async fn run(cli: Cli) -> Outcome {
     if let Err(e) = crate::signals::install() {
         return Err(Failure {
@@ -126,42 +94,50 @@ pub async fn run(cli: Cli) -> Outcome {
         });
     }
     let token = crate::signals::token();
-    let what = command_name(&cli.command);
-    tokio::select! {
+    let what = cli.command.name();
+    let outcome = tokio::select! {
         biased;
         _ = token.cancelled() => Err(EngineError::Interrupted { what: what.to_string() }.into()),
-        r = run_command(&cli) => match r {
+        r = dispatch(&cli) => match r {
             // A stage that saw the signal itself said so; any other error after it is one.
             Err(f) if crate::signals::cancelled() && f.code != 130 => {
                 Err(EngineError::Interrupted { what: format!("{what} ({:#})", f.error) }.into())
             }
             r => r,
         },
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::List(_) => "list",
-        Command::Render(_) => "render",
-        Command::Check(_) => "check",
-        Command::Build(_) => "build",
-        Command::Smoke(_) => "smoke",
-        Command::Clean(_) => "clean",
-        Command::Doctor(_) => "doctor",
-        Command::Run(_) => "run",
-        Command::Push(_) => "push",
-        Command::Pull(_) => "pull",
-        Command::Promote(_) => "promote",
-        Command::Lock(_) => "lock",
-    }
-}
-
-async fn run_command(cli: &Cli) -> Outcome {
-    let mut console = Console {
-        quiet: cli.quiet,
-        verbose: cli.verbose,
     };
+    if cli.command.json() {
+        let result = crate::ui::json::take_result();
+        let message;
+        let error = match &outcome {
+            Ok(0) => None,
+            Ok(code) => {
+                message = match &cli.command {
+                    Command::Build(_) => "a recipe failed its smoke test or was not reproducible: see each result's status".to_string(),
+                    Command::Check(_) => "recipes with errors or unpinned inputs: see each result's errors and unpinned".to_string(),
+                    Command::Smoke(_) => "the smoke test failed: see result.findings".to_string(),
+                    Command::Promote(_) => "not promoted: the nightly image failed its smoke test (result.smoke.findings)".to_string(),
+                    Command::Doctor(_) => "the host is not ready: see result.problems".to_string(),
+                    c => format!("{} failed (exit code {code})", c.name()),
+                };
+                Some((message.as_str(), *code))
+            }
+            Err(f) => {
+                message = format!("{:#}", f.error);
+                Some((message.as_str(), f.code))
+            }
+        };
+        crate::ui::json::print(&crate::ui::json::document(
+            cli.command.name(),
+            result,
+            error,
+        ));
+    }
+    outcome
+}
+
+async fn dispatch(cli: &Cli) -> Outcome {
+    let mut console = Console::new(cli.quiet, cli.verbose);
     match &cli.command {
         Command::List(a) => list(cli, a.json),
         Command::Render(a) => render_cmd(cli, a),
@@ -175,6 +151,16 @@ async fn run_command(cli: &Cli) -> Outcome {
         Command::Pull(a) => crate::registry_commands::pull(cli, a, &mut console).await,
         Command::Promote(a) => crate::registry_commands::promote(cli, a, &mut console).await,
         Command::Lock(a) => lock(cli, a).await,
+        Command::Completions(a) => {
+            let mut text = Vec::new();
+            crate::ui::help::completions(a.shell, &mut text);
+            write_stdout(&text)
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            crate::ui::help::man(&mut text).map_err(Failure::job)?;
+            write_stdout(&text)
+        }
     }
 }
 
@@ -188,6 +174,7 @@ struct ListRow {
     install: String,
     gfx_target: String,
     hsa_override: Option<String>,
+    #[serde(serialize_with = "crate::ui::json::sha256")]
     input_digest: String,
     description: String,
 }
@@ -496,24 +483,40 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     let mut outcomes = Vec::new();
     let mut code = 0;
     for l in &loaded {
-        let o = match pipeline::build(&engine, l, &opts, console).await {
+        console.begin(&l.recipe.name);
+        let mut o = match pipeline::build(&engine, l, &opts, console).await {
             Ok(o) => o,
             Err(e) => {
+                console.summary();
                 if a.json {
+                    // The recipes built so far, beside the error.
                     print_json(&outcomes)?;
                 }
                 return Err(e.into());
             }
         };
-        if !a.json {
-            print_build_outcome(&o);
-        }
         if matches!(o.status, BuildStatus::Failed | BuildStatus::NotReproducible) {
             code = 1;
         }
         if let Some(plan) = plan.as_ref().filter(|_| a.push) {
-            crate::registry_commands::push_after_build(&engine, plan, l, &o, console).await?;
+            let pushed =
+                crate::registry_commands::push_after_build(&engine, plan, l, &o, console).await;
+            match pushed {
+                Ok(p) => o.pushed = p,
+                Err(e) => {
+                    console.summary();
+                    outcomes.push(o);
+                    if a.json {
+                        print_json(&outcomes)?;
+                    }
+                    return Err(e);
+                }
+            }
         }
+        if !a.json {
+            print_build_outcome(&o);
+        }
+        console.summary();
         outcomes.push(o);
     }
     if a.json {
@@ -612,11 +615,6 @@ async fn recipe_of_image(
 
 async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome {
     let cat = catalog(cli);
-    if a.level == SmokeChoice::Skip {
-        return Err(Failure::input(anyhow::anyhow!(
-            "`smoke --level skip` would test nothing: use auto, gpu or cpu"
-        )));
-    }
     let image = if crate::recipe::is_plain_name(&a.target) && cat.load(&a.target).is_ok() {
         format!("{REPOSITORY}:{}", a.target)
     } else {
@@ -630,7 +628,7 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         println!("docker run --rm --network none {image} {}", words.join(" "));
         return Ok(0);
     }
-    let level = resolve_level(a.level, console)?;
+    let level = resolve_level(a.level.into(), console)?;
     let engine = Engine::connect().await?;
     let (id, recipe) = recipe_of_image(&cat, &engine, &image).await?;
     let result = pipeline::smoke_image(&engine, &id, &recipe, level, console).await?;

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "rdna1-images",
     version,
     about = "Reproducible, smoke-tested Docker images of PyTorch for AMD RDNA1 GPUs (RX 5600 XT / 5700 XT, gfx1010)",
-    long_about = None
+    long_about = None,
+    after_help = crate::ui::help::AFTER_HELP
 )]
 pub struct Cli {
     /// Read recipes from this folder instead of the ones built into the binary.
@@ -51,6 +52,59 @@ pub enum Command {
     Promote(PromoteArgs),
     /// Resolve the base tag to its digest and fill in missing wheel hashes, in the recipe file.
     Lock(LockArgs),
+    /// Print a shell completion script (e.g. `rdna1-images completions bash > /etc/bash_completion.d/rdna1-images`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `rdna1-images man | man -l -`.
+    Man,
+}
+
+impl Command {
+    /// The command's name, as typed and as JSON documents name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::List(_) => "list",
+            Command::Render(_) => "render",
+            Command::Check(_) => "check",
+            Command::Build(_) => "build",
+            Command::Smoke(_) => "smoke",
+            Command::Doctor(_) => "doctor",
+            Command::Run(_) => "run",
+            Command::Clean(_) => "clean",
+            Command::Push(_) => "push",
+            Command::Pull(_) => "pull",
+            Command::Promote(_) => "promote",
+            Command::Lock(_) => "lock",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
+        }
+    }
+
+    /// True when the command was asked for its JSON document.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::List(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Build(a) => a.json,
+            Command::Smoke(a) => a.json,
+            Command::Doctor(a) => a.json,
+            Command::Push(a) => a.json,
+            Command::Pull(a) => a.json,
+            Command::Promote(a) => a.json,
+            Command::Lock(a) => a.json,
+            Command::Render(_)
+            | Command::Run(_)
+            | Command::Clean(_)
+            | Command::Completions(_)
+            | Command::Man => false,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for.
+    #[arg(value_enum)]
+    pub shell: crate::ui::help::Shell,
 }
 
 /// The registry and how to log in to it.
@@ -71,18 +125,21 @@ pub struct RegistryArgs {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
+    /// The recipe whose tested image is pushed.
     pub recipe: String,
     /// Push only this channel's tags (default: every channel its smoke level allows).
     #[arg(long, value_enum)]
     pub channel: Option<crate::registry::Channel>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
+    /// The recipe whose image is pulled.
     pub recipe: String,
     /// stable pulls `<recipe>`, nightly `<recipe>-nightly`.
     #[arg(long, value_enum, default_value = "stable", conflicts_with = "tag")]
@@ -92,12 +149,14 @@ pub struct PullArgs {
     pub tag: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PromoteLevel {
+    /// Conv2d on the GPU (the level that gates stable).
     Gpu,
     /// For the tool's own tests only (needs RDNA1_IMAGES_ALLOW_CPU_PROMOTE=1).
     Cpu,
@@ -105,6 +164,7 @@ pub enum PromoteLevel {
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
+    /// The recipe whose nightly image is promoted.
     pub recipe: String,
     /// The smoke level that gates stable: gpu. `cpu` exists for the tool's tests on
     /// machines without a GPU and needs RDNA1_IMAGES_ALLOW_CPU_PROMOTE=1.
@@ -117,6 +177,7 @@ pub struct PromoteArgs {
     pub image: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
@@ -129,13 +190,14 @@ pub struct LockArgs {
     /// (exit 1, nothing written) when a pinned version now has another hash.
     #[arg(long)]
     pub verify: bool,
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Machine-readable output.
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
@@ -165,6 +227,7 @@ pub struct CheckArgs {
     /// system package versions) unless the recipe gives a reason.
     #[arg(long)]
     pub strict: bool,
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
@@ -173,10 +236,33 @@ pub struct CheckArgs {
 pub enum SmokeChoice {
     /// gpu where /dev/kfd exists, else cpu (said loudly).
     Auto,
+    /// Conv2d on the GPU, compared with the CPU (needs /dev/kfd).
     Gpu,
+    /// The same program on the CPU: versions, imports, Conv2d.
     Cpu,
     /// Build only: the image is not tagged.
     Skip,
+}
+
+/// The levels `smoke` offers: those of `build --smoke` but `skip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SmokeLevel {
+    /// gpu where /dev/kfd exists, else cpu (said loudly).
+    Auto,
+    /// Conv2d on the GPU, compared with the CPU (needs /dev/kfd).
+    Gpu,
+    /// The same program on the CPU: versions, imports, Conv2d.
+    Cpu,
+}
+
+impl From<SmokeLevel> for SmokeChoice {
+    fn from(l: SmokeLevel) -> Self {
+        match l {
+            SmokeLevel::Auto => SmokeChoice::Auto,
+            SmokeLevel::Gpu => SmokeChoice::Gpu,
+            SmokeLevel::Cpu => SmokeChoice::Cpu,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -223,14 +309,18 @@ pub struct BuildArgs {
     /// mismatch name the layers and files that differ, tag nothing and exit 1.
     #[arg(long)]
     pub verify_reproducible: bool,
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuildNetwork {
+    /// The engine's default bridge.
     Default,
+    /// The host's network.
     Host,
+    /// No network.
     None,
 }
 
@@ -249,17 +339,20 @@ impl BuildNetwork {
 pub struct SmokeArgs {
     /// A recipe name (tests `rdna1-images:<recipe>`) or an image reference with the tool's labels.
     pub target: String,
+    /// Smoke test level (no `skip`: a smoke command that tests nothing is refused).
     #[arg(long, value_enum, default_value = "auto")]
-    pub level: SmokeChoice,
+    pub level: SmokeLevel,
     /// Print the equivalent `docker run` command line (cpu level) and exit.
     #[arg(long)]
     pub print_command: bool,
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
     /// What "ready" means for the exit code: using the GPU (default), or building images
@@ -270,6 +363,7 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The recipe whose image `rdna1-images:<recipe>` is started.
     pub recipe: String,
     /// Pass only the Nth GPU's render node.
     #[arg(long, value_name = "N")]
@@ -307,5 +401,38 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_argument_of_every_command_has_a_description() {
+        let mut missing = Vec::new();
+        let top = Cli::command();
+        let mut cmds = vec![top.clone()];
+        cmds.extend(top.get_subcommands().cloned());
+        for c in &cmds {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{} {id}", c.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no description: {missing:?}");
+    }
+
+    #[test]
+    fn smoke_does_not_offer_the_level_it_refuses() {
+        let e = Cli::try_parse_from(["rdna1-images", "smoke", "x", "--level", "skip"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{e}");
+        let help = Cli::command()
+            .find_subcommand_mut("smoke")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("skip:"), "{help}");
+        assert!(help.contains("cpu"), "{help}");
     }
 }

@@ -141,7 +141,8 @@ fn docker_config_lookup(host: &str) -> DockerConfigLookup {
 struct TransferPrinter {
     last: std::collections::HashMap<String, String>,
     last_bytes: Instant,
-    sizes: std::collections::HashSet<i64>,
+    /// The size of each layer seen, by its id (the push stream has none: by size then).
+    sizes: std::collections::HashMap<String, i64>,
     pub bytes: i64,
 }
 
@@ -162,14 +163,29 @@ impl TransferPrinter {
         if changed {
             self.last.insert(layer.clone(), e.status.clone());
         }
-        // The engine's push stream names no layer once bollard has parsed it: a layer is
-        // told apart by its size, which is good enough for a byte count.
+        // Totals by layer id, so two layers of one size both count. The engine's push
+        // stream names no layer once bollard 0.21 has parsed it (its PushImageInfo has no
+        // `id`): there a layer can only be told apart by its size.
         if is_bytes && e.status != "Extracting" {
             if let Some(t) = e.total {
-                if self.sizes.insert(t) {
-                    self.bytes += t;
+                let key = e.layer.clone().unwrap_or_else(|| format!("size:{t}"));
+                if let Some(old) = self.sizes.insert(key, t) {
+                    self.bytes -= old;
                 }
+                self.bytes += t;
             }
+        }
+        if let Some(id) = &e.layer {
+            progress.layer(&crate::pipeline::LayerEvent {
+                id,
+                status: &e.status,
+                current: e.current,
+                total: e.total,
+                finished: matches!(
+                    e.status.as_str(),
+                    "Pull complete" | "Already exists" | "Pushed" | "Layer already exists"
+                ),
+            });
         }
         let mb = |b: i64| b as f64 / 1e6;
         let line = match (&e.layer, e.current, e.total) {
@@ -379,6 +395,7 @@ async fn registry_report(
 pub struct PushOutcome {
     pub recipe: String,
     pub image_id: String,
+    #[serde(serialize_with = "crate::ui::json::sha256")]
     pub input_digest: String,
     pub level: Level,
     pub channels: Vec<Channel>,
@@ -472,7 +489,9 @@ pub struct PullOutcome {
     pub image_id: String,
     /// Local tags set.
     pub tags: Vec<String>,
+    #[serde(serialize_with = "crate::ui::json::sha256_opt")]
     pub input_digest: Option<String>,
+    #[serde(serialize_with = "crate::ui::json::sha256")]
     pub local_input_digest: String,
     pub same_inputs: bool,
     pub tested: Option<TestedLevel>,
@@ -681,6 +700,7 @@ pub async fn pull_for_build(
                 candidate_removed: false,
                 layers: vec![],
                 reproducible: None,
+                pushed: None,
             })))
         }
         t => {
@@ -850,4 +870,45 @@ pub async fn promote(
     engine.untag(&outcome.nightly).await?;
     engine.remove_untagged(&image.id).await?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Layers(Vec<String>);
+    impl Progress for Layers {
+        fn build(&mut self, _: &crate::engine::BuildEvent) {}
+        fn smoke_line(&mut self, _: &str) {}
+        fn note(&mut self, _: &str) {}
+        fn layer(&mut self, e: &crate::pipeline::LayerEvent) {
+            self.0.push(format!("{} {}", e.id, e.status));
+        }
+    }
+
+    fn ev(layer: &str, status: &str, current: i64, total: i64) -> TransferEvent {
+        TransferEvent {
+            layer: Some(layer.into()),
+            status: status.into(),
+            current: Some(current),
+            total: Some(total),
+        }
+    }
+
+    #[test]
+    fn two_layers_of_one_size_both_count() {
+        let mut p = TransferPrinter::new();
+        let mut layers = Layers::default();
+        p.event(ev("aaa", "Downloading", 10, 1000), &mut layers);
+        p.event(ev("bbb", "Downloading", 10, 1000), &mut layers);
+        p.event(ev("aaa", "Downloading", 900, 1000), &mut layers);
+        p.event(ev("ccc", "Downloading", 1, 5), &mut layers);
+        assert_eq!(p.bytes, 2005);
+        assert!(
+            layers.0.contains(&"bbb Downloading".to_string()),
+            "{:?}",
+            layers.0
+        );
+    }
 }

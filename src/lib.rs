@@ -29,5 +29,6 @@ pub mod simple_index;
 pub mod smoke;
 #[cfg(test)]
 pub(crate) mod test_skip;
+pub mod ui;
 pub mod values;
 pub mod yaml_paths;

@@ -15,12 +15,25 @@ use crate::simple_index;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LockReport {
     pub file: String,
-    /// (field, value) for every pin written.
+    /// (field, value) for every pin written; JSON: `[{"field", "value"}]`.
+    #[serde(serialize_with = "pins_as_objects")]
     pub pinned: Vec<(String, String)>,
     /// Inputs left as they were, and why.
     pub left: Vec<String>,
     /// With `--verify`: packages whose recorded file and hash the index still serves.
     pub verified: Vec<String>,
+}
+
+fn pins_as_objects<S: serde::Serializer>(
+    pins: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(pins.len()))?;
+    for (field, value) in pins {
+        seq.serialize_element(&serde_json::json!({ "field": field, "value": value }))?;
+    }
+    seq.end()
 }
 
 fn line_start(text: &str, line: usize) -> usize {

@@ -4,7 +4,14 @@ use clap::Parser;
 use rdna1_images::{app, cli::Cli, engine};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Bad arguments with --json still give the one document (exit 2).
+            crate::json_parse_error(&e);
+            e.exit()
+        }
+    };
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -47,4 +54,11 @@ fn main() -> std::process::ExitCode {
     // Scratch folders a blocking task was still writing into when the run was cancelled.
     engine::guard::drain_scratch_blocking();
     std::process::ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn json_parse_error(e: &clap::Error) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(doc) = rdna1_images::ui::json::parse_error(&args, e) {
+        rdna1_images::ui::json::print(&doc);
+    }
 }

@@ -34,6 +34,47 @@ pub trait Progress: Send {
     fn transfer_line(&mut self, line: &str) {
         self.note(line)
     }
+    /// A layer's push or pull progress, keyed by its id (a terminal draws a bar per layer).
+    fn layer(&mut self, _event: &LayerEvent) {}
+    /// A stage of a recipe's run began (`what` says on what).
+    fn stage_started(&mut self, _stage: Stage, _what: &str) {}
+    /// A stage of a recipe's run ended after `seconds` (for the summary line).
+    fn stage(&mut self, _stage: Stage, _seconds: f64) {}
+}
+
+/// The stages the final summary line accounts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Pull,
+    Build,
+    Normalise,
+    Smoke,
+    Tag,
+    Push,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Pull => "pull",
+            Stage::Build => "build",
+            Stage::Normalise => "normalise",
+            Stage::Smoke => "smoke",
+            Stage::Tag => "tag",
+            Stage::Push => "push",
+        }
+    }
+}
+
+/// One layer's transfer progress.
+#[derive(Debug, Clone)]
+pub struct LayerEvent<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub current: Option<i64>,
+    pub total: Option<i64>,
+    /// The layer is done (pushed, pulled, already there).
+    pub finished: bool,
 }
 
 /// The smoke test's result for one image.
@@ -70,6 +111,7 @@ pub enum BuildStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildOutcome {
     pub recipe: String,
+    #[serde(serialize_with = "crate::ui::json::sha256")]
     pub input_digest: String,
     pub status: BuildStatus,
     pub image_id: Option<String>,
@@ -85,6 +127,9 @@ pub struct BuildOutcome {
     /// The second build's comparison, with `--verify-reproducible`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reproducible: Option<crate::reproduce::Comparison>,
+    /// With `--push`: the references pushed and their manifest digests (empty: not pushed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<Vec<crate::distribute::PushedTag>>,
 }
 
 pub struct BuildOptions {
@@ -135,6 +180,7 @@ async fn build_guarded(
         candidate_removed: false,
         layers: vec![],
         reproducible: None,
+        pushed: None,
     };
     if !opts.force {
         if let Some(existing) = engine.image(&pinned_ref).await? {
@@ -176,7 +222,11 @@ async fn build_guarded(
         .filter(|p| p.pull && !opts.verify_reproducible)
     {
         use crate::distribute::{pull_for_build, PullForBuild};
-        match pull_for_build(engine, plan, loaded, &prepared.digest, opts.level, progress).await? {
+        let asked = Instant::now();
+        let pulled_or_not =
+            pull_for_build(engine, plan, loaded, &prepared.digest, opts.level, progress).await?;
+        progress.stage(Stage::Pull, asked.elapsed().as_secs_f64());
+        match pulled_or_not {
             PullForBuild::Build => {}
             PullForBuild::Done(o) => return Ok(*o),
             PullForBuild::NeedsSmoke(id) => pulled = Some(id),
@@ -191,8 +241,10 @@ async fn build_guarded(
                 prepared.digest.short()
             ));
             let started = Instant::now();
+            progress.stage_started(Stage::Build, &r.name);
             let built = build_image(engine, r, &prepared, opts, progress).await?;
             let build_time = started.elapsed().as_secs_f64();
+            progress.stage(Stage::Build, build_time);
             if opts.level != Level::Skip && !opts.verify_reproducible {
                 return smoke_beside_normalise(
                     engine, loaded, &prepared, built, opts, outcome, started, build_time, progress,
@@ -200,7 +252,9 @@ async fn build_guarded(
                 .await;
             }
             // The engine's image carries build times; the one tested, tagged and pushed does not.
+            progress.stage_started(Stage::Normalise, &r.name);
             let (norm, candidate) = crate::normalise::normalise(engine, r, built, progress).await?;
+            progress.stage(Stage::Normalise, norm.seconds);
             outcome.build_seconds = Some(started.elapsed().as_secs_f64());
             (candidate, Some(norm.normalised))
         }
@@ -231,7 +285,10 @@ async fn build_guarded(
         return Ok(outcome);
     }
     let result = smoke_image(engine, &image_id, r, opts.level, progress).await?;
-    judge_and_tag(engine, r, &prepared, candidate, result, outcome).await
+    let tagging = Instant::now();
+    let tagged = judge_and_tag(engine, r, &prepared, candidate, result, outcome).await;
+    progress.stage(Stage::Tag, tagging.elapsed().as_secs_f64());
+    tagged
 }
 
 /// Collects notes while another task owns the console, to print them in order afterwards.
@@ -274,6 +331,9 @@ async fn smoke_beside_normalise(
     for n in &deferred.notes {
         progress.note(n);
     }
+    if let Ok((n, _)) = &norm {
+        progress.stage(Stage::Normalise, n.seconds);
+    }
     let (norm, candidate) = norm.inspect_err(|_| {
         progress.note(&format!(
             "normalise failed: the built candidate {} is removed",
@@ -295,7 +355,10 @@ async fn smoke_beside_normalise(
     );
     outcome.image_id = Some(image_id.clone());
     outcome.layers = norm.normalised.diff_ids();
-    judge_and_tag(engine, r, prepared, candidate, smoke?, outcome).await
+    let tagging = Instant::now();
+    let tagged = judge_and_tag(engine, r, prepared, candidate, smoke?, outcome).await;
+    progress.stage(Stage::Tag, tagging.elapsed().as_secs_f64());
+    tagged
 }
 
 /// Tags a passed candidate (or removes a failed one) and records the level it passed.
@@ -453,9 +516,11 @@ pub async fn smoke_image(
         short_id(image),
         spec.container_timeout_s
     ));
+    progress.stage_started(Stage::Smoke, &format!("{level} in {}", short_id(image)));
     let outcome = engine
         .run_to_completion(&container, &mut |line| progress.smoke_line(line))
         .await?;
+    progress.stage(Stage::Smoke, outcome.seconds);
     let report = if outcome.timed_out {
         smoke::timed_out_report(spec, level, spec.container_timeout_s)
     } else {

@@ -246,17 +246,22 @@ pub async fn check_before_build(
     Ok(())
 }
 
-/// `build --push`: pushes what passed (or was already tested here or pulled).
+/// `build --push`: pushes what passed (or was already tested here or pulled), and says
+/// what it pushed: every reference with its digest (the smoke report's too).
 pub async fn push_after_build(
     engine: &Engine,
     plan: &RegistryPlan,
     loaded: &Loaded,
     outcome: &BuildOutcome,
     console: &mut Console,
-) -> Result<(), Failure> {
+) -> Result<Option<Vec<distribute::PushedTag>>, Failure> {
     match outcome.status {
         BuildStatus::Passed | BuildStatus::Skipped | BuildStatus::Pulled => {
-            let o = distribute::push(engine, &plan.remote, loaded, None, console).await?;
+            let started = std::time::Instant::now();
+            console.stage_started(pipeline::Stage::Push, &plan.remote.repo.to_string());
+            let o = distribute::push(engine, &plan.remote, loaded, None, console).await;
+            console.stage(pipeline::Stage::Push, started.elapsed().as_secs_f64());
+            let o = o?;
             console.note(&format!(
                 "{}: pushed {}",
                 o.recipe,
@@ -266,14 +271,16 @@ pub async fn push_after_build(
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            Ok(())
+            let mut pushed = o.tags;
+            pushed.push(o.report);
+            Ok(Some(pushed))
         }
         BuildStatus::Failed | BuildStatus::Untested | BuildStatus::NotReproducible => {
             console.note(&format!(
                 "{}: not pushed: only an image that passed its smoke test is pushed",
                 outcome.recipe
             ));
-            Ok(())
+            Ok(Some(vec![]))
         }
     }
 }

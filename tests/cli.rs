@@ -144,9 +144,13 @@ fn list_shows_the_three_stacks_with_status() {
         .args(["list", "--json"])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_result(&o);
     assert_eq!(v.as_array().unwrap().len(), 3);
-    assert_eq!(v[0]["input_digest"].as_str().unwrap().len(), 64);
+    let d = v[0]["input_digest"].as_str().unwrap();
+    assert!(
+        d.starts_with("sha256:") && d.len() == 7 + 64,
+        "digests are sha256:<hex>: {d}"
+    );
 }
 
 #[test]
@@ -199,8 +203,7 @@ fn doctor_reads_fixture_hosts() {
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{label}: not JSON ({e}): {}", text(&o)));
+        let v = json_result(&o);
         // An unreachable engine blocks builds and GPU use alike: exit 3 either way.
         assert_eq!(o.status.code(), Some(3), "{label}: {}", text(&o));
         if gfx.is_empty() {

@@ -18,7 +18,7 @@ use common::*;
 const MACHINE_SOCKET: &str = "/var/run/docker.sock";
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)))
+    json_result(o)
 }
 
 fn required() -> bool {

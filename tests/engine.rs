@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)))
+    json_result(o)
 }
 
 fn image_id(reference: &str) -> String {
@@ -24,7 +24,8 @@ fn passing_fixture_is_tagged_with_labels_then_skipped_then_forced() {
     let v = json(&o);
     let b = &v[0];
     assert_eq!(b["status"], "passed", "{}", text(&o));
-    let digest = b["input_digest"].as_str().unwrap().to_string();
+    let digest = b["input_digest"].as_str().unwrap();
+    let digest = digest.strip_prefix("sha256:").unwrap().to_string();
     let pinned = format!("rdna1-images:{name}-{}", &digest[..12]);
     let moving = format!("rdna1-images:{name}");
     let tags: Vec<&str> = b["tags"]
@@ -131,6 +132,7 @@ fn failing_smoke_test_tags_nothing_and_keeps_the_good_tag() {
         "{findings}"
     );
     let digest = v[0]["input_digest"].as_str().unwrap();
+    let digest = digest.strip_prefix("sha256:").unwrap();
     assert!(
         !docker(&[
             "image",

@@ -58,7 +58,7 @@ fn require_registry(test: &str) -> Option<Registries> {
 }
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)))
+    json_result(o)
 }
 
 fn image_id(reference: &str) -> String {
@@ -100,7 +100,8 @@ fn build_ok(sb: &Sandbox, name: &str) -> String {
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    json(&o)[0]["input_digest"].as_str().unwrap().to_string()
+    let d = json(&o)[0]["input_digest"].as_str().unwrap().to_string();
+    d.strip_prefix("sha256:").unwrap().to_string()
 }
 
 fn push(sb: &Sandbox, reg: &str, name: &str) -> serde_json::Value {
@@ -245,7 +246,7 @@ fn build_pulls_the_digest_tag_from_the_registry_instead_of_building() {
         !out.contains(&format!("building {name}")),
         "it built: {out}"
     );
-    assert!(!out.contains("==> "), "build steps ran: {out}");
+    assert!(!out.contains("=> ["), "build steps ran: {out}");
     assert!(
         !out.contains("smoke test (cpu)"),
         "the smoke test ran: {out}"
@@ -392,7 +393,7 @@ fn registry_failures_are_clear_keep_the_exit_codes_and_change_nothing_locally() 
     let out = text(&o);
     outputs.push_str(&out);
     assert_eq!(o.status.code(), Some(3), "{out}");
-    assert!(!out.contains("building ") && !out.contains("==> "), "{out}");
+    assert!(!out.contains("building ") && !out.contains("=> ["), "{out}");
 
     // Registry down.
     let o = sb.cmd_env(
@@ -624,11 +625,23 @@ fn credentials_in_effect_during_build_and_push_reach_no_image() {
         "the password was printed:\n{out}"
     );
     let v = json(&o);
-    let d12 = &v[0]["input_digest"].as_str().unwrap()[..12];
-    assert!(
-        registry_digest_auth(&reg, &format!("{name}-{d12}")).is_some(),
-        "not pushed: {out}"
-    );
+    let d12 = &v[0]["input_digest"].as_str().unwrap()["sha256:".len()..][..12];
+    let pushed_digest = registry_digest_auth(&reg, &format!("{name}-{d12}"));
+    assert!(pushed_digest.is_some(), "not pushed: {out}");
+    // build --push --json lists what it pushed, with the registry's digests.
+    let pushed = v[0]["pushed"]
+        .as_array()
+        .expect("build --push lists `pushed`");
+    let pinned = pushed
+        .iter()
+        .find(|p| {
+            p["reference"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{name}-{d12}"))
+        })
+        .unwrap_or_else(|| panic!("{name}-{d12} not in pushed: {v:#}"));
+    assert_eq!(pinned["digest"].as_str(), pushed_digest.as_deref(), "{v:#}");
     for image in [
         format!("rdna1-images:{name}"),
         format!("rdna1-images:{name}-{d12}-smoke-cpu"),

@@ -10,7 +10,7 @@ use std::process::Command;
 use common::*;
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)))
+    json_result(o)
 }
 
 /// A minimal wheel (a zip with fixed timestamps), written by the host's Python.

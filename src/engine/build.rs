@@ -32,6 +32,8 @@ pub enum BuildEvent {
     Done { name: String, seconds: Option<f64> },
     /// A line of a step's output.
     Output { step: String, line: String },
+    /// A step failed (its error follows as the build's `Err`).
+    Failed { name: String },
     /// Anything else the engine said (classic builder streams, statuses).
     Message(String),
 }
@@ -150,7 +152,15 @@ impl Engine {
             let Some(item) = item else { break };
             let info = match item {
                 Ok(i) => i,
-                Err(e) => return Err(failed(&v, describe(&e))),
+                Err(e) => {
+                    // The steps still running are the ones the error is about.
+                    for d in v.started.difference(&v.finished) {
+                        if let Some(name) = v.names.get(d) {
+                            emit(BuildEvent::Failed { name: name.clone() });
+                        }
+                    }
+                    return Err(failed(&v, describe(&e)));
+                }
             };
             if let Some(s) = info.stream.as_deref() {
                 // Classic-builder fragments are partial lines: buffer them.
@@ -187,6 +197,16 @@ impl Engine {
                                 crate::signals::pause_at("build").await;
                             }
                         }
+                        if !vx.error.is_empty() {
+                            // Its output may still be in this status: keep it for the tail.
+                            for log in status.logs.iter().filter(|l| l.vertex == vx.digest) {
+                                v.output(&log.vertex, &log.msg, emit);
+                            }
+                            emit(BuildEvent::Failed {
+                                name: vx.name.clone(),
+                            });
+                            return Err(failed(&v, format!("{}: {}", vx.name, vx.error)));
+                        }
                         if let Some(done) = vx.completed {
                             if v.finished.insert(vx.digest.clone()) {
                                 let seconds = vx.started.map(|s| {
@@ -195,9 +215,6 @@ impl Engine {
                                 });
                                 emit(BuildEvent::Done { name, seconds });
                             }
-                        }
-                        if !vx.error.is_empty() {
-                            return Err(failed(&v, format!("{}: {}", vx.name, vx.error)));
                         }
                     }
                     for log in status.logs {

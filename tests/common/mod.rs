@@ -67,6 +67,49 @@ pub fn docker_out(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// Checks `doc` against schema/output.schema.json, and that `error` is there exactly when
+/// the exit code is not 0 (with that code).
+pub fn validate_document(doc: &serde_json::Value, exit_code: Option<i32>) {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let v = VALIDATOR.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/output.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jsonschema::validator_for(&schema).expect("the schema compiles")
+    });
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the document does not validate:\n{}\n{doc:#}",
+        errors.join("\n")
+    );
+    match exit_code {
+        Some(0) => assert!(doc.get("error").is_none(), "exit 0 with an error: {doc:#}"),
+        Some(c) => assert_eq!(doc["error"]["exit_code"], c, "{doc:#}"),
+        None => {}
+    }
+}
+
+/// The one JSON document of a `--json` run, validated ([`validate_document`]).
+pub fn json_document(o: &Output) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", text(o)));
+    validate_document(&doc, o.status.code());
+    doc
+}
+
+/// The result of a `--json` run (the whole document when there is none, e.g. an error).
+pub fn json_result(o: &Output) -> serde_json::Value {
+    let doc = json_document(o);
+    match doc.get("result") {
+        Some(r) => r.clone(),
+        None => doc,
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A recipes folder of its own, with fixture recipes under unique names so tests running
