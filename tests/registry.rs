@@ -65,13 +65,20 @@ fn image_id(reference: &str) -> String {
     docker_out(&["image", "inspect", "--format", "{{.Id}}", reference])
 }
 
+/// The manifest types a push can leave: the containerd store pushes OCI manifests, which the
+/// registry (distribution 2.8) answers with 404 "manifest unknown" to a client that accepts
+/// only Docker's schema 2.
+const MANIFEST_ACCEPT: &str = "Accept: application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
+
 /// The manifest digest of `repo:tag` in an open registry, straight from the registry API.
 fn registry_digest(registry: &str, tag: &str) -> Option<String> {
     let o = std::process::Command::new("curl")
         .args([
             "-sfI",
             "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            MANIFEST_ACCEPT,
             &format!("http://{registry}/v2/{REPO}/manifests/{tag}"),
         ])
         .output()
@@ -650,7 +657,7 @@ fn registry_digest_auth(reg: &Registries, tag: &str) -> Option<String> {
     c.args(["-sfI", "-K", "-"])
         .args([
             "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            MANIFEST_ACCEPT,
             &format!("http://{}/v2/{REPO}/manifests/{tag}", reg.auth),
         ])
         .stdin(std::process::Stdio::piped())
