@@ -6,7 +6,8 @@
 //! and the containerd image store's (an OCI layout with gzip or zstd layer blobs, and an
 //! index above the manifest). Entries arrive in name order, so the manifest comes after the
 //! layers: each layer is recognised as it passes, by its blob name or (20.10) by recomputing
-//! its v1 id, and a base layer is skipped without being hashed or stored. Only the layers the
+//! its v1 id, and a base layer is not stored: only its tar headers are read in passing, for the
+//! folders below the added layers ([`crate::reproduce::Lower`]). Only the layers the
 //! build added are spooled, rewritten canonically ([`crate::reproduce::rewrite_layer`]) and
 //! kept until the load.
 //!
