@@ -6,7 +6,8 @@
 //! and the containerd image store's (an OCI layout with gzip or zstd layer blobs, and an
 //! index above the manifest). Entries arrive in name order, so the manifest comes after the
 //! layers: each layer is recognised as it passes, by its blob name or (20.10) by recomputing
-//! its v1 id, and a base layer is skipped without being hashed or stored. Only the layers the
+//! its v1 id, and a base layer is not stored: only its tar headers are read in passing, for the
+//! folders below the added layers ([`crate::reproduce::Lower`]). Only the layers the
 //! build added are spooled, rewritten canonically ([`crate::reproduce::rewrite_layer`]) and
 //! kept until the load.
 //!
@@ -195,6 +196,8 @@ pub fn read_save<R: Read>(
     let mut v1_index: HashMap<String, usize> = HashMap::new();
     // Uncompressed spools of the added layers, by index, with the blob name they came in.
     let mut raw: BTreeMap<usize, (tempfile::NamedTempFile, String)> = BTreeMap::new();
+    // The entries of the base layers, by index (None: not a readable tar), for [`Lower`].
+    let mut below: BTreeMap<usize, Option<Vec<reproduce::LowerEntry>>> = BTreeMap::new();
     let mut ar = tar::Archive::new(save);
     for entry in ar.entries()? {
         let mut e = entry?;
@@ -210,6 +213,7 @@ pub fn read_save<R: Read>(
             match v1_index.get(&dir) {
                 Some(&i) if i < plan.keep => {
                     timings.bytes_skipped += size;
+                    below.insert(i, reproduce::layer_entries(&mut e).ok());
                     continue;
                 }
                 known => Some(known.copied()),
@@ -235,6 +239,13 @@ pub fn read_save<R: Read>(
             }
             if base.contains(&name.as_str()) {
                 timings.bytes_skipped += size;
+                let entries = uncompressed(io::Cursor::new(first[..n].to_vec()).chain(&mut e))
+                    .and_then(reproduce::layer_entries)
+                    .ok();
+                // The same layer can be in an image twice (an empty one, say).
+                for (i, _) in base.iter().enumerate().filter(|(_, b)| **b == name) {
+                    below.insert(i, entries.clone());
+                }
                 continue;
             }
             spool_layer(
@@ -243,11 +254,12 @@ pub fn read_save<R: Read>(
                 plan,
                 scratch,
                 &mut raw,
+                &mut below,
                 timings,
             )?;
             continue;
         }
-        spool_layer(&mut e, &path, plan, scratch, &mut raw, timings)?;
+        spool_layer(&mut e, &path, plan, scratch, &mut raw, &mut below, timings)?;
     }
     let read_time = started.elapsed();
 
@@ -266,6 +278,13 @@ pub fn read_save<R: Read>(
     }
     let history = reproduce::layer_history(&config, old_ids.len());
     let rewrite_started = Instant::now();
+    let mut lower = reproduce::Lower::default();
+    for i in 0..plan.keep {
+        match below.remove(&i).flatten() {
+            Some(entries) => lower.apply(&entries),
+            None => lower.unknown = true,
+        }
+    }
     let mut layers = Vec::new();
     let mut spooled = Vec::new();
     for (i, id) in old_ids.iter().enumerate() {
@@ -289,6 +308,7 @@ pub fn read_save<R: Read>(
         let (diff_id, bytes, files) = reproduce::rewrite_layer(
             BufReader::new(src.reopen()?),
             plan.epoch,
+            &mut lower,
             out.as_file().try_clone()?,
         )
         .map_err(|e| match e {
@@ -329,14 +349,29 @@ pub fn read_save<R: Read>(
     })
 }
 
+/// Copies what it reads into `out`: the spool fills while the layer's headers are read.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// Decompresses and hashes one layer into a spool; a layer that turns out to be a base layer
-/// (a blob name that was not its diff id) is dropped at once.
+/// (a blob name that was not its diff id) is dropped at once, its entries kept in `below`.
 fn spool_layer<R: Read>(
     r: R,
     path: &str,
     plan: &Plan,
     scratch: &Path,
     raw: &mut BTreeMap<usize, (tempfile::NamedTempFile, String)>,
+    below: &mut BTreeMap<usize, Option<Vec<reproduce::LowerEntry>>>,
     timings: &mut Timings,
 ) -> Result<(), NormaliseError> {
     let started = Instant::now();
@@ -348,11 +383,18 @@ fn spool_layer<R: Read>(
         hash: Sha256::new(),
         bytes: 0,
     };
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, spool.as_file_mut());
-        io::copy(&mut h, &mut w).map_err(|e| bad(format!("{path}: {e}")))?;
-        w.flush()?;
-    }
+    let entries = {
+        let mut tee = Tee {
+            inner: &mut h,
+            out: BufWriter::with_capacity(1 << 20, spool.as_file_mut()),
+        };
+        // A blob that is not a tar (an attestation, say) just has no entries; reading on
+        // to its end below is what hashes and spools it.
+        let entries = reproduce::layer_entries(&mut tee).ok();
+        io::copy(&mut tee, &mut io::sink()).map_err(|e| bad(format!("{path}: {e}")))?;
+        tee.out.flush()?;
+        entries
+    };
     let id = format!("sha256:{}", hex(h.hash.finalize()));
     timings.spool += started.elapsed();
     match plan.diff_ids.iter().position(|d| *d == id) {
@@ -361,7 +403,16 @@ fn spool_layer<R: Read>(
             spool.as_file_mut().seek(SeekFrom::Start(0))?;
             raw.insert(i, (spool, path.to_string()));
         }
-        Some(_) => timings.bytes_skipped += h.bytes,
+        Some(_) => {
+            timings.bytes_skipped += h.bytes;
+            for (i, _) in plan.diff_ids[..plan.keep]
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d == id)
+            {
+                below.insert(i, entries.clone());
+            }
+        }
         // Not a layer of this image (an attestation blob, say).
         None => {}
     }

@@ -15,7 +15,7 @@
 //! the base layers by their chain id and does not read them), and its image id is the sha256
 //! of the config, known before the load.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -183,27 +183,163 @@ fn kind(t: tar::EntryType) -> String {
     }
 }
 
+/// What decides a folder besides its entries and mtime: mode, owner ids, kept PAX records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirMeta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    pax: Vec<(String, Vec<u8>)>,
+}
+
+impl DirMeta {
+    fn of(h: &tar::Header, pax: &[(String, Vec<u8>)]) -> Self {
+        DirMeta {
+            mode: h.mode().unwrap_or(0o755) & 0o7777,
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+            pax: pax.to_vec(),
+        }
+    }
+}
+
+/// One entry of a layer as [`Lower`] needs it: its path and, for a folder, its metadata.
+#[derive(Debug, Clone)]
+pub struct LowerEntry {
+    path: Vec<u8>,
+    dir: Option<DirMeta>,
+}
+
+/// The kept PAX records of an entry, sorted.
+fn kept_pax_of<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut pax = Vec::new();
+    if let Some(exts) = e.pax_extensions()? {
+        for x in exts {
+            let x = x?;
+            let key = String::from_utf8_lossy(x.key_bytes()).into_owned();
+            if kept_pax(&key) {
+                pax.push((key, x.value_bytes().to_vec()));
+            }
+        }
+    }
+    pax.sort();
+    Ok(pax)
+}
+
+/// The entries of a layer tar (a base layer, read in passing), up to its end-of-archive
+/// marker; what follows the marker is left unread.
+pub fn layer_entries<R: Read>(r: R) -> io::Result<Vec<LowerEntry>> {
+    let mut ar = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for e in ar.entries()? {
+        let mut e = e?;
+        let path = trim_slash(&e.path_bytes()).to_vec();
+        let dir = if e.header().entry_type() == tar::EntryType::Directory {
+            let pax = kept_pax_of(&mut e)?;
+            Some(DirMeta::of(e.header(), &pax))
+        } else {
+            None
+        };
+        out.push(LowerEntry { path, dir });
+    }
+    Ok(out)
+}
+
+/// The folders of the layers below the one being rewritten, with their metadata, so that a
+/// folder entry that changes nothing can be told from one that does.
+///
+/// Why: a RUN's layer sometimes holds a bare `etc` entry and sometimes not, from one build
+/// to the next and on every engine. The runtime creates mount stubs (`/etc/hosts`,
+/// `/etc/resolv.conf`, `/etc/hostname`) in the rootfs, which copies `/etc` up into the
+/// snapshot; BuildKit removes the stubs and restores the folder's times, and its differ then
+/// leaves the folder out only if the times came back equal. The entry it leaves in is the
+/// lower folder unchanged (mode, owner, xattrs), touched only in its mtime, which the
+/// rewrite clamps anyway.
+#[derive(Debug, Default)]
+pub struct Lower {
+    dirs: BTreeMap<Vec<u8>, DirMeta>,
+    /// Some layer below could not be read: never drop anything.
+    pub unknown: bool,
+}
+
+impl Lower {
+    fn remove_tree(&mut self, p: &[u8]) {
+        self.dirs.remove(p);
+        let mut from = p.to_vec();
+        from.push(b'/');
+        let mut to = p.to_vec();
+        to.push(b'/' + 1);
+        let gone: Vec<Vec<u8>> = self.dirs.range(from..to).map(|(k, _)| k.clone()).collect();
+        for k in gone {
+            self.dirs.remove(&k);
+        }
+    }
+
+    /// Applies one layer's entries on top: its whiteouts first (they hide what is below,
+    /// not what the same layer adds), then what it adds.
+    pub fn apply(&mut self, entries: &[LowerEntry]) {
+        for e in entries {
+            let (parent, name) = match e.path.iter().rposition(|&c| c == b'/') {
+                Some(i) => (&e.path[..i], &e.path[i + 1..]),
+                None => (&b""[..], &e.path[..]),
+            };
+            if name == b".wh..wh..opq" {
+                let mut kids = parent.to_vec();
+                kids.push(b'/');
+                let gone: Vec<Vec<u8>> = self
+                    .dirs
+                    .keys()
+                    .filter(|k| k.starts_with(&kids) || parent.is_empty())
+                    .cloned()
+                    .collect();
+                for k in gone {
+                    self.dirs.remove(&k);
+                }
+            } else if let Some(target) = name.strip_prefix(b".wh.") {
+                let mut t = parent.to_vec();
+                if !t.is_empty() {
+                    t.push(b'/');
+                }
+                t.extend_from_slice(target);
+                self.remove_tree(&t);
+            }
+        }
+        for e in entries {
+            let name = e.path.rsplit(|&c| c == b'/').next().unwrap_or(&[]);
+            if name.starts_with(b".wh.") {
+                continue;
+            }
+            match &e.dir {
+                Some(m) => {
+                    self.dirs.insert(e.path.clone(), m.clone());
+                }
+                None => self.remove_tree(&e.path),
+            }
+        }
+    }
+
+    /// The folder `path` is below with exactly this metadata.
+    fn has(&self, path: &[u8], meta: &DirMeta) -> bool {
+        !self.unknown && self.dirs.get(path) == Some(meta)
+    }
+}
+
 /// Rewrites one layer tar deterministically into `out`; returns its diff id, size and entries.
+///
+/// `lower` is the image below this layer; a folder entry with nothing under it in this layer
+/// and the same metadata as the folder below changes nothing but an mtime and is left out
+/// (see [`Lower`]); then the layer is applied to `lower`.
 pub fn rewrite_layer<R: Read + Seek, W: Write>(
     src: R,
     epoch: u64,
+    lower: &mut Lower,
     out: W,
 ) -> Result<(String, u64, Vec<FileInfo>), NormaliseError> {
     let mut ar = tar::Archive::new(src);
     let mut items = Vec::new();
     for e in ar.entries_with_seek()? {
         let mut e = e?;
-        let mut pax = Vec::new();
-        if let Some(exts) = e.pax_extensions()? {
-            for x in exts {
-                let x = x?;
-                let key = String::from_utf8_lossy(x.key_bytes()).into_owned();
-                if kept_pax(&key) {
-                    pax.push((key, x.value_bytes().to_vec()));
-                }
-            }
-        }
-        pax.sort();
+        let pax = kept_pax_of(&mut e)?;
         items.push(Item {
             path: trim_slash(&e.path_bytes()).to_vec(),
             header: e.header().clone(),
@@ -218,6 +354,36 @@ pub fn rewrite_layer<R: Read + Seek, W: Write>(
     items.sort_by(|a, b| a.path.cmp(&b.path));
     items.dedup_by(|next, kept| next.path == kept.path);
     canonical_hardlinks(&mut items);
+    let applied: Vec<LowerEntry> = items
+        .iter()
+        .map(|it| LowerEntry {
+            path: it.path.clone(),
+            dir: (it.header.entry_type() == tar::EntryType::Directory)
+                .then(|| DirMeta::of(&it.header, &it.pax)),
+        })
+        .collect();
+    let mut parents: HashSet<&[u8]> = HashSet::new();
+    for it in &items {
+        let mut p = &it.path[..];
+        while let Some(i) = p.iter().rposition(|&c| c == b'/') {
+            p = &p[..i];
+            if !parents.insert(p) {
+                break;
+            }
+        }
+    }
+    let unchanged: HashSet<Vec<u8>> = applied
+        .iter()
+        .filter(|e| {
+            e.dir
+                .as_ref()
+                .is_some_and(|m| !parents.contains(&e.path[..]) && lower.has(&e.path, m))
+        })
+        .map(|e| e.path.clone())
+        .collect();
+    drop(parents);
+    items.retain(|it| !unchanged.contains(&it.path));
+    lower.apply(&applied);
 
     let mut src = ar.into_inner();
     let mut b = tar::Builder::new(Hashing {
@@ -646,7 +812,8 @@ mod tests {
 
     fn rewrite(l: &[u8], epoch: u64) -> (String, Vec<u8>, Vec<FileInfo>) {
         let mut out = Vec::new();
-        let (id, n, files) = rewrite_layer(Cursor::new(l), epoch, &mut out).unwrap();
+        let (id, n, files) =
+            rewrite_layer(Cursor::new(l), epoch, &mut Lower::default(), &mut out).unwrap();
         assert_eq!(n as usize, out.len());
         assert_eq!(id, format!("sha256:{}", hex(Sha256::digest(&out))));
         (id, out, files)
@@ -694,6 +861,62 @@ mod tests {
         // Idempotent: a normalised layer stays as it is.
         let (again, _, _) = rewrite(&ta, 1000);
         assert_eq!(again, ia);
+    }
+
+    #[test]
+    fn a_bare_folder_the_runtime_touched_is_left_out_but_a_changed_one_stays() {
+        use tar::EntryType::{Directory as D, Regular as F};
+        let base = layer(&[
+            ("etc/", D, 10, b"", None),
+            ("etc/passwd", F, 10, b"root", None),
+            ("opt/", D, 10, b"", None),
+            ("opt/d/", D, 10, b"", None),
+            ("var/", D, 10, b"", None),
+        ]);
+        let below = || {
+            let mut l = Lower::default();
+            l.apply(&layer_entries(base.as_slice()).unwrap());
+            l
+        };
+        let run = |entries: &[Entry], lower: &mut Lower| {
+            let mut out = Vec::new();
+            let (id, _, files) =
+                rewrite_layer(Cursor::new(layer(entries)), 1000, lower, &mut out).unwrap();
+            let names: Vec<String> = files.into_iter().map(|f| f.path).collect();
+            (id, names)
+        };
+        // The same RUN, once with the bare `etc` its mount stubs left and once without.
+        let with = [
+            ("etc/", D, 5000, &b""[..], None),
+            ("var/", D, 5000, b"", None),
+            ("var/x", F, 5000, b"x", None),
+        ];
+        let (a, names) = run(&with, &mut below());
+        let (b, _) = run(&with[1..], &mut below());
+        assert_eq!(a, b);
+        assert_eq!(names, ["var", "var/x"]);
+        // Without what is below (a base that could not be read), nothing is dropped.
+        let mut unknown = below();
+        unknown.unknown = true;
+        assert_eq!(run(&with, &mut unknown).1, ["etc", "var", "var/x"]);
+        // A folder the RUN changed (here: created after a whiteout) is kept.
+        let mut lower = below();
+        run(
+            &[
+                ("opt/", D, 5000, b"", None),
+                ("opt/.wh.d", F, 5000, b"", None),
+            ],
+            &mut lower,
+        );
+        assert_eq!(
+            run(&[("opt/d/", D, 5000, b"", None)], &mut lower).1,
+            ["opt/d"]
+        );
+        // And a bare folder that is new.
+        assert_eq!(
+            run(&[("srv/", D, 5000, b"", None)], &mut below()).1,
+            ["srv"]
+        );
     }
 
     #[test]

@@ -556,7 +556,6 @@ fn docker_at(host: &str, args: &[&str]) -> String {
 }
 
 #[test]
-#[ignore = "issue 10 open: two of the fixture's six layers take one of two digests from run to run, on 20.10 and 28.5 alike; cause not found yet"]
 fn the_same_inputs_give_the_same_layers_and_config_on_every_engine() {
     if !require_base("canonical_across_engines") {
         return;

@@ -152,6 +152,10 @@ impl Engine {
             let Some(item) = item else { break };
             let info = match item {
                 Ok(i) => i,
+                Err(e) if image_id.is_some() && super::stray_end_of_stream(&e) => {
+                    tracing::debug!("build stream of {} ended with a stray \\r: done", req.what);
+                    break;
+                }
                 Err(e) => {
                     // The steps still running are the ones the error is about.
                     for d in v.started.difference(&v.finished) {
@@ -228,5 +232,97 @@ impl Engine {
             what: req.what.to_string(),
             message: "the engine finished without reporting an image id".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+    use crate::endpoint::{Endpoint, Source};
+
+    /// An engine that answers one build with `chunks`, each sent as its own HTTP chunk and
+    /// flushed after a pause, so the client reads them one by one.
+    fn fake_engine(chunks: Vec<&'static str>) -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            r.read_exact(&mut body).unwrap();
+            let mut w = conn;
+            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+            for c in chunks {
+                write!(w, "{:x}\r\n{c}\r\n", c.len()).unwrap();
+                w.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            w.write_all(b"0\r\n\r\n").unwrap();
+        });
+        let host = format!("unix://{}", sock.display());
+        let docker =
+            bollard::Docker::connect_with_unix(&host, 10, bollard::API_DEFAULT_VERSION).unwrap();
+        let engine = Engine {
+            docker,
+            host: host.clone(),
+            endpoint: Endpoint {
+                host,
+                source: Source::Default,
+                tls: None,
+            },
+        };
+        (dir, engine)
+    }
+
+    async fn build(engine: &Engine) -> Result<String, EngineError> {
+        let none = BTreeMap::new();
+        engine
+            .build(
+                BuildRequest {
+                    what: "fake",
+                    tar: vec![0; 1024],
+                    dockerfile: "Dockerfile",
+                    build_args: &none,
+                    labels: &none,
+                    no_cache: false,
+                    network: None,
+                },
+                &mut |_| {},
+            )
+            .await
+    }
+
+    const ID: &str = r#"{"aux":{"ID":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}"#;
+
+    #[tokio::test]
+    async fn a_last_message_whose_crlf_comes_in_the_next_read_still_ends_the_build() {
+        // The engine's framing: `}` of the last message in one read, its "\r\n" in the next.
+        let (_dir, engine) = fake_engine(vec!["{\"stream\":\"Step 1\\n\"}\r\n", ID, "\r\n"]);
+        let id = build(&engine).await.expect("the build's image id");
+        assert!(id.ends_with("abcdef"), "{id}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_before_the_image_id_is_still_a_failure() {
+        // The same stray "\r" with no image id yet: the build did not finish.
+        let (_dir, engine) = fake_engine(vec!["{\"stream\":\"Step 1\\n\"}", "\r\n"]);
+        let e = build(&engine).await.expect_err("no image id");
+        assert!(e.to_string().contains("bytes remaining on stream"), "{e}");
     }
 }

@@ -115,10 +115,13 @@ impl Engine {
         );
         let mut said = String::new();
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| EngineError::Api {
-                what: what(),
-                detail: describe(&e),
-            })?;
+            let info = match item {
+                Err(e) if said.contains("Loaded image") && super::stray_end_of_stream(&e) => break,
+                other => other.map_err(|e| EngineError::Api {
+                    what: what(),
+                    detail: describe(&e),
+                })?,
+            };
             if let Some(s) = info.stream {
                 said.push_str(&s);
             }

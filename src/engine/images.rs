@@ -45,7 +45,17 @@ impl Engine {
                 ),
             )
             .await
-            .map_err(|e| EngineError::api(format!("tagging {image} as {repo}:{tag}"), e))
+            .map_err(|e| EngineError::api(format!("tagging {image} as {repo}:{tag}"), e))?;
+        // The containerd store keeps an image that no name points at as a record named
+        // `moby-dangling@<id>`, and its tag call drops that record only when it moves a tag,
+        // not when the tag already points at the image: a `--force` rebuild (which loads
+        // the same normalised image again) left the image listed as dangling beside its own
+        // tags. Measured on 28.5; removing the record untags nothing else. On the classic
+        // store there is no such record (404, fine).
+        if image.starts_with("sha256:") {
+            self.untag(&format!("moby-dangling@{image}")).await?;
+        }
+        Ok(())
     }
 
     /// Removes an image by id unless a tag still points at it (then it is someone's good

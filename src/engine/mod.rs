@@ -80,6 +80,20 @@ impl From<crate::endpoint::EndpointError> for EngineError {
     }
 }
 
+/// A JSON progress stream that ended cleanly but for a stray `\r`: not a failure.
+///
+/// The engine ends each message with `\r\n`. bollard 0.21's JSON-lines decoder splits on
+/// `\n`; when a read ends just after a message's `}` (it parses the message then) and the
+/// `\r\n` comes in the next read, it drops the `\n` and keeps the `\r`, and at the end of
+/// the stream reports that `\r` as "bytes remaining on stream" (fussybeaver/bollard#560,
+/// fixed upstream by #733 in no release we can use yet). Where reads end depends on timing,
+/// so it shows under load, beside concurrent builds, and never alone. A stream cut mid-message
+/// gives another error (hyper's "connection closed before message completed"), so callers that
+/// already have what the stream was for (the image id, the digest) may end it here.
+pub(crate) fn stray_end_of_stream(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::IOError { err } if err.to_string() == "bytes remaining on stream")
+}
+
 /// bollard's Display for server errors repeats the status code; keep the daemon's message.
 /// Transport errors (hyper, ssh) hide the cause in their source chain: say all of it.
 pub(crate) fn describe(e: &bollard::errors::Error) -> String {

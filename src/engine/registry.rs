@@ -122,7 +122,10 @@ impl Engine {
         let mut stream = self.docker.push_image(repo, Some(opts), header(creds));
         let mut digest = None;
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| EngineError::registry(&what, describe(&e)))?;
+            let info = match item {
+                Err(e) if digest.is_some() && super::stray_end_of_stream(&e) => break,
+                other => other.map_err(|e| EngineError::registry(&what, describe(&e)))?,
+            };
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(EngineError::registry(&what, err));
             }
