@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::context::{self, Prepared};
 use crate::engine::{
-    BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError, ImageGuard, MountSpec,
+    BuildEvent, BuildRequest, ContainerSpec, Engine, EngineError, ImageGuard, MountSpec, SweepGuard,
 };
 use crate::host::HostRoot;
 use crate::recipe::{Loaded, Recipe};
@@ -153,7 +153,13 @@ pub async fn build(
     opts: &BuildOptions,
     progress: &mut dyn Progress,
 ) -> Result<BuildOutcome, EngineError> {
-    let result = build_guarded(engine, loaded, opts, progress).await;
+    // Dropped armed (an error, or the future dropped on a signal), it sweeps the untagged
+    // images of this input digest that no other guard knew of.
+    let mut sweep = None;
+    let result = build_guarded(engine, loaded, opts, progress, &mut sweep).await;
+    if let (Ok(_), Some(s)) = (&result, sweep) {
+        s.finished();
+    }
     crate::engine::guard::drain().await;
     result
 }
@@ -163,10 +169,12 @@ async fn build_guarded(
     loaded: &Loaded,
     opts: &BuildOptions,
     progress: &mut dyn Progress,
+    sweep: &mut Option<SweepGuard>,
 ) -> Result<BuildOutcome, EngineError> {
     let r = &loaded.recipe;
     // A missing or unreadable file or patch is the recipe's fault: exit 2, with its field.
     let prepared = context::prepare(loaded)?;
+    *sweep = Some(SweepGuard::new(engine, prepared.digest.hex()));
     let (_, pinned) = tags(&r.name, &prepared.digest);
     let pinned_ref = format!("{REPOSITORY}:{pinned}");
     let mut outcome = BuildOutcome {

@@ -181,6 +181,7 @@ impl Engine {
                 Some(BuildInfoAux::Default(id)) => {
                     if let Some(id) = id.id {
                         image_id = Some(id);
+                        super::guard::export_finished();
                     }
                 }
                 Some(BuildInfoAux::BuildKit(status)) => {
@@ -194,6 +195,10 @@ impl Engine {
                             continue;
                         }
                         if vx.started.is_some() && v.started.insert(vx.digest.clone()) {
+                            if name.starts_with("exporting to image") {
+                                // From here on an image may exist before its id reaches us.
+                                super::guard::export_started();
+                            }
                             emit(BuildEvent::Step { name: name.clone() });
                             // The test hook: a RUN step is under way on the daemon.
                             if !paused && name.contains("RUN") {

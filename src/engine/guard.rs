@@ -16,7 +16,26 @@ enum Leftover {
     Container(Engine, String),
     Image(Engine, String),
     Scratch(PathBuf),
+    /// The untagged images of one input digest (see [`SweepGuard`]).
+    Sweep(Engine, String),
 }
+
+/// Set while BuildKit exports an image whose id has not reached us yet (see
+/// [`export_started`]): a run cancelled then may find that image only after it returned.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The build stream says BuildKit has begun exporting the image (`exporting to image`).
+pub fn export_started() {
+    EXPORTING.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The exported image's id has arrived (or the build ended): it is in a guard now.
+pub fn export_finished() {
+    EXPORTING.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// How long a sweep waits for an export that was under way when the run was cancelled.
+const EXPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn pending() -> std::sync::MutexGuard<'static, Vec<Leftover>> {
     static PENDING: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
@@ -31,9 +50,11 @@ pub async fn drain() {
     all.sort_by_key(|l| match l {
         Leftover::Container(..) => 0,
         Leftover::Image(..) => 1,
-        Leftover::Scratch(_) => 2,
+        Leftover::Sweep(..) => 2,
+        Leftover::Scratch(_) => 3,
     });
     let mut images = vec![];
+    let mut sweeps = vec![];
     for l in all {
         match l {
             Leftover::Container(e, id) => {
@@ -42,6 +63,7 @@ pub async fn drain() {
                 }
             }
             Leftover::Image(e, id) => images.push((e, id)),
+            Leftover::Sweep(e, digest) => sweeps.push((e, digest)),
             Leftover::Scratch(p) => remove_scratch(&p),
         }
     }
@@ -50,6 +72,89 @@ pub async fn drain() {
             Ok(true) => tracing::debug!("cleanup: removed candidate image {id}"),
             Ok(false) => {}
             Err(err) => tracing::warn!("cleanup: {err}"),
+        }
+    }
+    for (e, digest) in sweeps {
+        sweep(&e, &digest).await;
+    }
+}
+
+/// Removes the untagged images that carry `digest` as their input digest. An export that
+/// was under way when the run ended is waited for (up to [`EXPORT_SETTLE`]): BuildKit
+/// finishes writing an image it had begun to export even after the build's connection is
+/// gone, and that image's id never reached a guard.
+async fn sweep(engine: &Engine, digest: &str) {
+    let settle = EXPORTING.swap(false, std::sync::atomic::Ordering::SeqCst);
+    if settle {
+        eprintln!(
+            "rdna1-images: the engine was exporting the candidate image; waiting up to {} s to remove it",
+            EXPORT_SETTLE.as_secs()
+        );
+    }
+    let until = std::time::Instant::now()
+        + if settle {
+            EXPORT_SETTLE
+        } else {
+            Default::default()
+        };
+    loop {
+        match engine.untagged_images_of(digest).await {
+            Ok(ids) if !ids.is_empty() => {
+                for id in ids {
+                    match engine.remove_untagged(&id).await {
+                        Ok(true) => tracing::debug!(
+                            "cleanup: removed untagged image {id} of input {digest}"
+                        ),
+                        Ok(false) => {}
+                        Err(err) => tracing::warn!("cleanup: {err}"),
+                    }
+                }
+                if settle {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!("cleanup: {err}");
+                return;
+            }
+        }
+        if std::time::Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Every untagged image of one input digest, removed unless the run finished: a cancelled
+/// or failed run may leave an image no other guard knows of (an export that completed after
+/// the build's connection was dropped, a load whose answer never arrived). An untagged image
+/// of that digest is never a keeper: a good one is tagged `<recipe>-<digest12>`. Released on
+/// every finished run, so `--smoke skip`'s untagged image stays.
+#[must_use = "a guard sweeps when dropped"]
+pub struct SweepGuard {
+    engine: Engine,
+    digest: Option<String>,
+}
+
+impl SweepGuard {
+    pub fn new(engine: &Engine, input_digest_hex: impl Into<String>) -> Self {
+        SweepGuard {
+            engine: engine.clone(),
+            digest: Some(input_digest_hex.into()),
+        }
+    }
+
+    /// The run finished (passed, failed or skipped): its guards said what stays.
+    pub fn finished(mut self) {
+        self.digest = None;
+    }
+}
+
+impl Drop for SweepGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.digest.take() {
+            pending().push(Leftover::Sweep(self.engine.clone(), d));
         }
     }
 }
