@@ -416,6 +416,67 @@ fn tls_files(dir: &Path, source: &Source, what: &str) -> Result<Tls, EndpointErr
     Ok(tls)
 }
 
+/// openssh's control folders (`.ssh-connection*`), which bollard's ssh transport makes for
+/// each connection under `$XDG_STATE_HOME` (else `~/.local/state`, else `./`), as openssh's
+/// `SessionBuilder` picks them. When the runtime shuts down right after a command, the
+/// session's own cleanup may not run: its master is gone, but an empty folder stays. The
+/// folders that were not there before the command and are empty after it are removed;
+/// `remove_dir` refuses a folder that is not empty, so a live session of another process
+/// (its socket is in it) is never touched.
+pub struct SshControlFolders {
+    dir: Option<std::path::PathBuf>,
+    before: std::collections::HashSet<std::ffi::OsString>,
+}
+
+impl SshControlFolders {
+    const PREFIX: &'static str = ".ssh-connection";
+
+    fn control_dir() -> Option<std::path::PathBuf> {
+        let absolute = |p: std::path::PathBuf| p.is_absolute().then_some(p);
+        match std::env::var_os("XDG_STATE_HOME") {
+            Some(x) => absolute(x.into()),
+            None => std::env::var_os("HOME")
+                .and_then(|h| absolute(h.into()))
+                .map(|h| h.join(".local/state")),
+        }
+        .or_else(|| std::env::current_dir().ok())
+    }
+
+    fn ours(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name())
+                    .filter(|n| n.to_string_lossy().starts_with(Self::PREFIX))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The folders there before the command.
+    pub fn before() -> Self {
+        Self::before_in(Self::control_dir())
+    }
+
+    fn before_in(dir: Option<std::path::PathBuf>) -> Self {
+        let before = dir.as_deref().map(Self::ours).unwrap_or_default();
+        SshControlFolders {
+            dir,
+            before: before.into_iter().collect(),
+        }
+    }
+
+    /// Removes the new folders that are empty; returns how many.
+    pub fn remove_new_empty(&self) -> usize {
+        let Some(dir) = &self.dir else { return 0 };
+        Self::ours(dir)
+            .into_iter()
+            .filter(|n| !self.before.contains(n))
+            .filter(|n| std::fs::remove_dir(dir.join(n)).is_ok())
+            .count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,5 +753,25 @@ mod tests {
         );
         assert!(resolve(&env("ssh://")).is_err());
         assert!(resolve(&env("ssh://me@builder")).is_ok());
+    }
+
+    #[test]
+    fn only_new_empty_ssh_control_folders_are_removed() {
+        let state = tempfile::tempdir().unwrap();
+        let old = state.path().join(".ssh-connection-old");
+        std::fs::create_dir(&old).unwrap();
+        let folders = SshControlFolders::before_in(Some(state.path().to_path_buf()));
+        let empty = state.path().join(".ssh-connectionAbC");
+        let live = state.path().join(".ssh-connectionXyZ");
+        let other = state.path().join("rdna1-images");
+        for d in [&empty, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(live.join("master"), b"").unwrap();
+        assert_eq!(folders.remove_new_empty(), 1);
+        assert!(!empty.exists(), "the new empty folder stays");
+        assert!(live.exists(), "a folder with a socket in it was removed");
+        assert!(old.exists(), "a folder from before was removed");
+        assert!(other.exists());
     }
 }
