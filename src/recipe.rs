@@ -620,15 +620,7 @@ fn explain_serde(msg: &str) -> String {
     msg.trim().to_string()
 }
 
-/// A recipe name: what may follow `rdna1-images build`.
-pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-}
+pub use crate::values::is_plain_name;
 
 /// `MIOPEN_FIND_ENFORCE` values that do no search: 1 NONE, 2 DB_UPDATE, 5 DB_CLEAN. Every
 /// other value (3 SEARCH, 4 SEARCH_DB_UPDATE, or one MIOpen might read as those, like `03`)

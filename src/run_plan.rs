@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::doctor::{recipes_for, RecipeChoice};
+use crate::fit::{recipes_for, RecipeChoice};
 use crate::host::{GpuInfo, HostReport, KFD_DEVICE};
 use crate::recipe::Recipe;
 
@@ -426,11 +426,8 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
     }
 
     let mut labels = BTreeMap::new();
-    labels.insert(
-        crate::render::labels::RECIPE.to_string(),
-        recipe.name.to_string(),
-    );
-    labels.insert(crate::render::labels::ROLE.to_string(), "run".to_string());
+    labels.insert(crate::labels::RECIPE.to_string(), recipe.name.to_string());
+    labels.insert(crate::labels::ROLE.to_string(), "run".to_string());
 
     Ok(RunPlan {
         recipe: recipe.name.to_string(),
@@ -678,7 +675,7 @@ mod tests {
             }]
         );
         assert_eq!(p.workdir, "/workspace");
-        assert_eq!(p.labels[crate::render::labels::RECIPE], "rocm52");
+        assert_eq!(p.labels[crate::labels::RECIPE], "rocm52");
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Engine {
         let filters: HashMap<String, Vec<String>> = [
             (
                 "label".to_string(),
-                vec![format!("{}=true", crate::render::labels::MANAGED)],
+                vec![format!("{}=true", crate::labels::MANAGED)],
             ),
             ("dangling".to_string(), vec!["true".to_string()]),
         ]

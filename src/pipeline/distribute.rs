@@ -12,29 +12,18 @@ use serde::Serialize;
 
 use crate::context::{self, InputDigest};
 use crate::engine::{Engine, EngineError, ImageSummary, TransferEvent};
-use crate::pipeline::{self, BuildOutcome, BuildStatus, Progress, SmokeResult, REPOSITORY};
+use crate::labels;
+use crate::pipeline::smoke_stage::smoke_image;
+use crate::pipeline::types::{
+    self as pipeline, BuildOutcome, BuildStatus, Progress, PushedTag, RegistryPlan, Remote,
+    SmokeResult, REPOSITORY,
+};
 use crate::recipe::{Loaded, Status};
 use crate::registry::{
-    self, labels as rlabels, Channel, Credential, Credentials, DockerConfigLookup, PassReport,
+    self, labels as rlabels, Channel, Credential, DockerConfigLookup, PassReport,
     RegistryInputError, Repository, Secret, TestedLevel,
 };
-use crate::render::labels;
 use crate::smoke::Level;
-
-/// A registry and the credentials for it.
-#[derive(Debug, Clone)]
-pub struct Remote {
-    pub repo: Repository,
-    pub creds: Option<Credentials>,
-}
-
-/// What `build` does with the registry.
-#[derive(Debug, Clone)]
-pub struct RegistryPlan {
-    pub remote: Remote,
-    /// Ask the registry for `<recipe>-<digest12>` and pull it instead of building.
-    pub pull: bool,
-}
 
 /// Errors of the registry commands, with the CLI contract's exit code.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +165,7 @@ impl TransferPrinter {
             }
         }
         if let Some(id) = &e.layer {
-            progress.layer(&crate::pipeline::LayerEvent {
+            progress.layer(&crate::pipeline::types::LayerEvent {
                 id,
                 status: &e.status,
                 current: e.current,
@@ -246,14 +235,6 @@ async fn push_one(
         seconds,
         bytes_uploaded: printer.bytes,
     })
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PushedTag {
-    pub reference: String,
-    pub digest: String,
-    pub seconds: f64,
-    pub bytes_uploaded: i64,
 }
 
 /// Builds the report of a passed smoke test as a tiny image and tags it
@@ -395,7 +376,7 @@ async fn registry_report(
 pub struct PushOutcome {
     pub recipe: String,
     pub image_id: String,
-    #[serde(serialize_with = "crate::ui::json::sha256")]
+    #[serde(serialize_with = "crate::digest_json::sha256")]
     pub input_digest: String,
     pub level: Level,
     pub channels: Vec<Channel>,
@@ -489,9 +470,9 @@ pub struct PullOutcome {
     pub image_id: String,
     /// Local tags set.
     pub tags: Vec<String>,
-    #[serde(serialize_with = "crate::ui::json::sha256_opt")]
+    #[serde(serialize_with = "crate::digest_json::sha256_opt")]
     pub input_digest: Option<String>,
-    #[serde(serialize_with = "crate::ui::json::sha256")]
+    #[serde(serialize_with = "crate::digest_json::sha256")]
     pub local_input_digest: String,
     pub same_inputs: bool,
     pub tested: Option<TestedLevel>,
@@ -807,7 +788,7 @@ pub async fn promote(
             prepared.digest.hex()
         ));
     }
-    let result = pipeline::smoke_image(engine, &image.id, r, level, progress).await;
+    let result = smoke_image(engine, &image.id, r, level, progress).await;
     // The pulled nightly is not kept under the registry's name (only a pass tags anything);
     // its layers stay only while a local tag holds them. The name goes last: untagging the
     // only name deletes the image.
@@ -882,7 +863,7 @@ mod transfer_tests {
         fn build(&mut self, _: &crate::engine::BuildEvent) {}
         fn smoke_line(&mut self, _: &str) {}
         fn note(&mut self, _: &str) {}
-        fn layer(&mut self, e: &crate::pipeline::LayerEvent) {
+        fn layer(&mut self, e: &crate::pipeline::types::LayerEvent) {
             self.0.push(format!("{} {}", e.id, e.status));
         }
     }
