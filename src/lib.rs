@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod endpoint;
 pub mod engine;
 pub mod fit;
+pub mod hex;
 pub mod host;
 pub mod image_archive;
 pub mod index_client;
