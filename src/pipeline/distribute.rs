@@ -25,6 +25,12 @@ use crate::registry::{
 };
 use crate::smoke::Level;
 
+mod credentials;
+mod promote;
+
+pub use credentials::*;
+pub use promote::*;
+
 /// Errors of the registry commands, with the CLI contract's exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
@@ -55,73 +61,6 @@ impl DistError {
 impl From<RegistryInputError> for DistError {
     fn from(e: RegistryInputError) -> Self {
         DistError::Input(e.to_string())
-    }
-}
-
-/// Resolves the registry and its credentials: the tool's environment variables (password
-/// from `--password-stdin` or the environment), else the Docker config and its credential
-/// helpers (blocking: run off the async threads).
-pub async fn remote(repo: &str, password_stdin: bool) -> Result<Remote, DistError> {
-    let repo = Repository::parse(repo)?;
-    let stdin = if password_stdin {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| DistError::Input(format!("--password-stdin: cannot read stdin: {e}")))?;
-        Some(s)
-    } else {
-        None
-    };
-    let user = std::env::var(registry::USER_ENV).ok();
-    let password = std::env::var(registry::PASSWORD_ENV).ok();
-    // The Docker config is read only when the tool's own variables are not set.
-    let docker_config = if user.as_deref().is_some_and(|u| !u.is_empty()) || stdin.is_some() {
-        DockerConfigLookup::Nothing
-    } else {
-        let host = repo.host.clone();
-        tokio::task::spawn_blocking(move || docker_config_lookup(&host))
-            .await
-            .unwrap_or_else(|e| DockerConfigLookup::Failed(e.to_string()))
-    };
-    let creds = registry::resolve_credentials(&repo.host, user, password, stdin, || docker_config)
-        .map_err(|e| match e {
-            Ok(input) => DistError::from(input),
-            Err(helper) => DistError::Credentials(helper),
-        })?;
-    Ok(Remote { repo, creds })
-}
-
-fn docker_config_lookup(host: &str) -> DockerConfigLookup {
-    use docker_credential::{CredentialRetrievalError as E, DockerCredential as C};
-    // docker_credential reports a missing file as unreadable; no file means anonymous.
-    let config = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")));
-    if !config.is_some_and(|d| d.join("config.json").exists()) {
-        return DockerConfigLookup::Nothing;
-    }
-    match docker_credential::get_credential(host) {
-        Ok(C::UsernamePassword(username, password)) => {
-            DockerConfigLookup::Found(Credential::UsernamePassword {
-                username,
-                password: Secret::new(password),
-            })
-        }
-        Ok(C::IdentityToken(t)) => DockerConfigLookup::Found(Credential::IdentityToken(Secret::new(t))),
-        Err(E::ConfigNotFound | E::NoCredentialConfigured) => DockerConfigLookup::Nothing,
-        // A helper's stdout may hold a secret: name the helper, never echo what it said,
-        // except the helpers' own "not found" answer, which means anonymous.
-        Err(E::HelperFailure { helper, stdout, .. }) => {
-            if stdout.to_ascii_lowercase().contains("credentials not found") {
-                DockerConfigLookup::Nothing
-            } else {
-                DockerConfigLookup::Failed(format!(
-                    "the Docker credential helper `docker-credential-{helper}` failed for {host}: run `docker login {host}` again, or set RDNA1_IMAGES_REGISTRY_USER and RDNA1_IMAGES_REGISTRY_PASSWORD"
-                ))
-            }
-        }
-        Err(e) => DockerConfigLookup::Failed(format!(
-            "reading the Docker config for {host}: {e} (fix ~/.docker/config.json or $DOCKER_CONFIG, or set RDNA1_IMAGES_REGISTRY_USER and RDNA1_IMAGES_REGISTRY_PASSWORD)"
-        )),
     }
 }
 
@@ -695,162 +634,6 @@ pub async fn pull_for_build(
             Ok(PullForBuild::NeedsSmoke(image.id))
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PromoteOutcome {
-    pub recipe: String,
-    pub nightly: String,
-    pub image_id: String,
-    pub level: Level,
-    pub promoted: bool,
-    pub smoke: Option<SmokeResult>,
-    /// The stable tag's digest before; after, when promoted.
-    pub stable_before: Option<String>,
-    pub tags: Vec<PushedTag>,
-}
-
-/// The digest of `--image REF@sha256:<hex>`: promote tests and moves exactly the manifest
-/// the nightly built and signed, never what a moving tag names by the time it runs.
-pub fn pinned_digest(given: &str) -> Result<(String, String), DistError> {
-    let Some((name, digest)) = given.rsplit_once('@') else {
-        return Err(DistError::Input(format!(
-            "--image {given}: a tag moves, so it does not say which image was built and signed; \
-             give the digest the nightly pushed, as REPO@sha256:<64 hex> (the nightly job's `digest` output)"
-        )));
-    };
-    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(DistError::Input(format!(
-            "--image {given}: `{digest}` is not a digest: expected sha256: and 64 lowercase hex digits"
-        )));
-    }
-    // `repo:tag@sha256:...` is allowed; the tag is ignored, the digest decides.
-    let repo = match name.rsplit_once(':') {
-        Some((r, tag)) if !tag.contains('/') => r,
-        _ => name,
-    };
-    Ok((repo.to_string(), digest.to_string()))
-}
-
-/// Pulls the nightly image (exactly `image`'s digest, or the one `<recipe>-nightly` names
-/// now, resolved once), smoke tests it at `level`, and only on a pass pushes its report and
-/// moves the stable tags to it. On a failure nothing in the registry moves.
-pub async fn promote(
-    engine: &Engine,
-    remote: &Remote,
-    loaded: &Loaded,
-    level: Level,
-    image: Option<&str>,
-    progress: &mut dyn Progress,
-) -> Result<PromoteOutcome, DistError> {
-    let r = &loaded.recipe;
-    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
-    let nightly_tag = Channel::Nightly.tag(&r.name);
-    let digest = match image {
-        Some(given) => {
-            let (repo, digest) = pinned_digest(given)?;
-            if repo != remote.repo.name() {
-                return Err(DistError::Input(format!(
-                    "--image {given} is in repository {repo}, but the registry is {}: promote moves the tags of one repository",
-                    remote.repo.name()
-                )));
-            }
-            digest
-        }
-        None => {
-            let nightly = remote.repo.reference(&nightly_tag);
-            let d = engine
-                .registry_digest(&nightly, remote.creds.as_ref())
-                .await?
-                .ok_or_else(|| DistError::Job(format!("{nightly} is not in the registry")))?;
-            progress.note(&format!(
-                "WARNING: no --image REF@sha256:...: promoting what {nightly} names now ({d}); the nightly passes the digest it signed"
-            ));
-            d
-        }
-    };
-    let nightly = format!("{}@{digest}", remote.repo.name());
-    let stable_before = engine
-        .registry_digest(&remote.repo.reference(&r.name), remote.creds.as_ref())
-        .await?;
-    progress.note(&format!("pulling {nightly}"));
-    let (image, _) = pull_checked(engine, remote, &r.name, &digest, progress).await?;
-    let theirs = image
-        .labels
-        .get(labels::INPUT_DIGEST)
-        .cloned()
-        .unwrap_or_default();
-    if theirs != prepared.digest.hex() {
-        progress.note(&format!(
-            "note: {nightly} was built from a different recipe version (input digest {}, the local recipe's is {}); it is judged against the local recipe's smoke spec",
-            theirs,
-            prepared.digest.hex()
-        ));
-    }
-    let result = smoke_image(engine, &image.id, r, level, progress).await;
-    // The pulled nightly is not kept under the registry's name (only a pass tags anything);
-    // its layers stay only while a local tag holds them. The name goes last: untagging the
-    // only name deletes the image.
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            engine.untag(&nightly).await?;
-            engine.remove_untagged(&image.id).await?;
-            return Err(e.into());
-        }
-    };
-    let mut outcome = PromoteOutcome {
-        recipe: r.name.to_string(),
-        nightly: nightly.clone(),
-        image_id: image.id.clone(),
-        level,
-        promoted: false,
-        smoke: Some(result.clone()),
-        stable_before,
-        tags: vec![],
-    };
-    if !result.passed {
-        // Nothing it pulled stays behind unless a local tag already held it.
-        engine.untag(&nightly).await?;
-        engine.remove_untagged(&image.id).await?;
-        return Ok(outcome);
-    }
-    let digest = if theirs.len() == 64 {
-        let mut b = [0u8; 32];
-        for (i, chunk) in b.iter_mut().enumerate() {
-            *chunk = u8::from_str_radix(&theirs[2 * i..2 * i + 2], 16).unwrap_or(0);
-        }
-        InputDigest(b)
-    } else {
-        prepared.digest
-    };
-    let report_ref = record_pass(engine, &r.name, &digest, &image.id, &result).await?;
-    outcome.tags.push(
-        push_one(
-            engine,
-            remote,
-            &report_ref,
-            &registry::report_tag(&r.name, &digest.short(), level),
-            progress,
-        )
-        .await?,
-    );
-    let date = registry::date_tag(chrono::Utc::now());
-    for t in Channel::Stable.tags(
-        &r.name,
-        &digest.short(),
-        &date,
-        r.status == Status::Recommended,
-    ) {
-        outcome
-            .tags
-            .push(push_one(engine, remote, &image.id, &t, progress).await?);
-    }
-    outcome.promoted = true;
-    engine.untag(&outcome.nightly).await?;
-    engine.remove_untagged(&image.id).await?;
-    Ok(outcome)
 }
 
 #[cfg(test)]

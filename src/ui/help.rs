@@ -33,7 +33,7 @@ mod tests {
         let src = concat!(
             include_str!("../endpoint.rs"),
             include_str!("../registry.rs"),
-            include_str!("../pipeline/distribute.rs"),
+            include_str!("../pipeline/distribute/credentials.rs"),
             include_str!("../cli.rs"),
             include_str!("../host.rs"),
             include_str!("../commands/registry.rs"),
