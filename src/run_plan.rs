@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::fit::{recipes_for, RecipeChoice};
 use crate::host::{GpuInfo, HostReport, KFD_DEVICE};
+use crate::quote::shell::word as quote;
 use crate::recipe::Recipe;
 
 /// Where the current folder appears in the container.
@@ -530,11 +531,6 @@ fn normalize(p: &str) -> PathBuf {
         .components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect()
-}
-
-/// POSIX shell quoting, the one quoter every generated shell line uses.
-pub fn quote(s: &str) -> String {
-    crate::quote::shell::word(s)
 }
 
 /// The plan as a `docker run` command a user can read and paste into a POSIX shell.

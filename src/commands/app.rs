@@ -502,7 +502,7 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         // From the recipe alone: no engine needed to say what would run.
         let recipe = cat.load(&a.target)?.recipe;
         let cmd = crate::smoke::command(&recipe.smoke, Level::Cpu, &recipe.python.bin);
-        let words: Vec<String> = cmd.iter().map(|w| crate::run_plan::quote(w)).collect();
+        let words: Vec<String> = cmd.iter().map(|w| crate::quote::shell::word(w)).collect();
         println!("docker run --rm --network none {image} {}", words.join(" "));
         return Ok(0);
     }
