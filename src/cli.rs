@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Reproducible, smoke-tested Docker images of PyTorch for AMD RDNA1 GPUs (RX 5600 XT / 5700 XT, gfx1010)",
     long_about = None,
-    after_help = crate::ui::help::AFTER_HELP
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Read recipes from this folder instead of the ones built into the binary.
@@ -104,7 +104,7 @@ impl Command {
 pub struct CompletionsArgs {
     /// The shell to write the script for.
     #[arg(value_enum)]
-    pub shell: crate::ui::help::Shell,
+    pub shell: clap_complete::Shell,
 }
 
 /// The registry and how to log in to it.
@@ -392,6 +392,36 @@ pub struct CleanArgs {
     #[arg(long)]
     pub dry_run: bool,
 }
+
+/// The end of `rdna1-images --help`: the exit codes and every environment variable read.
+pub const AFTER_HELP: &str = "\
+Exit codes:
+  0    ok
+  1    the job failed (a build, a smoke test, a push)
+  2    bad input (arguments, a recipe: the message names file, line and field)
+  3    the environment (no Docker, no GPU where one was required, registry unreachable)
+  130  interrupted (Ctrl-C); what the command had started is removed
+
+Environment:
+  DOCKER_HOST                      the engine (unix://, tcp://, ssh://), as docker reads it
+  DOCKER_CONTEXT                   a Docker context name (its endpoint is read from DOCKER_CONFIG)
+  DOCKER_CONFIG                    the Docker config folder (default ~/.docker): contexts, registry logins
+  DOCKER_TLS_VERIFY                with tcp://, verify the engine's certificate (1)
+  DOCKER_CERT_PATH                 ca.pem, cert.pem and key.pem for a TLS engine
+  RDNA1_IMAGES_RECIPES             the recipes folder (--recipes)
+  RDNA1_IMAGES_REGISTRY            the registry repository (--registry)
+  RDNA1_IMAGES_REGISTRY_USER       registry user (with RDNA1_IMAGES_REGISTRY_PASSWORD or --password-stdin)
+  RDNA1_IMAGES_REGISTRY_PASSWORD   registry password
+  RDNA1_IMAGES_BUILD_NETWORK       build --network
+  RDNA1_IMAGES_NO_PULL             build --no-pull (1, true)
+  RDNA1_IMAGES_HOST_ROOT           read devices and sysfs under this folder instead of / (tests)
+  RDNA1_IMAGES_ALLOW_CPU_PROMOTE   1: allow promote --smoke cpu (the tool's own tests)
+  XDG_STATE_HOME                   failed build logs go to $XDG_STATE_HOME/rdna1-images/logs
+                                   (default ~/.local/state/rdna1-images/logs)
+  RUST_LOG                         log filter (overrides -v/-q), e.g. rdna1_images=debug
+
+--json prints one document on stdout: {\"schema\": 1, \"command\", \"result\"} or, on failure,
+\"error\": {\"class\", \"message\", \"exit_code\"} (schema/output.schema.json in the repository).";
 
 #[cfg(test)]
 mod tests {

@@ -35,7 +35,7 @@ pub struct InputDigest(pub [u8; 32]);
 
 impl InputDigest {
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(self.0)
     }
     /// The 12 hex digits used in the immutable tag `<recipe>-<digest12>`.
     pub fn short(&self) -> String {

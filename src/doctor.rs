@@ -10,8 +10,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::host::{AccessVia, DeviceFile, GfxVersion, GpuInfo, HostReport};
-use crate::recipe::{PyTorch, Recipe, Status};
+pub use crate::fit::{recipes_for, RecipeChoice};
+use crate::host::{AccessVia, DeviceFile, GpuInfo, HostReport};
+use crate::recipe::{PyTorch, Recipe};
+
+mod text;
+
+pub use text::*;
 
 /// What the engine module found; filled by the lead's code, judged here.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -163,25 +168,6 @@ pub struct Problem {
     pub fix: String,
 }
 
-/// A recipe that fits a GPU, and the override it runs with.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RecipeChoice {
-    pub recipe: String,
-    pub status: Status,
-    /// `HSA_OVERRIDE_GFX_VERSION` for this GPU; `None` = native code.
-    pub hsa_override: Option<String>,
-    pub why: String,
-}
-
-impl RecipeChoice {
-    pub fn describe(&self) -> String {
-        match &self.hsa_override {
-            Some(o) => format!("{} (HSA_OVERRIDE_GFX_VERSION={o})", self.recipe),
-            None => format!("{} (native)", self.recipe),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -207,65 +193,6 @@ pub struct GpuAdvice {
     pub recipes: Vec<RecipeChoice>,
     /// One line for people.
     pub summary: String,
-}
-
-/// The recipes that list `gfx`, best first.
-///
-/// A recipe whose primary target is this GPU comes first, ordered by status, then native
-/// code before an override: on gfx1010 therock (AMD's own gfx101X build of a current
-/// PyTorch, minutes to install), then rocm52 (proven, but PyTorch 1.13 through the gfx1030
-/// override), then rocm62 (native, but hours of compiling and open questions). For other
-/// targets, the override that stays within the GPU's own family comes first (gfx1012 runs
-/// gfx1010 code with 10.1.0 more safely than gfx1030 code with 10.3.0, which uses
-/// instructions RDNA1 lacks), then status.
-pub fn recipes_for(gfx: &GfxVersion, recipes: &[Recipe]) -> Vec<RecipeChoice> {
-    let name = gfx.name();
-    let mut ranked: Vec<((u8, u8, u8), RecipeChoice)> = recipes
-        .iter()
-        .filter_map(|r| {
-            let ov = r.gpu.targets.get(name.as_str())?.as_ref().map(|v| v.to_string());
-            let primary = r.gpu.target == name;
-            let risk = match ov.as_deref().map(GfxVersion::from_override) {
-                None => 0,
-                Some(Some(o)) if o.same_family(gfx) => 1,
-                Some(_) => 2,
-            };
-            let status = match r.status {
-                Status::Recommended => 0,
-                Status::Advanced => 1,
-                Status::Experimental => 2,
-            };
-            let why = match (&ov, risk) {
-                (None, _) => format!("built for {name}: native code, no override"),
-                (Some(o), 1) => format!("runs {} code on {name}, same family", gfx_of(o)),
-                (Some(o), _) => format!(
-                    "runs {} code on {name} (another generation: works with this stack's kernels, may fault with others)",
-                    gfx_of(o)
-                ),
-            };
-            let why = format!("{why}; PyTorch {}", r.pytorch.version());
-            let key = if primary {
-                (0, status, risk)
-            } else {
-                (1, risk, status)
-            };
-            Some((
-                key,
-                RecipeChoice {
-                    recipe: r.name.to_string(),
-                    status: r.status,
-                    hsa_override: ov,
-                    why,
-                },
-            ))
-        })
-        .collect();
-    ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.recipe.cmp(&b.1.recipe)));
-    ranked.into_iter().map(|(_, c)| c).collect()
-}
-
-fn gfx_of(dotted: &str) -> String {
-    GfxVersion::from_override(dotted).map_or_else(|| dotted.to_string(), |g| g.name())
 }
 
 /// Per GPU: its target, whether it is RDNA1, and which recipes to use.
@@ -734,169 +661,6 @@ pub fn exit_code(doctor: &Doctor, focus: Focus) -> i32 {
     } else {
         3
     }
-}
-
-/// `7.5 GB`: decimal, as disks are sold and `df -H` shows.
-pub fn human_bytes(b: u64) -> String {
-    if b >= GB {
-        format!("{:.1} GB", b as f64 / GB as f64)
-    } else {
-        format!("{:.0} MB", b as f64 / 1e6)
-    }
-}
-
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-/// The report for people.
-pub fn render_human(d: &Doctor) -> String {
-    let mut s = String::new();
-    let e = &d.engine;
-    let _ = writeln!(s, "Docker engine");
-    if let Some(ep) = &e.endpoint {
-        let tls = if ep.tls.is_some() { ", TLS" } else { "" };
-        let by = e.chosen_by.as_deref().unwrap_or("?");
-        let _ = writeln!(s, "  endpoint      {}{tls} ({by})", ep.host);
-    }
-    if e.reachable {
-        let mut line = format!(
-            "  reachable     yes: Docker {}",
-            e.version.as_deref().unwrap_or("?")
-        );
-        if let Some(api) = &e.api_version {
-            let _ = write!(line, " (API {api})");
-        }
-        if let Some(bk) = e.buildkit {
-            let _ = write!(line, ", BuildKit {}", yes(bk));
-        }
-        if e.rootless == Some(true) {
-            line.push_str(", rootless");
-        }
-        let _ = writeln!(s, "{line}");
-        if let Some(store) = &e.store {
-            let _ = writeln!(s, "  store         {}", store.describe());
-        }
-        if let Some(root) = &e.root_dir {
-            let free = e.free_disk_bytes.map_or_else(
-                || "free space unknown".to_string(),
-                |b| format!("{} free", human_bytes(b)),
-            );
-            let _ = writeln!(s, "  data root     {root}, {free}");
-        }
-    } else {
-        let _ = writeln!(
-            s,
-            "  reachable     no: {}",
-            e.error.as_deref().unwrap_or("no answer")
-        );
-    }
-
-    let h = &d.host;
-    let _ = writeln!(s, "\nHost");
-    if !h.is_real() {
-        let _ = writeln!(s, "  root          {} (not this machine)", h.root.display());
-    }
-    let _ = writeln!(
-        s,
-        "  kernel        {}",
-        h.kernel.as_deref().unwrap_or("unknown")
-    );
-    let _ = writeln!(
-        s,
-        "  amdgpu        {}",
-        if h.amdgpu_loaded {
-            "loaded"
-        } else {
-            "not loaded"
-        }
-    );
-    let gids: Vec<String> = h.user.gids.iter().map(|g| g.to_string()).collect();
-    let _ = writeln!(
-        s,
-        "  user          {} (uid {}), groups {}",
-        h.user.name.as_deref().unwrap_or("?"),
-        h.user.uid,
-        gids.join(" ")
-    );
-
-    let _ = writeln!(s, "\nDevices");
-    let devices: Vec<&DeviceFile> = std::iter::once(&h.kfd)
-        .chain(h.render_nodes.iter())
-        .collect();
-    let width = devices.iter().map(|d| d.path.len()).max().unwrap_or(0);
-    for dev in devices {
-        let state = if !dev.exists {
-            "missing".to_string()
-        } else {
-            let access = match dev.access {
-                AccessVia::Denied => "you cannot open it".to_string(),
-                AccessVia::Unknown => {
-                    format!("cannot inspect: {}", dev.error.as_deref().unwrap_or("?"))
-                }
-                via => format!(
-                    "you can open it ({})",
-                    serde_json::to_value(via)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                ),
-            };
-            format!("{}; {access}", owner(dev))
-        };
-        let _ = writeln!(s, "  {:width$}  {state}", dev.path);
-    }
-
-    let _ = writeln!(s, "\nGPUs");
-    if d.gpus.is_empty() {
-        let _ = writeln!(s, "  none found");
-    }
-    for a in &d.gpus {
-        let g = &h.gpus[a.index];
-        let mut line = format!("  GPU {}  {}", a.index, a.label);
-        if let Some(m) = g.local_memory_bytes {
-            let _ = write!(line, ", {:.0} GiB", m as f64 / (1u64 << 30) as f64);
-        }
-        if let Some(r) = &g.render_node {
-            let _ = write!(line, ", {r}");
-        }
-        let _ = writeln!(s, "{line}");
-        let _ = writeln!(s, "         {}", a.summary);
-        for c in &a.recipes {
-            let _ = writeln!(s, "           {}: {}", c.describe(), c.why);
-        }
-    }
-
-    let _ = writeln!(s, "\nProblems");
-    if d.problems.is_empty() {
-        let _ = writeln!(s, "  none");
-    }
-    for p in &d.problems {
-        let tag = match p.severity {
-            Severity::Warning => "warning",
-            Severity::BlocksGpu => "blocks GPU use",
-            Severity::BlocksAll => "blocks everything",
-        };
-        let _ = writeln!(s, "  [{tag}] {}", p.what);
-        let _ = writeln!(s, "      fix: {}", p.fix);
-    }
-
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "Ready for builds (CPU smoke tests): {}",
-        yes(d.ready.build)
-    );
-    let _ = writeln!(
-        s,
-        "Ready for GPU smoke tests and run:  {}",
-        yes(d.ready.gpu)
-    );
-    s
 }
 
 #[cfg(test)]

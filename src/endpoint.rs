@@ -285,10 +285,7 @@ fn check_host(host: &str, source: &Source) -> Result<(), EndpointError> {
 
 /// sha256 of the name, hex: the folder the CLI keeps a context under.
 pub fn context_dir_name(name: &str) -> String {
-    Sha256::digest(name.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(Sha256::digest(name.as_bytes()))
 }
 
 fn current_context(config_dir: Option<&Path>) -> Result<Option<(String, PathBuf)>, EndpointError> {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::hex::encode as hex;
 use crate::reproduce::{self, LayerReport, NormaliseError, Normalised};
 
 /// How the engine keeps images, which decides the load format and what an image id is.
@@ -77,10 +78,6 @@ pub struct SavedImage {
 
 fn bad(msg: impl Into<String>) -> NormaliseError {
     NormaliseError::Format(msg.into())
-}
-
-fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sha256_id(bytes: &[u8]) -> String {

@@ -115,6 +115,6 @@ impl IndexClient {
             }
             h.update(&buf[..n]);
         }
-        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(crate::hex::encode(h.finalize()))
     }
 }

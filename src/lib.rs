@@ -3,24 +3,25 @@
 //! The pure core (recipe, render, context, smoke judging, host detection) needs no daemon;
 //! `engine` is the only module that talks to Docker, and `pipeline` sequences the stages.
 
-pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod context;
-pub mod distribute;
+pub mod digest_json;
 pub mod doctor;
 pub mod endpoint;
 pub mod engine;
+pub mod fit;
+pub mod hex;
 pub mod host;
 pub mod image_archive;
 pub mod index_client;
+pub mod labels;
 pub mod lock;
-pub mod normalise;
 pub mod pipeline;
 pub mod quote;
 pub mod recipe;
 pub mod recipe_files;
 pub mod registry;
-pub mod registry_commands;
 pub mod render;
 pub mod reproduce;
 pub mod run_plan;

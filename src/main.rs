@@ -1,7 +1,7 @@
 //! parse -> init tracing -> run -> exit code; nothing else.
 
 use clap::Parser;
-use rdna1_images::{app, cli::Cli, engine};
+use rdna1_images::{cli::Cli, commands::app, engine};
 
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {

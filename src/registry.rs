@@ -223,17 +223,14 @@ impl PassReport {
     /// so they pass through the engine's `LABEL k=v` change lines unquoted.
     pub fn labels(&self) -> Vec<(String, String)> {
         vec![
-            (crate::render::labels::RECIPE.into(), self.recipe.clone()),
+            (crate::labels::RECIPE.into(), self.recipe.clone()),
             (
-                crate::render::labels::INPUT_DIGEST.into(),
+                crate::labels::INPUT_DIGEST.into(),
                 self.input_digest.clone(),
             ),
-            (
-                crate::render::labels::ROLE.into(),
-                labels::ROLE_REPORT.into(),
-            ),
+            (crate::labels::ROLE.into(), labels::ROLE_REPORT.into()),
             // So `clean` finds a report that lost its tag.
-            (crate::render::labels::MANAGED.into(), "true".into()),
+            (crate::labels::MANAGED.into(), "true".into()),
             (labels::LEVEL.into(), self.level.to_string()),
             (labels::TESTED_IMAGE.into(), self.image_id.clone()),
             (labels::TESTED_AT.into(), self.tested_at.clone()),

@@ -12,20 +12,7 @@ use crate::recipe::{Base, PyTorch, Recipe, Source, Wheel, Wheels};
 use crate::smoke::PROGRAM_PATH;
 use crate::values::{AptPackage, CommitId, GitUrl, RelPath};
 
-/// Label keys the tool sets and reads, in one reverse-DNS namespace of its own.
-pub mod labels {
-    pub const RECIPE: &str = "io.github.rdna1-images.recipe";
-    pub const INPUT_DIGEST: &str = "io.github.rdna1-images.input-digest";
-    pub const ROCM: &str = "io.github.rdna1-images.rocm";
-    pub const PYTORCH: &str = "io.github.rdna1-images.pytorch";
-    pub const PYTHON: &str = "io.github.rdna1-images.python";
-    pub const GFX_TARGET: &str = "io.github.rdna1-images.gfx-target";
-    pub const HSA_OVERRIDE: &str = "io.github.rdna1-images.hsa-override";
-    /// Marks everything the tool creates (images, smoke and run containers), for `clean`.
-    pub const MANAGED: &str = "io.github.rdna1-images.managed";
-    /// What a container is for: `smoke` or `run`.
-    pub const ROLE: &str = "io.github.rdna1-images.role";
-}
+use crate::labels;
 
 /// Where tool files live inside images.
 pub const TOOL_DIR: &str = "/opt/rdna1-images";

@@ -11,8 +11,9 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::doctor::{recipes_for, RecipeChoice};
+use crate::fit::{recipes_for, RecipeChoice};
 use crate::host::{GpuInfo, HostReport, KFD_DEVICE};
+use crate::quote::shell::word as quote;
 use crate::recipe::Recipe;
 
 /// Where the current folder appears in the container.
@@ -426,11 +427,8 @@ pub fn plan(recipe: &Recipe, host: &HostReport, opts: &RunOptions) -> Result<Run
     }
 
     let mut labels = BTreeMap::new();
-    labels.insert(
-        crate::render::labels::RECIPE.to_string(),
-        recipe.name.to_string(),
-    );
-    labels.insert(crate::render::labels::ROLE.to_string(), "run".to_string());
+    labels.insert(crate::labels::RECIPE.to_string(), recipe.name.to_string());
+    labels.insert(crate::labels::ROLE.to_string(), "run".to_string());
 
     Ok(RunPlan {
         recipe: recipe.name.to_string(),
@@ -533,11 +531,6 @@ fn normalize(p: &str) -> PathBuf {
         .components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect()
-}
-
-/// POSIX shell quoting, the one quoter every generated shell line uses.
-pub fn quote(s: &str) -> String {
-    crate::quote::shell::word(s)
 }
 
 /// The plan as a `docker run` command a user can read and paste into a POSIX shell.
@@ -678,7 +671,7 @@ mod tests {
             }]
         );
         assert_eq!(p.workdir, "/workspace");
-        assert_eq!(p.labels[crate::render::labels::RECIPE], "rocm52");
+        assert_eq!(p.labels[crate::labels::RECIPE], "rocm52");
     }
 
     #[test]

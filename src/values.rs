@@ -152,11 +152,21 @@ grammar_type!(
     }
 );
 
+/// A recipe name: what may follow `rdna1-images build`.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
 grammar_type!(
     /// A recipe name: lowercase letters, digits, `-`, `_`, at most 64, starting alphanumeric.
     RecipeName,
     |s| {
-        if crate::recipe::is_plain_name(s) {
+        if is_plain_name(s) {
             Ok(())
         } else {
             Err(format!(

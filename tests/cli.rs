@@ -186,7 +186,7 @@ fn render_check_detects_drift() {
 /// `doctor` on fixture host trees through the binary: gfx target, advice, exit code, JSON.
 #[test]
 fn doctor_reads_fixture_hosts() {
-    use rdna1_images::host::fixture::FixtureHost;
+    use common::host_fixture::FixtureHost;
     let cases = [
         ("rx5700xt", FixtureHost::rx5700xt(), "gfx1010", "rocm52"),
         ("rx5500xt", FixtureHost::rx5500xt(), "gfx1012", "rocm62"),

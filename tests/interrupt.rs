@@ -320,7 +320,7 @@ fn skip_needs_a_pass_at_the_level_asked_for() {
     if !require_base("skip_needs_a_pass_at_the_level_asked_for") {
         return;
     }
-    use rdna1_images::host::fixture::FixtureHost;
+    use common::host_fixture::FixtureHost;
     let mut sb = Sandbox::new();
     let name = unique_recipe(&mut sb, "skip-by-level", &[]);
     let o = sb.cmd(&["build", &name, "--smoke", "cpu", "--no-pull"]);

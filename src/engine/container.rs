@@ -12,7 +12,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{ContainerGuard, Engine, EngineError};
-use crate::render::labels;
+use crate::labels;
 
 /// A container to run once.
 #[derive(Debug, Clone, Default)]

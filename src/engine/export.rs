@@ -1,5 +1,5 @@
 //! Images as streams: `docker save` read as it arrives and `docker load` fed as it is
-//! written, with no archive file in between (src/normalise.rs); the layers of an image; and
+//! written, with no archive file in between (src/pipeline/normalise.rs); the layers of an image; and
 //! which image store the engine uses.
 
 use std::io;

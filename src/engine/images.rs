@@ -88,7 +88,7 @@ impl Engine {
         let filters: HashMap<String, Vec<String>> = [
             (
                 "label".to_string(),
-                vec![format!("{}={digest}", crate::render::labels::INPUT_DIGEST)],
+                vec![format!("{}={digest}", crate::labels::INPUT_DIGEST)],
             ),
             ("dangling".to_string(), vec!["true".to_string()]),
         ]
@@ -109,7 +109,7 @@ impl Engine {
         let filters: HashMap<String, Vec<String>> = [
             (
                 "label".to_string(),
-                vec![format!("{}=true", crate::render::labels::MANAGED)],
+                vec![format!("{}=true", crate::labels::MANAGED)],
             ),
             ("dangling".to_string(), vec!["true".to_string()]),
         ]

@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// The version of the document's shape; a change that breaks readers bumps it.
@@ -92,27 +92,7 @@ pub fn print(doc: &Value) {
     let _ = out.flush();
 }
 
-/// `serialize_with` for digests kept as bare hex: always `sha256:<hex>` in JSON.
-pub fn sha256<S: Serializer>(hex: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&prefixed(hex))
-}
-
-/// The same, for an optional digest.
-pub fn sha256_opt<S: Serializer>(hex: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match hex {
-        Some(h) => s.serialize_str(&prefixed(h)),
-        None => s.serialize_none(),
-    }
-}
-
-/// `abc...` -> `sha256:abc...`; an already prefixed digest is left as it is.
-pub fn prefixed(hex: &str) -> String {
-    if hex.contains(':') {
-        hex.to_string()
-    } else {
-        format!("sha256:{hex}")
-    }
-}
+pub use crate::digest_json::{prefixed, sha256, sha256_opt};
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,13 @@ mod test_skip;
 #[allow(unused_imports)]
 pub use test_skip::{record as test_skip_record, skip};
 
+/// The fake host trees of `src/host/fixture.rs`, kept out of the library's API; its
+/// `super::HostRoot` is this import.
+#[path = "../../src/host/fixture.rs"]
+pub mod host_fixture;
+#[allow(unused_imports)]
+use rdna1_images::host::HostRoot;
+
 /// True when the engine answers. Without one: a failure under RDNA1_REQUIRE_DOCKER=1 (CI),
 /// else a recorded skip (see `skip`), never a silent pass.
 pub fn require_docker(test: &str) -> bool {

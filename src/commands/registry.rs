@@ -4,23 +4,15 @@
 
 use std::io::Write as _;
 
-use crate::app::{catalog, print_json, Console, Failure, Outcome};
 use crate::cli::{self, Cli, PromoteLevel, RegistryArgs, SmokeChoice};
-use crate::distribute::{self, DistError, PullOutcome, RegistryPlan, Remote};
+use crate::commands::{catalog, print_json, Console, Failure, Outcome};
 use crate::engine::Engine;
+use crate::pipeline::distribute::{self, DistError, PullOutcome};
 use crate::pipeline::{self, BuildOutcome, BuildStatus, Progress};
+use crate::pipeline::{RegistryPlan, Remote};
 use crate::recipe::Loaded;
 use crate::registry;
 use crate::smoke::Level;
-
-impl From<DistError> for Failure {
-    fn from(e: DistError) -> Self {
-        Failure {
-            code: e.exit_code(),
-            error: e.into(),
-        }
-    }
-}
 
 async fn remote(a: &RegistryArgs, console: &mut Console) -> Result<Remote, Failure> {
     let remote = distribute::remote(&a.registry, a.password_stdin).await?;
@@ -132,7 +124,7 @@ pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> 
         distribute::pinned_digest(given)?;
     }
     let level = match a.smoke {
-        PromoteLevel::Gpu => crate::app::resolve_level(SmokeChoice::Gpu, console)?,
+        PromoteLevel::Gpu => crate::commands::resolve_level(SmokeChoice::Gpu, console)?,
         PromoteLevel::Cpu => {
             if std::env::var("RDNA1_IMAGES_ALLOW_CPU_PROMOTE").as_deref() != Ok("1") {
                 return Err(Failure::input(anyhow::anyhow!(
@@ -254,7 +246,7 @@ pub async fn push_after_build(
     loaded: &Loaded,
     outcome: &BuildOutcome,
     console: &mut Console,
-) -> Result<Option<Vec<distribute::PushedTag>>, Failure> {
+) -> Result<Option<Vec<pipeline::PushedTag>>, Failure> {
     match outcome.status {
         BuildStatus::Passed | BuildStatus::Skipped | BuildStatus::Pulled => {
             let started = std::time::Instant::now();

@@ -12,7 +12,8 @@ use std::time::Instant;
 use crate::context::Prepared;
 use crate::engine::{export, Engine, EngineError, ImageGuard, ScratchGuard};
 use crate::image_archive::{self, Plan, Timings};
-use crate::pipeline::{self, BuildOptions, Progress};
+use crate::pipeline::build_stage::build_image;
+use crate::pipeline::types::{self as pipeline, BuildOptions, Progress};
 use crate::recipe::{PyTorch, Recipe};
 use crate::reproduce::{self, Comparison, Normalised};
 
@@ -212,7 +213,7 @@ pub async fn verify(
         registry: None,
         verify_reproducible: false,
     };
-    let built = pipeline::build_image(engine, r, prepared, &again, progress).await?;
+    let built = build_image(engine, r, prepared, &again, progress).await?;
     let (second, guard) = normalise(engine, r, built, progress).await?;
     let second = second.normalised;
     let c = reproduce::compare(first, &second);

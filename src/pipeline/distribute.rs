@@ -12,29 +12,24 @@ use serde::Serialize;
 
 use crate::context::{self, InputDigest};
 use crate::engine::{Engine, EngineError, ImageSummary, TransferEvent};
-use crate::pipeline::{self, BuildOutcome, BuildStatus, Progress, SmokeResult, REPOSITORY};
+use crate::labels;
+use crate::pipeline::smoke_stage::smoke_image;
+use crate::pipeline::types::{
+    self as pipeline, BuildOutcome, BuildStatus, Progress, PushedTag, RegistryPlan, Remote,
+    SmokeResult, REPOSITORY,
+};
 use crate::recipe::{Loaded, Status};
 use crate::registry::{
-    self, labels as rlabels, Channel, Credential, Credentials, DockerConfigLookup, PassReport,
+    self, labels as rlabels, Channel, Credential, DockerConfigLookup, PassReport,
     RegistryInputError, Repository, Secret, TestedLevel,
 };
-use crate::render::labels;
 use crate::smoke::Level;
 
-/// A registry and the credentials for it.
-#[derive(Debug, Clone)]
-pub struct Remote {
-    pub repo: Repository,
-    pub creds: Option<Credentials>,
-}
+mod credentials;
+mod promote;
 
-/// What `build` does with the registry.
-#[derive(Debug, Clone)]
-pub struct RegistryPlan {
-    pub remote: Remote,
-    /// Ask the registry for `<recipe>-<digest12>` and pull it instead of building.
-    pub pull: bool,
-}
+pub use credentials::*;
+pub use promote::*;
 
 /// Errors of the registry commands, with the CLI contract's exit code.
 #[derive(Debug, thiserror::Error)]
@@ -66,73 +61,6 @@ impl DistError {
 impl From<RegistryInputError> for DistError {
     fn from(e: RegistryInputError) -> Self {
         DistError::Input(e.to_string())
-    }
-}
-
-/// Resolves the registry and its credentials: the tool's environment variables (password
-/// from `--password-stdin` or the environment), else the Docker config and its credential
-/// helpers (blocking: run off the async threads).
-pub async fn remote(repo: &str, password_stdin: bool) -> Result<Remote, DistError> {
-    let repo = Repository::parse(repo)?;
-    let stdin = if password_stdin {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| DistError::Input(format!("--password-stdin: cannot read stdin: {e}")))?;
-        Some(s)
-    } else {
-        None
-    };
-    let user = std::env::var(registry::USER_ENV).ok();
-    let password = std::env::var(registry::PASSWORD_ENV).ok();
-    // The Docker config is read only when the tool's own variables are not set.
-    let docker_config = if user.as_deref().is_some_and(|u| !u.is_empty()) || stdin.is_some() {
-        DockerConfigLookup::Nothing
-    } else {
-        let host = repo.host.clone();
-        tokio::task::spawn_blocking(move || docker_config_lookup(&host))
-            .await
-            .unwrap_or_else(|e| DockerConfigLookup::Failed(e.to_string()))
-    };
-    let creds = registry::resolve_credentials(&repo.host, user, password, stdin, || docker_config)
-        .map_err(|e| match e {
-            Ok(input) => DistError::from(input),
-            Err(helper) => DistError::Credentials(helper),
-        })?;
-    Ok(Remote { repo, creds })
-}
-
-fn docker_config_lookup(host: &str) -> DockerConfigLookup {
-    use docker_credential::{CredentialRetrievalError as E, DockerCredential as C};
-    // docker_credential reports a missing file as unreadable; no file means anonymous.
-    let config = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")));
-    if !config.is_some_and(|d| d.join("config.json").exists()) {
-        return DockerConfigLookup::Nothing;
-    }
-    match docker_credential::get_credential(host) {
-        Ok(C::UsernamePassword(username, password)) => {
-            DockerConfigLookup::Found(Credential::UsernamePassword {
-                username,
-                password: Secret::new(password),
-            })
-        }
-        Ok(C::IdentityToken(t)) => DockerConfigLookup::Found(Credential::IdentityToken(Secret::new(t))),
-        Err(E::ConfigNotFound | E::NoCredentialConfigured) => DockerConfigLookup::Nothing,
-        // A helper's stdout may hold a secret: name the helper, never echo what it said,
-        // except the helpers' own "not found" answer, which means anonymous.
-        Err(E::HelperFailure { helper, stdout, .. }) => {
-            if stdout.to_ascii_lowercase().contains("credentials not found") {
-                DockerConfigLookup::Nothing
-            } else {
-                DockerConfigLookup::Failed(format!(
-                    "the Docker credential helper `docker-credential-{helper}` failed for {host}: run `docker login {host}` again, or set RDNA1_IMAGES_REGISTRY_USER and RDNA1_IMAGES_REGISTRY_PASSWORD"
-                ))
-            }
-        }
-        Err(e) => DockerConfigLookup::Failed(format!(
-            "reading the Docker config for {host}: {e} (fix ~/.docker/config.json or $DOCKER_CONFIG, or set RDNA1_IMAGES_REGISTRY_USER and RDNA1_IMAGES_REGISTRY_PASSWORD)"
-        )),
     }
 }
 
@@ -176,7 +104,7 @@ impl TransferPrinter {
             }
         }
         if let Some(id) = &e.layer {
-            progress.layer(&crate::pipeline::LayerEvent {
+            progress.layer(&crate::pipeline::types::LayerEvent {
                 id,
                 status: &e.status,
                 current: e.current,
@@ -246,14 +174,6 @@ async fn push_one(
         seconds,
         bytes_uploaded: printer.bytes,
     })
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PushedTag {
-    pub reference: String,
-    pub digest: String,
-    pub seconds: f64,
-    pub bytes_uploaded: i64,
 }
 
 /// Builds the report of a passed smoke test as a tiny image and tags it
@@ -395,7 +315,7 @@ async fn registry_report(
 pub struct PushOutcome {
     pub recipe: String,
     pub image_id: String,
-    #[serde(serialize_with = "crate::ui::json::sha256")]
+    #[serde(serialize_with = "crate::digest_json::sha256")]
     pub input_digest: String,
     pub level: Level,
     pub channels: Vec<Channel>,
@@ -489,9 +409,9 @@ pub struct PullOutcome {
     pub image_id: String,
     /// Local tags set.
     pub tags: Vec<String>,
-    #[serde(serialize_with = "crate::ui::json::sha256_opt")]
+    #[serde(serialize_with = "crate::digest_json::sha256_opt")]
     pub input_digest: Option<String>,
-    #[serde(serialize_with = "crate::ui::json::sha256")]
+    #[serde(serialize_with = "crate::digest_json::sha256")]
     pub local_input_digest: String,
     pub same_inputs: bool,
     pub tested: Option<TestedLevel>,
@@ -716,162 +636,6 @@ pub async fn pull_for_build(
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PromoteOutcome {
-    pub recipe: String,
-    pub nightly: String,
-    pub image_id: String,
-    pub level: Level,
-    pub promoted: bool,
-    pub smoke: Option<SmokeResult>,
-    /// The stable tag's digest before; after, when promoted.
-    pub stable_before: Option<String>,
-    pub tags: Vec<PushedTag>,
-}
-
-/// The digest of `--image REF@sha256:<hex>`: promote tests and moves exactly the manifest
-/// the nightly built and signed, never what a moving tag names by the time it runs.
-pub fn pinned_digest(given: &str) -> Result<(String, String), DistError> {
-    let Some((name, digest)) = given.rsplit_once('@') else {
-        return Err(DistError::Input(format!(
-            "--image {given}: a tag moves, so it does not say which image was built and signed; \
-             give the digest the nightly pushed, as REPO@sha256:<64 hex> (the nightly job's `digest` output)"
-        )));
-    };
-    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(DistError::Input(format!(
-            "--image {given}: `{digest}` is not a digest: expected sha256: and 64 lowercase hex digits"
-        )));
-    }
-    // `repo:tag@sha256:...` is allowed; the tag is ignored, the digest decides.
-    let repo = match name.rsplit_once(':') {
-        Some((r, tag)) if !tag.contains('/') => r,
-        _ => name,
-    };
-    Ok((repo.to_string(), digest.to_string()))
-}
-
-/// Pulls the nightly image (exactly `image`'s digest, or the one `<recipe>-nightly` names
-/// now, resolved once), smoke tests it at `level`, and only on a pass pushes its report and
-/// moves the stable tags to it. On a failure nothing in the registry moves.
-pub async fn promote(
-    engine: &Engine,
-    remote: &Remote,
-    loaded: &Loaded,
-    level: Level,
-    image: Option<&str>,
-    progress: &mut dyn Progress,
-) -> Result<PromoteOutcome, DistError> {
-    let r = &loaded.recipe;
-    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
-    let nightly_tag = Channel::Nightly.tag(&r.name);
-    let digest = match image {
-        Some(given) => {
-            let (repo, digest) = pinned_digest(given)?;
-            if repo != remote.repo.name() {
-                return Err(DistError::Input(format!(
-                    "--image {given} is in repository {repo}, but the registry is {}: promote moves the tags of one repository",
-                    remote.repo.name()
-                )));
-            }
-            digest
-        }
-        None => {
-            let nightly = remote.repo.reference(&nightly_tag);
-            let d = engine
-                .registry_digest(&nightly, remote.creds.as_ref())
-                .await?
-                .ok_or_else(|| DistError::Job(format!("{nightly} is not in the registry")))?;
-            progress.note(&format!(
-                "WARNING: no --image REF@sha256:...: promoting what {nightly} names now ({d}); the nightly passes the digest it signed"
-            ));
-            d
-        }
-    };
-    let nightly = format!("{}@{digest}", remote.repo.name());
-    let stable_before = engine
-        .registry_digest(&remote.repo.reference(&r.name), remote.creds.as_ref())
-        .await?;
-    progress.note(&format!("pulling {nightly}"));
-    let (image, _) = pull_checked(engine, remote, &r.name, &digest, progress).await?;
-    let theirs = image
-        .labels
-        .get(labels::INPUT_DIGEST)
-        .cloned()
-        .unwrap_or_default();
-    if theirs != prepared.digest.hex() {
-        progress.note(&format!(
-            "note: {nightly} was built from a different recipe version (input digest {}, the local recipe's is {}); it is judged against the local recipe's smoke spec",
-            theirs,
-            prepared.digest.hex()
-        ));
-    }
-    let result = pipeline::smoke_image(engine, &image.id, r, level, progress).await;
-    // The pulled nightly is not kept under the registry's name (only a pass tags anything);
-    // its layers stay only while a local tag holds them. The name goes last: untagging the
-    // only name deletes the image.
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            engine.untag(&nightly).await?;
-            engine.remove_untagged(&image.id).await?;
-            return Err(e.into());
-        }
-    };
-    let mut outcome = PromoteOutcome {
-        recipe: r.name.to_string(),
-        nightly: nightly.clone(),
-        image_id: image.id.clone(),
-        level,
-        promoted: false,
-        smoke: Some(result.clone()),
-        stable_before,
-        tags: vec![],
-    };
-    if !result.passed {
-        // Nothing it pulled stays behind unless a local tag already held it.
-        engine.untag(&nightly).await?;
-        engine.remove_untagged(&image.id).await?;
-        return Ok(outcome);
-    }
-    let digest = if theirs.len() == 64 {
-        let mut b = [0u8; 32];
-        for (i, chunk) in b.iter_mut().enumerate() {
-            *chunk = u8::from_str_radix(&theirs[2 * i..2 * i + 2], 16).unwrap_or(0);
-        }
-        InputDigest(b)
-    } else {
-        prepared.digest
-    };
-    let report_ref = record_pass(engine, &r.name, &digest, &image.id, &result).await?;
-    outcome.tags.push(
-        push_one(
-            engine,
-            remote,
-            &report_ref,
-            &registry::report_tag(&r.name, &digest.short(), level),
-            progress,
-        )
-        .await?,
-    );
-    let date = registry::date_tag(chrono::Utc::now());
-    for t in Channel::Stable.tags(
-        &r.name,
-        &digest.short(),
-        &date,
-        r.status == Status::Recommended,
-    ) {
-        outcome
-            .tags
-            .push(push_one(engine, remote, &image.id, &t, progress).await?);
-    }
-    outcome.promoted = true;
-    engine.untag(&outcome.nightly).await?;
-    engine.remove_untagged(&image.id).await?;
-    Ok(outcome)
-}
-
 #[cfg(test)]
 mod transfer_tests {
     use super::*;
@@ -882,7 +646,7 @@ mod transfer_tests {
         fn build(&mut self, _: &crate::engine::BuildEvent) {}
         fn smoke_line(&mut self, _: &str) {}
         fn note(&mut self, _: &str) {}
-        fn layer(&mut self, e: &crate::pipeline::LayerEvent) {
+        fn layer(&mut self, e: &crate::pipeline::types::LayerEvent) {
             self.0.push(format!("{} {}", e.id, e.status));
         }
     }

@@ -1,84 +1,21 @@
-//! The commands: validated arguments in, an exit code out.
+//! The commands that are not about a registry: list, render, check, build, smoke, lock,
+//! clean, doctor, run, and [`run`], which dispatches every command.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cli::{self, Cli, Command, SmokeChoice};
+use crate::cli::{self, Cli, Command};
+use crate::commands::{
+    catalog, print_json, resolve_level, write_stdout, Console, Failure, Outcome,
+};
 use crate::context;
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
-use crate::recipe::{Catalog, LookupError, Recipe, RecipeError};
+use crate::recipe::{Catalog, LookupError, Recipe};
 use crate::render;
 use crate::smoke::Level;
-
-/// An error with the exit code the CLI contract gives it.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub error: anyhow::Error,
-}
-
-impl Failure {
-    pub fn input(e: impl Into<anyhow::Error>) -> Self {
-        Failure {
-            code: 2,
-            error: e.into(),
-        }
-    }
-    pub fn job(e: impl Into<anyhow::Error>) -> Self {
-        Failure {
-            code: 1,
-            error: e.into(),
-        }
-    }
-}
-
-impl From<LookupError> for Failure {
-    fn from(e: LookupError) -> Self {
-        Failure::input(e)
-    }
-}
-impl From<RecipeError> for Failure {
-    fn from(e: RecipeError) -> Self {
-        Failure::input(e)
-    }
-}
-impl From<EngineError> for Failure {
-    fn from(e: EngineError) -> Self {
-        Failure {
-            code: e.exit_code(),
-            error: e.into(),
-        }
-    }
-}
-
-pub type Outcome = Result<i32, Failure>;
-
-pub use crate::ui::Console;
-
-pub(crate) fn catalog(cli: &Cli) -> Catalog {
-    match &cli.recipes {
-        Some(d) => Catalog::dir(d),
-        None => Catalog::embedded(),
-    }
-}
-
-/// Writes generated text to stdout; a reader that stopped early (`| head`) is no failure.
-fn write_stdout(text: &[u8]) -> Outcome {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text).and_then(|_| out.flush()) {
-        Ok(()) => Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(Failure::job(e)),
-    }
-}
-
-/// Keeps the command's result for its one JSON document (printed by [`run`]).
-pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
-    crate::ui::json::set_result(v).map_err(Failure::job)
-}
 
 /// Runs the command; with `--json`, prints its one document on stdout: the result, and the
 /// error when it failed (the error is also returned, for stderr and the exit code).
@@ -147,9 +84,9 @@ async fn dispatch(cli: &Cli) -> Outcome {
         Command::Clean(a) => clean(a, &mut console).await,
         Command::Doctor(a) => doctor(cli, a).await,
         Command::Run(a) => run_cmd(cli, a, &mut console).await,
-        Command::Push(a) => crate::registry_commands::push(cli, a, &mut console).await,
-        Command::Pull(a) => crate::registry_commands::pull(cli, a, &mut console).await,
-        Command::Promote(a) => crate::registry_commands::promote(cli, a, &mut console).await,
+        Command::Push(a) => crate::commands::registry::push(cli, a, &mut console).await,
+        Command::Pull(a) => crate::commands::registry::pull(cli, a, &mut console).await,
+        Command::Promote(a) => crate::commands::registry::promote(cli, a, &mut console).await,
         Command::Lock(a) => lock(cli, a).await,
         Command::Completions(a) => {
             let mut text = Vec::new();
@@ -174,7 +111,7 @@ struct ListRow {
     install: String,
     gfx_target: String,
     hsa_override: Option<String>,
-    #[serde(serialize_with = "crate::ui::json::sha256")]
+    #[serde(serialize_with = "crate::digest_json::sha256")]
     input_digest: String,
     description: String,
 }
@@ -392,65 +329,6 @@ fn refuse_unlocked(r: &Recipe) -> Result<(), Failure> {
     )))
 }
 
-/// Resolves `--smoke auto` on this host, saying so when it falls back to cpu.
-pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
-    let kfd = pipeline::host_root().join("dev/kfd");
-    // The GPU plan (devices, their GIDs) is read from this host: it says nothing about
-    // an engine on another machine.
-    let remote = crate::endpoint::resolve(&crate::endpoint::EnvView::from_process())
-        .ok()
-        .filter(|e| !e.is_local());
-    if let Some(e) = &remote {
-        match choice {
-            SmokeChoice::Gpu => {
-                return Err(Failure::input(anyhow::anyhow!(
-                    "--smoke gpu: the engine at {} ({}) is not on this machine, and the GPU devices are read from this one; build there with --smoke cpu --push, then run `rdna1-images promote <recipe>` on the GPU machine",
-                    e.host,
-                    e.source
-                )))
-            }
-            SmokeChoice::Auto => {
-                console.note(&format!(
-                    "WARNING: the engine at {} ({}) is not on this machine, so the smoke test runs there on the CPU only: \
-                     it proves the image's Python, PyTorch and Conv2d work, NOT that a GPU does \
-                     (push it, then `rdna1-images promote <recipe>` on the GPU machine)",
-                    e.host, e.source
-                ));
-                return Ok(Level::Cpu);
-            }
-            _ => {}
-        }
-    }
-    Ok(match choice {
-        SmokeChoice::Gpu => {
-            if !kfd.exists() {
-                return Err(Failure {
-                    code: 3,
-                    error: anyhow::anyhow!(
-                        "--smoke gpu needs an AMD GPU: {} does not exist (is the amdgpu driver loaded? `rdna1-images doctor` checks the host); use --smoke cpu on machines without one",
-                        kfd.display()
-                    ),
-                });
-            }
-            Level::Gpu
-        }
-        SmokeChoice::Cpu => Level::Cpu,
-        SmokeChoice::Skip => Level::Skip,
-        SmokeChoice::Auto => {
-            if kfd.exists() {
-                Level::Gpu
-            } else {
-                console.note(
-                    "WARNING: no /dev/kfd on this host, so the smoke test runs on the CPU only: \
-                     it proves the image's Python, PyTorch and Conv2d work, NOT that the GPU does \
-                     (use a machine with the card, or `--smoke gpu` there)",
-                );
-                Level::Cpu
-            }
-        }
-    })
-}
-
 async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome {
     let cat = catalog(cli);
     let names = if a.all {
@@ -467,10 +345,10 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         refuse_unlocked(&l.recipe)?;
     }
     let level = resolve_level(a.smoke, console)?;
-    let plan = crate::registry_commands::build_plan(a, console).await?;
+    let plan = crate::commands::registry::build_plan(a, console).await?;
     let engine = Engine::connect().await?;
     if let Some(plan) = plan.as_ref().filter(|_| a.push) {
-        crate::registry_commands::check_before_build(&engine, plan, &loaded, console).await?;
+        crate::commands::registry::check_before_build(&engine, plan, &loaded, console).await?;
     }
     let opts = BuildOptions {
         level,
@@ -500,7 +378,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         }
         if let Some(plan) = plan.as_ref().filter(|_| a.push) {
             let pushed =
-                crate::registry_commands::push_after_build(&engine, plan, l, &o, console).await;
+                crate::commands::registry::push_after_build(&engine, plan, l, &o, console).await;
             match pushed {
                 Ok(p) => o.pushed = p,
                 Err(e) => {
@@ -603,10 +481,10 @@ async fn recipe_of_image(
             "no image {image} in the engine: build it with `rdna1-images build <recipe>`"
         ))
     })?;
-    let name = summary.labels.get(crate::render::labels::RECIPE).ok_or_else(|| {
+    let name = summary.labels.get(crate::labels::RECIPE).ok_or_else(|| {
         Failure::input(anyhow::anyhow!(
             "image {image} has no {} label, so its smoke spec is unknown: it was not built by rdna1-images",
-            crate::render::labels::RECIPE
+            crate::labels::RECIPE
         ))
     })?;
     let loaded = cat.load(name)?;
@@ -624,7 +502,7 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         // From the recipe alone: no engine needed to say what would run.
         let recipe = cat.load(&a.target)?.recipe;
         let cmd = crate::smoke::command(&recipe.smoke, Level::Cpu, &recipe.python.bin);
-        let words: Vec<String> = cmd.iter().map(|w| crate::run_plan::quote(w)).collect();
+        let words: Vec<String> = cmd.iter().map(|w| crate::quote::shell::word(w)).collect();
         println!("docker run --rm --network none {image} {}", words.join(" "));
         return Ok(0);
     }

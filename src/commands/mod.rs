@@ -1,0 +1,152 @@
+//! The commands: validated arguments in, an exit code out. One file per command family;
+//! this file holds what they share: the `Failure` -> exit code mapping and the output
+//! helpers. It imports none of its children, so the families sit side by side.
+
+use std::io::Write as _;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, SmokeChoice};
+use crate::engine::EngineError;
+use crate::pipeline::distribute::DistError;
+use crate::pipeline::{self, Progress as _};
+use crate::recipe::{Catalog, LookupError, RecipeError};
+use crate::smoke::Level;
+
+pub mod app;
+pub mod registry;
+
+/// An error with the exit code the CLI contract gives it.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn input(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 2,
+            error: e.into(),
+        }
+    }
+    pub fn job(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+impl From<LookupError> for Failure {
+    fn from(e: LookupError) -> Self {
+        Failure::input(e)
+    }
+}
+impl From<RecipeError> for Failure {
+    fn from(e: RecipeError) -> Self {
+        Failure::input(e)
+    }
+}
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            error: e.into(),
+        }
+    }
+}
+
+pub type Outcome = Result<i32, Failure>;
+
+pub use crate::ui::Console;
+
+pub(crate) fn catalog(cli: &Cli) -> Catalog {
+    match &cli.recipes {
+        Some(d) => Catalog::dir(d),
+        None => Catalog::embedded(),
+    }
+}
+
+/// Writes generated text to stdout; a reader that stopped early (`| head`) is no failure.
+pub(crate) fn write_stdout(text: &[u8]) -> Outcome {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|_| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Failure::job(e)),
+    }
+}
+
+/// Keeps the command's result for its one JSON document (printed by [`app::run`]).
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
+    crate::ui::json::set_result(v).map_err(Failure::job)
+}
+
+impl From<DistError> for Failure {
+    fn from(e: DistError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            error: e.into(),
+        }
+    }
+}
+
+/// Resolves `--smoke auto` on this host, saying so when it falls back to cpu.
+pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Result<Level, Failure> {
+    let kfd = pipeline::host_root().join("dev/kfd");
+    // The GPU plan (devices, their GIDs) is read from this host: it says nothing about
+    // an engine on another machine.
+    let remote = crate::endpoint::resolve(&crate::endpoint::EnvView::from_process())
+        .ok()
+        .filter(|e| !e.is_local());
+    if let Some(e) = &remote {
+        match choice {
+            SmokeChoice::Gpu => {
+                return Err(Failure::input(anyhow::anyhow!(
+                    "--smoke gpu: the engine at {} ({}) is not on this machine, and the GPU devices are read from this one; build there with --smoke cpu --push, then run `rdna1-images promote <recipe>` on the GPU machine",
+                    e.host,
+                    e.source
+                )))
+            }
+            SmokeChoice::Auto => {
+                console.note(&format!(
+                    "WARNING: the engine at {} ({}) is not on this machine, so the smoke test runs there on the CPU only: \
+                     it proves the image's Python, PyTorch and Conv2d work, NOT that a GPU does \
+                     (push it, then `rdna1-images promote <recipe>` on the GPU machine)",
+                    e.host, e.source
+                ));
+                return Ok(Level::Cpu);
+            }
+            _ => {}
+        }
+    }
+    Ok(match choice {
+        SmokeChoice::Gpu => {
+            if !kfd.exists() {
+                return Err(Failure {
+                    code: 3,
+                    error: anyhow::anyhow!(
+                        "--smoke gpu needs an AMD GPU: {} does not exist (is the amdgpu driver loaded? `rdna1-images doctor` checks the host); use --smoke cpu on machines without one",
+                        kfd.display()
+                    ),
+                });
+            }
+            Level::Gpu
+        }
+        SmokeChoice::Cpu => Level::Cpu,
+        SmokeChoice::Skip => Level::Skip,
+        SmokeChoice::Auto => {
+            if kfd.exists() {
+                Level::Gpu
+            } else {
+                console.note(
+                    "WARNING: no /dev/kfd on this host, so the smoke test runs on the CPU only: \
+                     it proves the image's Python, PyTorch and Conv2d work, NOT that the GPU does \
+                     (use a machine with the card, or `--smoke gpu` there)",
+                );
+                Level::Cpu
+            }
+        }
+    })
+}

@@ -1,0 +1,14 @@
+//! Label keys the tool sets and reads, in one reverse-DNS namespace of its own. Pure data,
+//! in the core, so the engine can mark and find what the tool made without importing render.
+
+pub const RECIPE: &str = "io.github.rdna1-images.recipe";
+pub const INPUT_DIGEST: &str = "io.github.rdna1-images.input-digest";
+pub const ROCM: &str = "io.github.rdna1-images.rocm";
+pub const PYTORCH: &str = "io.github.rdna1-images.pytorch";
+pub const PYTHON: &str = "io.github.rdna1-images.python";
+pub const GFX_TARGET: &str = "io.github.rdna1-images.gfx-target";
+pub const HSA_OVERRIDE: &str = "io.github.rdna1-images.hsa-override";
+/// Marks everything the tool creates (images, smoke and run containers), for `clean`.
+pub const MANAGED: &str = "io.github.rdna1-images.managed";
+/// What a container is for: `smoke` or `run`.
+pub const ROLE: &str = "io.github.rdna1-images.role";

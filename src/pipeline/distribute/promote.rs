@@ -1,0 +1,160 @@
+//! Promotion from nightly to stable: pull the nightly by digest, test it at the
+//! level stable needs, and only on a pass push the report and the stable tags.
+
+use super::*;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteOutcome {
+    pub recipe: String,
+    pub nightly: String,
+    pub image_id: String,
+    pub level: Level,
+    pub promoted: bool,
+    pub smoke: Option<SmokeResult>,
+    /// The stable tag's digest before; after, when promoted.
+    pub stable_before: Option<String>,
+    pub tags: Vec<PushedTag>,
+}
+
+/// The digest of `--image REF@sha256:<hex>`: promote tests and moves exactly the manifest
+/// the nightly built and signed, never what a moving tag names by the time it runs.
+pub fn pinned_digest(given: &str) -> Result<(String, String), DistError> {
+    let Some((name, digest)) = given.rsplit_once('@') else {
+        return Err(DistError::Input(format!(
+            "--image {given}: a tag moves, so it does not say which image was built and signed; \
+             give the digest the nightly pushed, as REPO@sha256:<64 hex> (the nightly job's `digest` output)"
+        )));
+    };
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(DistError::Input(format!(
+            "--image {given}: `{digest}` is not a digest: expected sha256: and 64 lowercase hex digits"
+        )));
+    }
+    // `repo:tag@sha256:...` is allowed; the tag is ignored, the digest decides.
+    let repo = match name.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => name,
+    };
+    Ok((repo.to_string(), digest.to_string()))
+}
+
+/// Pulls the nightly image (exactly `image`'s digest, or the one `<recipe>-nightly` names
+/// now, resolved once), smoke tests it at `level`, and only on a pass pushes its report and
+/// moves the stable tags to it. On a failure nothing in the registry moves.
+pub async fn promote(
+    engine: &Engine,
+    remote: &Remote,
+    loaded: &Loaded,
+    level: Level,
+    image: Option<&str>,
+    progress: &mut dyn Progress,
+) -> Result<PromoteOutcome, DistError> {
+    let r = &loaded.recipe;
+    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
+    let nightly_tag = Channel::Nightly.tag(&r.name);
+    let digest = match image {
+        Some(given) => {
+            let (repo, digest) = pinned_digest(given)?;
+            if repo != remote.repo.name() {
+                return Err(DistError::Input(format!(
+                    "--image {given} is in repository {repo}, but the registry is {}: promote moves the tags of one repository",
+                    remote.repo.name()
+                )));
+            }
+            digest
+        }
+        None => {
+            let nightly = remote.repo.reference(&nightly_tag);
+            let d = engine
+                .registry_digest(&nightly, remote.creds.as_ref())
+                .await?
+                .ok_or_else(|| DistError::Job(format!("{nightly} is not in the registry")))?;
+            progress.note(&format!(
+                "WARNING: no --image REF@sha256:...: promoting what {nightly} names now ({d}); the nightly passes the digest it signed"
+            ));
+            d
+        }
+    };
+    let nightly = format!("{}@{digest}", remote.repo.name());
+    let stable_before = engine
+        .registry_digest(&remote.repo.reference(&r.name), remote.creds.as_ref())
+        .await?;
+    progress.note(&format!("pulling {nightly}"));
+    let (image, _) = pull_checked(engine, remote, &r.name, &digest, progress).await?;
+    let theirs = image
+        .labels
+        .get(labels::INPUT_DIGEST)
+        .cloned()
+        .unwrap_or_default();
+    if theirs != prepared.digest.hex() {
+        progress.note(&format!(
+            "note: {nightly} was built from a different recipe version (input digest {}, the local recipe's is {}); it is judged against the local recipe's smoke spec",
+            theirs,
+            prepared.digest.hex()
+        ));
+    }
+    let result = smoke_image(engine, &image.id, r, level, progress).await;
+    // The pulled nightly is not kept under the registry's name (only a pass tags anything);
+    // its layers stay only while a local tag holds them. The name goes last: untagging the
+    // only name deletes the image.
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            engine.untag(&nightly).await?;
+            engine.remove_untagged(&image.id).await?;
+            return Err(e.into());
+        }
+    };
+    let mut outcome = PromoteOutcome {
+        recipe: r.name.to_string(),
+        nightly: nightly.clone(),
+        image_id: image.id.clone(),
+        level,
+        promoted: false,
+        smoke: Some(result.clone()),
+        stable_before,
+        tags: vec![],
+    };
+    if !result.passed {
+        // Nothing it pulled stays behind unless a local tag already held it.
+        engine.untag(&nightly).await?;
+        engine.remove_untagged(&image.id).await?;
+        return Ok(outcome);
+    }
+    let digest = if theirs.len() == 64 {
+        let mut b = [0u8; 32];
+        for (i, chunk) in b.iter_mut().enumerate() {
+            *chunk = u8::from_str_radix(&theirs[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        InputDigest(b)
+    } else {
+        prepared.digest
+    };
+    let report_ref = record_pass(engine, &r.name, &digest, &image.id, &result).await?;
+    outcome.tags.push(
+        push_one(
+            engine,
+            remote,
+            &report_ref,
+            &registry::report_tag(&r.name, &digest.short(), level),
+            progress,
+        )
+        .await?,
+    );
+    let date = registry::date_tag(chrono::Utc::now());
+    for t in Channel::Stable.tags(
+        &r.name,
+        &digest.short(),
+        &date,
+        r.status == Status::Recommended,
+    ) {
+        outcome
+            .tags
+            .push(push_one(engine, remote, &image.id, &t, progress).await?);
+    }
+    outcome.promoted = true;
+    engine.untag(&outcome.nightly).await?;
+    engine.remove_untagged(&image.id).await?;
+    Ok(outcome)
+}
