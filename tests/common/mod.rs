@@ -120,7 +120,8 @@ pub fn json_result(o: &Output) -> serde_json::Value {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A recipes folder of its own, with fixture recipes under unique names so tests running
-/// side by side never share a tag; removes the tags it made when dropped.
+/// side by side never share a tag; removes the tags it made when dropped, and the untagged
+/// images of its recipes.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub names: Vec<String>,
@@ -194,6 +195,19 @@ impl Drop for Sandbox {
                 .filter(|t| t.starts_with(&format!("rdna1-images:{name}")))
             {
                 let _ = docker(&["rmi", "--no-prune", t]);
+            }
+            // What the tool keeps untagged on purpose (a `--smoke skip` build) goes too.
+            let untagged = docker_out(&[
+                "image",
+                "ls",
+                "-q",
+                "--filter",
+                "dangling=true",
+                "--filter",
+                &format!("label=io.github.rdna1-images.recipe={name}"),
+            ]);
+            for id in untagged.lines() {
+                let _ = docker(&["rmi", id]);
             }
         }
     }
