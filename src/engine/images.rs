@@ -81,48 +81,37 @@ impl Engine {
 }
 
 impl Engine {
-    /// Untagged images carrying the tool's label: failed candidates kept by a crash or an
-    /// interrupted run. (id, size)
     /// The untagged images whose input-digest label is `digest` (bare hex).
     pub async fn untagged_images_of(&self, digest: &str) -> Result<Vec<String>, EngineError> {
-        let filters: HashMap<String, Vec<String>> = [
-            (
-                "label".to_string(),
-                vec![format!("{}={digest}", crate::labels::INPUT_DIGEST)],
-            ),
-            ("dangling".to_string(), vec!["true".to_string()]),
-        ]
-        .into();
-        let list = self
-            .docker
-            .list_images(Some(
-                bollard::query_parameters::ListImagesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| EngineError::api("listing images", e))?;
+        let label = format!("{}={digest}", crate::labels::INPUT_DIGEST);
+        let list = self.untagged_with_label(label).await?;
         Ok(list.into_iter().map(|i| i.id).collect())
     }
 
+    /// Untagged images carrying the tool's label: failed candidates kept by a crash or an
+    /// interrupted run. (id, size)
     pub async fn managed_untagged_images(&self) -> Result<Vec<(String, i64)>, EngineError> {
+        let label = format!("{}=true", crate::labels::MANAGED);
+        let list = self.untagged_with_label(label).await?;
+        Ok(list.into_iter().map(|i| (i.id, i.size)).collect())
+    }
+
+    async fn untagged_with_label(
+        &self,
+        label: String,
+    ) -> Result<Vec<bollard::models::ImageSummary>, EngineError> {
         let filters: HashMap<String, Vec<String>> = [
-            (
-                "label".to_string(),
-                vec![format!("{}=true", crate::labels::MANAGED)],
-            ),
+            ("label".to_string(), vec![label]),
             ("dangling".to_string(), vec!["true".to_string()]),
         ]
         .into();
-        let list = self
-            .docker
+        self.docker
             .list_images(Some(
                 bollard::query_parameters::ListImagesOptionsBuilder::default()
                     .filters(&filters)
                     .build(),
             ))
             .await
-            .map_err(|e| EngineError::api("listing images", e))?;
-        Ok(list.into_iter().map(|i| (i.id, i.size)).collect())
+            .map_err(|e| EngineError::api("listing images", e))
     }
 }
