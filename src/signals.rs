@@ -5,9 +5,11 @@
 //! exit path. Interactive `run` borrows the first signal with [`forward`], to pass it to the
 //! container as `docker run` does; the next one cancels.
 //!
-//! The test hook `RDNA1_IMAGES_PAUSE_AT=<stage>` (build, normalise, smoke, tag, push) prints
-//! `rdna1-images: paused at <stage>` on stderr and waits there until a signal arrives, so a
-//! test can interrupt at a known moment.
+//! The test hook `RDNA1_IMAGES_PAUSE_AT=<stage>` (build, normalise, load, smoke, tag, push)
+//! prints `rdna1-images: paused at <stage>` on stderr and waits there until a signal
+//! arrives, so a test can interrupt at a known moment. A stage the signal cancels never
+//! goes on past its pause; `load` runs under [`crate::engine::guard::finish_anyway`], which
+//! the signal does not stop, and goes on.
 
 use std::sync::{Mutex, OnceLock};
 
@@ -18,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 pub const PAUSE_ENV: &str = "RDNA1_IMAGES_PAUSE_AT";
 
 /// The stages the pause hook knows.
-pub const STAGES: [&str; 5] = ["build", "normalise", "smoke", "tag", "push"];
+pub const STAGES: [&str; 6] = ["build", "normalise", "load", "smoke", "tag", "push"];
+
+/// The stages whose pause is inside work a signal does not stop.
+const FINISHED_ANYWAY: [&str; 1] = ["load"];
 
 fn global() -> &'static CancellationToken {
     static TOKEN: OnceLock<CancellationToken> = OnceLock::new();
@@ -95,13 +100,19 @@ impl Drop for Forward {
 }
 
 /// The pause hook: when `RDNA1_IMAGES_PAUSE_AT` names `stage`, says so on stderr and waits
-/// until the run is cancelled. Returns at once otherwise, or when already cancelled.
+/// for the signal. Returns at once otherwise. After the signal, a stage in
+/// [`FINISHED_ANYWAY`] goes on; any other never does: `app::run` drops the command then.
+/// (Returning there would let the stage run on up to its next await whenever the signal
+/// lands while this task is being polled: a load started after a pause at `normalise`.)
 pub async fn pause_at(stage: &'static str) {
     debug_assert!(STAGES.contains(&stage), "unknown stage {stage}");
     let asked = std::env::var(PAUSE_ENV).unwrap_or_default();
     if asked.split(',').any(|s| s.trim() == stage) {
         eprintln!("rdna1-images: paused at {stage}");
         global().cancelled().await;
+        if !FINISHED_ANYWAY.contains(&stage) {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

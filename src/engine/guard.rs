@@ -37,6 +37,76 @@ pub fn export_finished() {
 /// How long a sweep waits for an export that was under way when the run was cancelled.
 const EXPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How long [`drain`] waits for work [`finish_anyway`] runs.
+const IN_FLIGHT_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The number of [`finish_anyway`] tasks still running.
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn in_flight_done() -> &'static tokio::sync::Notify {
+    static DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+    &DONE
+}
+
+/// Decrements [`IN_FLIGHT`] when dropped: declared first in the task, it goes last.
+struct InFlight;
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        in_flight_done().notify_waiters();
+    }
+}
+
+/// Runs `work` on a task of its own that a cancelled run does not stop: for a request the
+/// engine carries out even when we hang up (an image load whose body it has), whose result
+/// must reach a guard. `work` puts what it made in its own guards; if the caller is gone
+/// when it ends (the run was cancelled), those guards are dropped in the task and queue
+/// their leftovers, and [`drain`] waits for such tasks before it removes anything. None when
+/// the task panicked.
+pub fn finish_anyway<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> impl std::future::Future<Output = Option<T>> {
+    IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _done = InFlight;
+        let out = work.await;
+        // The caller is gone: its share goes here, before `_done`.
+        if let Err(out) = tx.send(out) {
+            drop(out);
+        }
+    });
+    async move { rx.await.ok() }
+}
+
+/// Waits (up to [`IN_FLIGHT_LIMIT`]) until every [`finish_anyway`] task has ended.
+async fn wait_in_flight() {
+    let until = tokio::time::Instant::now() + IN_FLIGHT_LIMIT;
+    let mut said = false;
+    loop {
+        let notified = in_flight_done().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            return;
+        }
+        if !said {
+            said = true;
+            eprintln!(
+                "rdna1-images: waiting for the engine to finish loading the image, to remove it"
+            );
+        }
+        if tokio::time::timeout_at(until, notified).await.is_err() {
+            tracing::warn!(
+                "cleanup: an engine request still running after {} s; `rdna1-images clean` removes what it leaves",
+                IN_FLIGHT_LIMIT.as_secs()
+            );
+            return;
+        }
+    }
+}
+
 fn pending() -> std::sync::MutexGuard<'static, Vec<Leftover>> {
     static PENDING: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
@@ -46,6 +116,7 @@ fn pending() -> std::sync::MutexGuard<'static, Vec<Leftover>> {
 /// images, newest first (a normalised image before the one it came from), then scratch
 /// folders. Errors are logged, not returned: this runs on the way out.
 pub async fn drain() {
+    wait_in_flight().await;
     let mut all = std::mem::take(&mut *pending());
     all.sort_by_key(|l| match l {
         Leftover::Container(..) => 0,

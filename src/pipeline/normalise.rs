@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use crate::context::Prepared;
-use crate::engine::{export, Engine, EngineError, ImageGuard, ScratchGuard};
+use crate::engine::{export, guard, Engine, EngineError, ImageGuard, ScratchGuard};
 use crate::image_archive::{self, Plan, Timings};
 use crate::pipeline::build_stage::build_image;
 use crate::pipeline::types::{self as pipeline, BuildOptions, Progress};
@@ -143,16 +143,38 @@ async fn normalise_inner(
     // The test hook: the save is spooled in the scratch folder, the load not started.
     crate::signals::pause_at("normalise").await;
     let load_started = Instant::now();
-    let (writer, body) = export::body_pipe();
-    let writing = tokio::task::spawn_blocking(move || {
-        let id = image_archive::write_load(writer, store, &saved, epoch);
-        (id, saved)
+    // Once the engine has the body it loads the image even if we hang up, and that image
+    // must reach a guard: the load runs to its end on a task of its own, which the final
+    // cleanup waits for, and which holds the scratch folder its layers stream from.
+    let held = scratch.clone();
+    let loader = engine.clone();
+    let loading = guard::finish_anyway(async move {
+        let (writer, body) = export::body_pipe();
+        let writing = tokio::task::spawn_blocking(move || {
+            let id = image_archive::write_load(writer, store, &saved, epoch);
+            (id, saved)
+        });
+        let (loaded, written) = tokio::join!(loader.load_stream(body), async {
+            let written = writing.await;
+            // The test hook: the whole body is on its way to the engine, which loads the
+            // image whatever we do now; its answer, with the id, may not be read yet.
+            crate::signals::pause_at("load").await;
+            written
+        });
+        let guard = loaded
+            .as_ref()
+            .ok()
+            .map(|id| ImageGuard::new(&loader, id.clone()));
+        drop(held);
+        (loaded, guard, written)
     });
-    let loaded = engine.load_stream(body).await;
-    let (expected, saved) = writing.await.map_err(|e| failed(built, e))?;
+    let (loaded, guard, written) = loading
+        .await
+        .ok_or_else(|| failed(built, "the load task panicked"))?;
+    let (expected, saved) = written.map_err(|e| failed(built, e))?;
     let expected = expected.map_err(|e| failed(built, e))?;
     let loaded = loaded?;
-    let guard = ImageGuard::new(engine, loaded.clone());
+    let guard = guard.expect("a loaded image has its guard");
     if loaded != expected {
         return Err(failed(
             built,
