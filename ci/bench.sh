@@ -98,7 +98,9 @@ bench_base() {
     docker tag rdna1-bench:hand "rdna1-bench:hand-tagged"
     t2=$(now)
     hand+=("$(elapsed "$t1" "$t2")")
-    docker rmi rdna1-bench:hand-tagged >/dev/null
+    # Both names: a tag left on this run's image would move to the next run's, leaving this
+    # one dangling.
+    docker rmi rdna1-bench:hand-tagged rdna1-bench:hand >/dev/null
   done
   local tm hm
   tm=$(printf '%s\n' "${tool[@]}" | median)

@@ -775,3 +775,100 @@ fn promote_takes_the_digest_the_nightly_signed_not_the_moving_tag() {
     assert!(containers_of(&name).is_empty());
     let _ = docker(&["rmi", &later]);
 }
+
+/// Runs the tool in a process group of its own, waits for `marker` on stderr, sends SIGINT
+/// to the group (as a terminal's Ctrl-C) and returns the exit code and the output.
+fn interrupt_at(
+    sb: &Sandbox,
+    args: &[&str],
+    env: &[(&str, &str)],
+    marker: &str,
+) -> (Option<i32>, String) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(BIN);
+    c.arg("--recipes")
+        .arg(sb.dir.path())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = vec![];
+    let mut lines = err.lines();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        let hit = l.contains(marker);
+        seen.push(l);
+        if hit {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains(marker)),
+        "no `{marker}`:\n{}",
+        seen.join("\n")
+    );
+    let pgid = child.id();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap()
+        .success());
+    seen.extend(lines.map_while(Result::ok));
+    (child.wait().unwrap().code(), seen.join("\n"))
+}
+
+#[test]
+fn registry_names_are_local_only_while_needed_even_on_ctrl_c_or_a_failed_test() {
+    let Some(reg) = require_registry("registry_names_are_local_only_while_needed") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    let digest = build_ok(&sb, &name);
+    let ours = local_tags(&name);
+    let registry_env = format!("{}/{REPO}", reg.open);
+    let env = [("RDNA1_IMAGES_REGISTRY", registry_env.as_str())];
+    let registry_names = |tags: &[String]| -> Vec<String> {
+        tags.iter()
+            .filter(|t| t.starts_with(&format!("{}/", reg.open)))
+            .cloned()
+            .collect()
+    };
+
+    // Ctrl-C while the push's temporary `<registry>/<repo>:<tag>` name exists.
+    let (code, out) = interrupt_at(
+        &sb,
+        &["push", &name],
+        &[env[0], ("RDNA1_IMAGES_PAUSE_AT", "push")],
+        "rdna1-images: paused at push",
+    );
+    assert_eq!(code, Some(130), "{out}");
+    assert_eq!(local_tags(&name), ours, "the push's names stayed: {out}");
+
+    // Pull-or-build of an image in the registry without its smoke report (pushed by plain
+    // docker): pulled, tested here, tagged locally; its registry name does not stay.
+    let pinned = format!("rdna1-images:{name}-{}", &digest[..12]);
+    let theirs = format!("{}/{REPO}:{name}-{}", reg.open, &digest[..12]);
+    assert!(docker(&["tag", &pinned, &theirs]).status.success());
+    assert!(docker(&["push", "-q", &theirs]).status.success());
+    assert!(docker(&["rmi", "--no-prune", &theirs]).status.success());
+    untag_all(&name);
+    assert_eq!(local_tags(&name), Vec::<String>::new());
+    let o = sb.cmd_env(&["build", &name, "--smoke", "cpu"], &env);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("pulling it instead of building"), "{out}");
+    assert!(
+        out.contains("is missing: running the cpu smoke test here"),
+        "{out}"
+    );
+    let left = local_tags(&name);
+    assert_eq!(registry_names(&left), Vec::<String>::new(), "{out}");
+    assert_eq!(left, ours, "{out}");
+}

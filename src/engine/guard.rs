@@ -14,6 +14,8 @@ use super::{Engine, EngineError};
 
 enum Leftover {
     Container(Engine, String),
+    /// A temporary name (a registry reference the push or a pull made).
+    Tag(Engine, String),
     Image(Engine, String),
     Scratch(PathBuf),
     /// The untagged images of one input digest (see [`SweepGuard`]).
@@ -113,16 +115,17 @@ fn pending() -> std::sync::MutexGuard<'static, Vec<Leftover>> {
 }
 
 /// Removes everything dropped guards left: containers first (they hold images), then
-/// images, newest first (a normalised image before the one it came from), then scratch
+/// temporary names, then images, newest first (a normalised image before the one it came from), then scratch
 /// folders. Errors are logged, not returned: this runs on the way out.
 pub async fn drain() {
     wait_in_flight().await;
     let mut all = std::mem::take(&mut *pending());
     all.sort_by_key(|l| match l {
         Leftover::Container(..) => 0,
-        Leftover::Image(..) => 1,
-        Leftover::Sweep(..) => 2,
-        Leftover::Scratch(_) => 3,
+        Leftover::Tag(..) => 1,
+        Leftover::Image(..) => 2,
+        Leftover::Sweep(..) => 3,
+        Leftover::Scratch(_) => 4,
     });
     let mut images = vec![];
     let mut sweeps = vec![];
@@ -130,6 +133,11 @@ pub async fn drain() {
         match l {
             Leftover::Container(e, id) => {
                 if let Err(err) = e.remove_container(&id).await {
+                    tracing::warn!("cleanup: {err}");
+                }
+            }
+            Leftover::Tag(e, reference) => {
+                if let Err(err) = e.untag(&reference).await {
                     tracing::warn!("cleanup: {err}");
                 }
             }
@@ -306,6 +314,45 @@ impl Drop for ImageGuard {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
             pending().push(Leftover::Image(self.engine.clone(), id));
+        }
+    }
+}
+
+/// A temporary name of an image (`<registry>/<repo>:<tag>` for a push, or what a pull
+/// made): untagged when released or dropped, unless kept. Untagging an image's only name
+/// deletes the image, which is what a pull interrupted before its local tags wants.
+#[must_use = "a guard removes its tag when dropped"]
+pub struct TagGuard {
+    engine: Engine,
+    reference: Option<String>,
+}
+
+impl TagGuard {
+    pub fn new(engine: &Engine, reference: impl Into<String>) -> Self {
+        TagGuard {
+            engine: engine.clone(),
+            reference: Some(reference.into()),
+        }
+    }
+
+    /// The name stays (a pull the user asked for keeps the registry's name, as docker's).
+    pub fn keep(mut self) {
+        self.reference = None;
+    }
+
+    /// Removes the name now.
+    pub async fn release(mut self) -> Result<(), EngineError> {
+        match self.reference.take() {
+            Some(r) => self.engine.untag(&r).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TagGuard {
+    fn drop(&mut self) {
+        if let Some(r) = self.reference.take() {
+            pending().push(Leftover::Tag(self.engine.clone(), r));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::context::{self, InputDigest};
-use crate::engine::{Engine, EngineError, ImageSummary, TransferEvent};
+use crate::engine::{Engine, EngineError, ImageSummary, TagGuard, TransferEvent};
 use crate::labels;
 use crate::pipeline::smoke_stage::smoke_image;
 use crate::pipeline::types::{
@@ -148,12 +148,14 @@ async fn push_one(
     tag: &str,
     progress: &mut dyn Progress,
 ) -> Result<PushedTag, DistError> {
-    // The test hook: the image is tested and tagged, the push not started.
-    crate::signals::pause_at("push").await;
     let name = remote.repo.name();
     let reference = remote.repo.reference(tag);
     progress.note(&format!("pushing {reference}"));
     engine.tag(image, &name, tag).await?;
+    // The registry's name is local only while its push runs, however the push ends.
+    let temporary = TagGuard::new(engine, reference.clone());
+    // The test hook: the temporary tag is made, the push not started.
+    crate::signals::pause_at("push").await;
     let started = Instant::now();
     let mut printer = TransferPrinter::new();
     let result = engine
@@ -161,7 +163,7 @@ async fn push_one(
             printer.event(e, progress)
         })
         .await;
-    engine.untag(&reference).await?;
+    temporary.release().await?;
     let digest = result?;
     let seconds = started.elapsed().as_secs_f64();
     progress.note(&format!(
@@ -279,11 +281,13 @@ async fn registry_report(
                 &mut |_| {},
             )
             .await?;
+        // The registry's name goes however this ends; the report stays under a local one.
+        let pulled = TagGuard::new(engine, reference.clone());
         let Some(i) = engine.image(&reference).await? else {
             continue;
         };
         if i.labels.get(rlabels::TESTED_IMAGE).map(String::as_str) != Some(image_id) {
-            engine.untag(&reference).await?;
+            pulled.release().await?;
             progress.note(&format!(
                 "WARNING: {reference} is about another image ({}), not {}: ignored",
                 i.labels
@@ -297,7 +301,7 @@ async fn registry_report(
         // Kept under the local name before the registry's name goes (untagging the last
         // name would delete it).
         engine.tag(&i.id, REPOSITORY, &tag).await?;
-        engine.untag(&reference).await?;
+        pulled.release().await?;
         return Ok(Some(TestedLevel {
             level,
             tested_at: i
@@ -425,7 +429,7 @@ async fn pull_checked(
     recipe: &str,
     tag: &str,
     progress: &mut dyn Progress,
-) -> Result<(ImageSummary, i64), DistError> {
+) -> Result<(ImageSummary, i64, TagGuard), DistError> {
     let name = remote.repo.name();
     // A digest (`sha256:...`) names exactly one manifest: `repo@sha256:...`.
     let reference = if tag.starts_with("sha256:") {
@@ -439,6 +443,9 @@ async fn pull_checked(
             printer.event(e, progress)
         })
         .await?;
+    // The name the pull made: the caller keeps or releases it; an error or a signal before
+    // that takes it (and the image, when it was its only name) away again.
+    let pulled = TagGuard::new(engine, reference.clone());
     let image = engine.image(&reference).await?.ok_or_else(|| {
         DistError::Job(format!(
             "{reference} was pulled but the engine does not list it"
@@ -446,14 +453,14 @@ async fn pull_checked(
     })?;
     let theirs = image.labels.get(labels::RECIPE).cloned();
     if theirs.as_deref() != Some(recipe) {
-        engine.untag(&reference).await?;
+        pulled.release().await?;
         return Err(DistError::Input(format!(
             "{reference} is not an image of recipe {recipe} (its {} label is {}): pick the tag of that recipe",
             labels::RECIPE,
             theirs.as_deref().unwrap_or("missing")
         )));
     }
-    Ok((image, printer.bytes))
+    Ok((image, printer.bytes, pulled))
 }
 
 /// Pulls `<repo>:<tag>`, tags it `rdna1-images:<recipe>` (and `<recipe>-<digest12>` when a
@@ -470,7 +477,7 @@ pub async fn pull(
     let reference = remote.repo.reference(tag);
     progress.note(&format!("pulling {reference}"));
     let started = Instant::now();
-    let (image, bytes) = pull_checked(engine, remote, &r.name, tag, progress).await?;
+    let (image, bytes, pulled) = pull_checked(engine, remote, &r.name, tag, progress).await?;
     let seconds = started.elapsed().as_secs_f64();
     let theirs = image.labels.get(labels::INPUT_DIGEST).cloned();
     let ours = prepared.digest.hex();
@@ -488,6 +495,8 @@ pub async fn pull(
         tags.push(format!("{REPOSITORY}:{t}"));
     }
     let manifest_digest = engine.repo_digest(&reference, &remote.repo.name()).await?;
+    // Pulled and tagged: the registry's name stays, as after `docker pull`.
+    pulled.keep();
     Ok(PullOutcome {
         recipe: r.name.to_string(),
         reference,
@@ -509,8 +518,9 @@ pub enum PullForBuild {
     Build,
     /// Pulled, its registry report covers the requested level: tagged, done.
     Done(Box<BuildOutcome>),
-    /// Pulled, but its report does not cover the requested level: smoke test it here.
-    NeedsSmoke(String),
+    /// Pulled, but its report does not cover the requested level: smoke test it here. The
+    /// registry's name holds it until the smoke test is judged; the caller releases it then.
+    NeedsSmoke(String, Box<TagGuard>),
 }
 
 /// Pull-or-build: the image of these exact inputs may already be in the registry.
@@ -555,7 +565,7 @@ pub async fn pull_for_build(
         "{reference} is in the registry (same input digest): pulling it instead of building; --no-pull builds"
     ));
     let pulled = pull_checked(engine, remote, &r.name, &tag, progress).await;
-    let (image, bytes) = match pulled {
+    let (image, bytes, pulled) = match pulled {
         Ok(p) => p,
         Err(DistError::Engine(e)) => return Err(e),
         Err(e) => {
@@ -564,7 +574,7 @@ pub async fn pull_for_build(
         }
     };
     if image.labels.get(labels::INPUT_DIGEST) != Some(&digest.hex()) {
-        engine.untag(&reference).await?;
+        pulled.release().await?;
         progress.note(&format!(
             "WARNING: {reference} carries input digest {} in its label, not {}: not used; building",
             image
@@ -608,7 +618,7 @@ pub async fn pull_for_build(
                 tags.push(format!("{REPOSITORY}:{t}"));
             }
             // build's images live in the local repository only, as if built here.
-            engine.untag(&reference).await?;
+            pulled.release().await?;
             Ok(PullForBuild::Done(Box::new(BuildOutcome {
                 recipe: r.name.to_string(),
                 input_digest: digest.hex(),
@@ -631,7 +641,7 @@ pub async fn pull_for_build(
                     None => "is missing".to_string(),
                 }
             ));
-            Ok(PullForBuild::NeedsSmoke(image.id))
+            Ok(PullForBuild::NeedsSmoke(image.id, Box::new(pulled)))
         }
     }
 }

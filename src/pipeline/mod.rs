@@ -97,6 +97,9 @@ async fn build_guarded(
         }
     }
     let mut pulled = None;
+    // The registry's name of an image pulled to be tested here: it holds the image until
+    // the test is judged (untagging an only name deletes the image), then goes.
+    let mut pulled_name = None;
     // Verifying reproducibility means building here, twice: no pull-or-build then.
     if let Some(plan) = opts
         .registry
@@ -111,7 +114,10 @@ async fn build_guarded(
         match pulled_or_not {
             PullForBuild::Build => {}
             PullForBuild::Done(o) => return Ok(*o),
-            PullForBuild::NeedsSmoke(id) => pulled = Some(id),
+            PullForBuild::NeedsSmoke(id, name) => {
+                pulled = Some(id);
+                pulled_name = Some(name);
+            }
         }
     }
     let (candidate, normalised) = match pulled {
@@ -162,15 +168,27 @@ async fn build_guarded(
             short_id(&image_id)
         ));
         outcome.status = BuildStatus::Untested;
-        // Untested but kept, as before: the user asked for the build.
+        // Untested but kept, as before: the user asked for the build (a pulled one under
+        // the registry's name, its only one).
         let _ = candidate.keep();
+        if let Some(name) = pulled_name {
+            name.keep();
+        }
         return Ok(outcome);
     }
     let result = smoke_image(engine, &image_id, r, opts.level, progress).await?;
     let tagging = Instant::now();
     let tagged = judge_and_tag(engine, r, &prepared, candidate, result, outcome).await;
     progress.stage(Stage::Tag, tagging.elapsed().as_secs_f64());
-    tagged
+    let mut tagged = tagged?;
+    if let Some(name) = pulled_name {
+        // Passed: the local tags hold it now. Failed: this was its last name, and it goes.
+        name.release().await?;
+        if tagged.status == BuildStatus::Failed {
+            tagged.candidate_removed = engine.image(&image_id).await?.is_none();
+        }
+    }
+    Ok(tagged)
 }
 
 /// Collects notes while another task owns the console, to print them in order afterwards.

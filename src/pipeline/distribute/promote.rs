@@ -81,7 +81,7 @@ pub async fn promote(
         .registry_digest(&remote.repo.reference(&r.name), remote.creds.as_ref())
         .await?;
     progress.note(&format!("pulling {nightly}"));
-    let (image, _) = pull_checked(engine, remote, &r.name, &digest, progress).await?;
+    let (image, _, pulled) = pull_checked(engine, remote, &r.name, &digest, progress).await?;
     let theirs = image
         .labels
         .get(labels::INPUT_DIGEST)
@@ -96,12 +96,12 @@ pub async fn promote(
     }
     let result = smoke_image(engine, &image.id, r, level, progress).await;
     // The pulled nightly is not kept under the registry's name (only a pass tags anything);
-    // its layers stay only while a local tag holds them. The name goes last: untagging the
-    // only name deletes the image.
+    // its layers stay only while a local tag holds them. The name goes last (untagging the
+    // only name deletes the image), and with its guard on an error or a signal.
     let result = match result {
         Ok(r) => r,
         Err(e) => {
-            engine.untag(&nightly).await?;
+            pulled.release().await?;
             engine.remove_untagged(&image.id).await?;
             return Err(e.into());
         }
@@ -118,7 +118,7 @@ pub async fn promote(
     };
     if !result.passed {
         // Nothing it pulled stays behind unless a local tag already held it.
-        engine.untag(&nightly).await?;
+        pulled.release().await?;
         engine.remove_untagged(&image.id).await?;
         return Ok(outcome);
     }
@@ -154,7 +154,7 @@ pub async fn promote(
             .push(push_one(engine, remote, &image.id, &t, progress).await?);
     }
     outcome.promoted = true;
-    engine.untag(&outcome.nightly).await?;
+    pulled.release().await?;
     engine.remove_untagged(&image.id).await?;
     Ok(outcome)
 }
