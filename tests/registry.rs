@@ -824,7 +824,7 @@ fn interrupt_at(
 }
 
 #[test]
-fn registry_names_are_local_only_while_needed_even_on_ctrl_c_or_a_failed_test() {
+fn registry_names_are_local_only_while_needed_even_on_ctrl_c() {
     let Some(reg) = require_registry("registry_names_are_local_only_while_needed") else {
         return;
     };

@@ -620,17 +620,10 @@ pub async fn pull_for_build(
             // build's images live in the local repository only, as if built here.
             pulled.release().await?;
             Ok(PullForBuild::Done(Box::new(BuildOutcome {
-                recipe: r.name.to_string(),
-                input_digest: digest.hex(),
                 status: BuildStatus::Pulled,
                 image_id: Some(image.id),
                 tags,
-                smoke: None,
-                build_seconds: None,
-                candidate_removed: false,
-                layers: vec![],
-                reproducible: None,
-                pushed: None,
+                ..BuildOutcome::new(&r.name, digest.hex())
             })))
         }
         t => {

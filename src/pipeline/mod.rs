@@ -52,19 +52,7 @@ async fn build_guarded(
     *sweep = Some(SweepGuard::new(engine, prepared.digest.hex()));
     let (_, pinned) = tags(&r.name, &prepared.digest);
     let pinned_ref = format!("{REPOSITORY}:{pinned}");
-    let mut outcome = BuildOutcome {
-        recipe: r.name.to_string(),
-        input_digest: prepared.digest.hex(),
-        status: BuildStatus::Skipped,
-        image_id: None,
-        tags: vec![],
-        smoke: None,
-        build_seconds: None,
-        candidate_removed: false,
-        layers: vec![],
-        reproducible: None,
-        pushed: None,
-    };
+    let mut outcome = BuildOutcome::new(&r.name, prepared.digest.hex());
     if !opts.force {
         if let Some(existing) = engine.image(&pinned_ref).await? {
             // A skip needs an earlier pass at the level asked for, or a stronger one.

@@ -124,6 +124,26 @@ pub struct BuildOutcome {
     pub pushed: Option<Vec<PushedTag>>,
 }
 
+impl BuildOutcome {
+    /// The outcome of a run of `recipe` with these inputs before anything happened: skipped
+    /// until a stage says otherwise.
+    pub fn new(recipe: &str, input_digest_hex: String) -> Self {
+        BuildOutcome {
+            recipe: recipe.to_string(),
+            input_digest: input_digest_hex,
+            status: BuildStatus::Skipped,
+            image_id: None,
+            tags: vec![],
+            smoke: None,
+            build_seconds: None,
+            candidate_removed: false,
+            layers: vec![],
+            reproducible: None,
+            pushed: None,
+        }
+    }
+}
+
 pub struct BuildOptions {
     pub level: Level,
     pub no_cache: bool,
