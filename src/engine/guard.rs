@@ -96,7 +96,7 @@ async fn wait_in_flight() {
         if !said {
             said = true;
             eprintln!(
-                "rdna1-images: waiting for the engine to finish loading the image, to remove it"
+                "rdna1-images: waiting for an engine request under way (the image load) to end, to remove what it made"
             );
         }
         if tokio::time::timeout_at(until, notified).await.is_err() {
@@ -114,9 +114,10 @@ fn pending() -> std::sync::MutexGuard<'static, Vec<Leftover>> {
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Removes everything dropped guards left: containers first (they hold images), then
-/// temporary names, then images, newest first (a normalised image before the one it came from), then scratch
-/// folders. Errors are logged, not returned: this runs on the way out.
+/// Removes everything dropped guards left, once the [`finish_anyway`] tasks have ended:
+/// containers first (they hold images), then temporary names, then images, newest first (a
+/// normalised image before the one it came from), then scratch folders. Errors are logged,
+/// not returned: this runs on the way out.
 pub async fn drain() {
     wait_in_flight().await;
     let mut all = std::mem::take(&mut *pending());
@@ -332,6 +333,14 @@ impl TagGuard {
         TagGuard {
             engine: engine.clone(),
             reference: Some(reference.into()),
+        }
+    }
+
+    /// A guard of nothing: the name was there before this run, and it stays.
+    pub fn none(engine: &Engine) -> Self {
+        TagGuard {
+            engine: engine.clone(),
+            reference: None,
         }
     }
 

@@ -273,6 +273,7 @@ async fn registry_report(
         {
             continue;
         }
+        let existed = engine.image(&reference).await?.is_some();
         engine
             .pull(
                 &remote.repo.name(),
@@ -281,8 +282,13 @@ async fn registry_report(
                 &mut |_| {},
             )
             .await?;
-        // The registry's name goes however this ends; the report stays under a local one.
-        let pulled = TagGuard::new(engine, reference.clone());
+        // The registry's name goes however this ends (unless it was here before); the
+        // report stays under a local one.
+        let pulled = if existed {
+            TagGuard::none(engine)
+        } else {
+            TagGuard::new(engine, reference.clone())
+        };
         let Some(i) = engine.image(&reference).await? else {
             continue;
         };
@@ -438,14 +444,20 @@ async fn pull_checked(
         remote.repo.reference(tag)
     };
     let mut printer = TransferPrinter::new();
+    let existed = engine.image(&reference).await?.is_some();
     engine
         .pull(&name, tag, remote.creds.as_ref(), &mut |e| {
             printer.event(e, progress)
         })
         .await?;
     // The name the pull made: the caller keeps or releases it; an error or a signal before
-    // that takes it (and the image, when it was its only name) away again.
-    let pulled = TagGuard::new(engine, reference.clone());
+    // that takes it (and the image, when it was its only name) away again. A name that was
+    // here before the pull is someone's, and stays.
+    let pulled = if existed {
+        TagGuard::none(engine)
+    } else {
+        TagGuard::new(engine, reference.clone())
+    };
     let image = engine.image(&reference).await?.ok_or_else(|| {
         DistError::Job(format!(
             "{reference} was pulled but the engine does not list it"
