@@ -776,53 +776,6 @@ fn promote_takes_the_digest_the_nightly_signed_not_the_moving_tag() {
     let _ = docker(&["rmi", &later]);
 }
 
-/// Runs the tool in a process group of its own, waits for `marker` on stderr, sends SIGINT
-/// to the group (as a terminal's Ctrl-C) and returns the exit code and the output.
-fn interrupt_at(
-    sb: &Sandbox,
-    args: &[&str],
-    env: &[(&str, &str)],
-    marker: &str,
-) -> (Option<i32>, String) {
-    use std::io::BufRead;
-    use std::os::unix::process::CommandExt;
-    let mut c = std::process::Command::new(BIN);
-    c.arg("--recipes")
-        .arg(sb.dir.path())
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().unwrap();
-    let err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = vec![];
-    let mut lines = err.lines();
-    for l in lines.by_ref() {
-        let l = l.unwrap();
-        let hit = l.contains(marker);
-        seen.push(l);
-        if hit {
-            break;
-        }
-    }
-    assert!(
-        seen.last().is_some_and(|l| l.contains(marker)),
-        "no `{marker}`:\n{}",
-        seen.join("\n")
-    );
-    let pgid = child.id();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", "--", &format!("-{pgid}")])
-        .status()
-        .unwrap()
-        .success());
-    seen.extend(lines.map_while(Result::ok));
-    (child.wait().unwrap().code(), seen.join("\n"))
-}
-
 #[test]
 fn registry_names_are_local_only_while_needed_even_on_ctrl_c() {
     let Some(reg) = require_registry("registry_names_are_local_only_while_needed") else {
@@ -842,12 +795,17 @@ fn registry_names_are_local_only_while_needed_even_on_ctrl_c() {
     };
 
     // Ctrl-C while the push's temporary `<registry>/<repo>:<tag>` name exists.
-    let (code, out) = interrupt_at(
+    let mut run = spawn_group(
         &sb,
         &["push", &name],
         &[env[0], ("RDNA1_IMAGES_PAUSE_AT", "push")],
-        "rdna1-images: paused at push",
     );
+    run.wait_for(
+        "rdna1-images: paused at push",
+        std::time::Duration::from_secs(600),
+    );
+    run.sigint_group();
+    let (code, out) = run.finish(std::time::Duration::from_secs(60));
     assert_eq!(code, Some(130), "{out}");
     assert_eq!(local_tags(&name), ours, "the push's names stayed: {out}");
 

@@ -11,6 +11,10 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+mod group;
+#[allow(unused_imports)]
+pub use group::{spawn_group, Run};
+
 #[path = "../../src/test_skip.rs"]
 mod test_skip;
 #[allow(unused_imports)]
