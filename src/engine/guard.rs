@@ -336,11 +336,12 @@ impl TagGuard {
         }
     }
 
-    /// A guard of nothing: the name was there before this run, and it stays.
-    pub fn none(engine: &Engine) -> Self {
+    /// The name a pull left: guarded only when it was not there before (`existed`); a name
+    /// that was is someone's, and stays.
+    pub fn pulled(engine: &Engine, reference: impl Into<String>, existed: bool) -> Self {
         TagGuard {
             engine: engine.clone(),
-            reference: None,
+            reference: (!existed).then(|| reference.into()),
         }
     }
 

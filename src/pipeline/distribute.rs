@@ -284,11 +284,7 @@ async fn registry_report(
             .await?;
         // The registry's name goes however this ends (unless it was here before); the
         // report stays under a local one.
-        let pulled = if existed {
-            TagGuard::none(engine)
-        } else {
-            TagGuard::new(engine, reference.clone())
-        };
+        let pulled = TagGuard::pulled(engine, reference.clone(), existed);
         let Some(i) = engine.image(&reference).await? else {
             continue;
         };
@@ -453,11 +449,7 @@ async fn pull_checked(
     // The name the pull made: the caller keeps or releases it; an error or a signal before
     // that takes it (and the image, when it was its only name) away again. A name that was
     // here before the pull is someone's, and stays.
-    let pulled = if existed {
-        TagGuard::none(engine)
-    } else {
-        TagGuard::new(engine, reference.clone())
-    };
+    let pulled = TagGuard::pulled(engine, reference.clone(), existed);
     let image = engine.image(&reference).await?.ok_or_else(|| {
         DistError::Job(format!(
             "{reference} was pulled but the engine does not list it"
