@@ -56,6 +56,10 @@ pub struct Timings {
     pub rewrite: Duration,
     pub bytes_skipped: u64,
     pub bytes_added: u64,
+    /// The push way (src/pipeline/normalise.rs): the base's push, and how many pushes of
+    /// the built image it took (its time is in `save`).
+    pub push_base: Duration,
+    pub passes: u32,
 }
 
 /// A rewritten layer waiting for the load; its file is removed when this is dropped.
@@ -176,13 +180,14 @@ fn uncompressed<'a, R: Read + 'a>(mut r: R) -> io::Result<Box<dyn Read + 'a>> {
     })
 }
 
-/// Reads a save stream and rewrites the layers above `plan.keep` into `scratch`.
+/// Reads a save stream and rewrites the layers above `plan.keep` into `scratch`; also
+/// returns the base's folders, read in passing, for the per-base cache.
 pub fn read_save<R: Read>(
     save: R,
     plan: &Plan,
     scratch: &Path,
     timings: &mut Timings,
-) -> Result<SavedImage, NormaliseError> {
+) -> Result<(SavedImage, reproduce::Lower), NormaliseError> {
     let started = Instant::now();
     let chains = chain_ids(&plan.diff_ids);
     let base: Vec<&str> = plan.diff_ids[..plan.keep]
@@ -192,7 +197,7 @@ pub fn read_save<R: Read>(
     let mut metadata: HashMap<String, Vec<u8>> = HashMap::new();
     let mut v1_index: HashMap<String, usize> = HashMap::new();
     // Uncompressed spools of the added layers, by index, with the blob name they came in.
-    let mut raw: BTreeMap<usize, (tempfile::NamedTempFile, String)> = BTreeMap::new();
+    let mut raw: Added = BTreeMap::new();
     // The entries of the base layers, by index (None: not a readable tar), for [`Lower`].
     let mut below: BTreeMap<usize, Option<Vec<reproduce::LowerEntry>>> = BTreeMap::new();
     let mut ar = tar::Archive::new(save);
@@ -261,6 +266,38 @@ pub fn read_save<R: Read>(
     let read_time = started.elapsed();
 
     let (config, base_descriptors) = find_config(&metadata)?;
+    let mut lower = reproduce::Lower::default();
+    for i in 0..plan.keep {
+        match below.remove(&i).flatten() {
+            Some(entries) => lower.apply(&entries),
+            None => lower.unknown = true,
+        }
+    }
+    let base_lower = lower.clone();
+    let saved = finish(plan, config, base_descriptors, raw, lower, timings)?;
+    timings.save += read_time.saturating_sub(timings.spool);
+    Ok((saved, base_lower))
+}
+
+/// The layers the build added, uncompressed, by index, with where each came from.
+pub type Added = BTreeMap<usize, (tempfile::NamedTempFile, String)>;
+
+/// The common end of both ways in: checks the engine's config against the plan, rewrites
+/// the added layers over `lower` (the base's folders) and the config.
+pub fn finish(
+    plan: &Plan,
+    config: serde_json::Value,
+    base_descriptors: Vec<serde_json::Value>,
+    mut raw: Added,
+    mut lower: reproduce::Lower,
+    timings: &mut Timings,
+) -> Result<SavedImage, NormaliseError> {
+    let scratch_dir = |f: &tempfile::NamedTempFile| {
+        f.path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir)
+    };
     let old_ids: Vec<String> = config["rootfs"]["diff_ids"]
         .as_array()
         .ok_or_else(|| bad("the config has no rootfs.diff_ids"))?
@@ -275,13 +312,6 @@ pub fn read_save<R: Read>(
     }
     let history = reproduce::layer_history(&config, old_ids.len());
     let rewrite_started = Instant::now();
-    let mut lower = reproduce::Lower::default();
-    for i in 0..plan.keep {
-        match below.remove(&i).flatten() {
-            Some(entries) => lower.apply(&entries),
-            None => lower.unknown = true,
-        }
-    }
     let mut layers = Vec::new();
     let mut spooled = Vec::new();
     for (i, id) in old_ids.iter().enumerate() {
@@ -301,7 +331,7 @@ pub fn read_save<R: Read>(
             .ok_or_else(|| bad(format!("layer {i} ({id}) is not in the saved image")))?;
         let out = tempfile::Builder::new()
             .prefix("layer-")
-            .tempfile_in(scratch)?;
+            .tempfile_in(scratch_dir(&src))?;
         let (diff_id, bytes, files) = reproduce::rewrite_layer(
             BufReader::new(src.reopen()?),
             plan.epoch,
@@ -329,7 +359,6 @@ pub fn read_save<R: Read>(
         });
     }
     timings.rewrite += rewrite_started.elapsed();
-    timings.save += read_time.saturating_sub(timings.spool);
     let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let engine_config = config;
     let config = reproduce::rewrite_config(&engine_config, &ids, plan.epoch);
@@ -367,7 +396,7 @@ fn spool_layer<R: Read>(
     path: &str,
     plan: &Plan,
     scratch: &Path,
-    raw: &mut BTreeMap<usize, (tempfile::NamedTempFile, String)>,
+    raw: &mut Added,
     below: &mut BTreeMap<usize, Option<Vec<reproduce::LowerEntry>>>,
     timings: &mut Timings,
 ) -> Result<(), NormaliseError> {
@@ -416,6 +445,108 @@ fn spool_layer<R: Read>(
     Ok(())
 }
 
+/// One blob as a registry receives it (src/engine/sink.rs): the digest of the bytes as
+/// sent, and, uncompressed, its diff id, size, tar entries (for [`reproduce::Lower`]) and,
+/// when `spool_in` names a folder, a spool of it. Both hashes are taken as the bytes pass.
+pub struct Received {
+    pub digest: String,
+    pub size: u64,
+    pub diff_id: String,
+    pub bytes: u64,
+    pub entries: Option<Vec<reproduce::LowerEntry>>,
+    pub spool: Option<tempfile::NamedTempFile>,
+}
+
+pub fn receive_blob<R: Read>(r: R, spool_in: Option<&Path>) -> io::Result<Received> {
+    let mut raw = HashRead {
+        inner: r,
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    let mut spool = spool_in
+        .map(|d| tempfile::Builder::new().prefix("blob-").tempfile_in(d))
+        .transpose()?;
+    let (diff_id, bytes, entries) = {
+        let mut h = HashRead {
+            inner: uncompressed(&mut raw)?,
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let entries = match spool.as_mut() {
+            Some(f) => {
+                let mut tee = Tee {
+                    inner: &mut h,
+                    out: BufWriter::with_capacity(1 << 20, f.as_file_mut()),
+                };
+                let entries = reproduce::layer_entries(&mut tee).ok();
+                io::copy(&mut tee, &mut io::sink())?;
+                tee.out.flush()?;
+                entries
+            }
+            None => {
+                let entries = reproduce::layer_entries(&mut h).ok();
+                io::copy(&mut h, &mut io::sink())?;
+                entries
+            }
+        };
+        (
+            format!("sha256:{}", hex(h.hash.finalize())),
+            h.bytes,
+            entries,
+        )
+    };
+    // Whatever follows the end of a gzip stream is part of the blob, and of its digest.
+    io::copy(&mut raw, &mut io::sink())?;
+    Ok(Received {
+        digest: format!("sha256:{}", hex(raw.hash.finalize())),
+        size: raw.bytes,
+        diff_id,
+        bytes,
+        entries,
+        spool,
+    })
+}
+
+/// A small blob's bytes (a config), read back from its spool.
+pub fn small_blob(r: &Received) -> Option<Vec<u8>> {
+    if r.bytes > METADATA_LIMIT {
+        return None;
+    }
+    std::fs::read(r.spool.as_ref()?.path()).ok()
+}
+
+/// The pushed image, as the registry saw it: `top` is the manifest (or index) the tag
+/// names, `blobs` the small blobs and manifests by digest. Returns the config and the
+/// manifest's layer descriptors, as [`find_config`] does for a save.
+pub fn pushed_config(
+    top: &[u8],
+    by_digest: &HashMap<String, Vec<u8>>,
+) -> Result<(serde_json::Value, Vec<serde_json::Value>), NormaliseError> {
+    find_config(&as_layout(top, by_digest))
+}
+
+/// The pushed image manifest: its config digest and layer descriptors, config or not.
+pub fn pushed_manifest(
+    top: &[u8],
+    by_digest: &HashMap<String, Vec<u8>>,
+) -> Result<(String, Vec<serde_json::Value>), NormaliseError> {
+    let node = find_manifest(&as_layout(top, by_digest))?;
+    let config = node["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| bad("the pushed manifest names no config"))?;
+    let layers = node["layers"].as_array().cloned().unwrap_or_default();
+    Ok((config.to_string(), layers))
+}
+
+fn as_layout(top: &[u8], by_digest: &HashMap<String, Vec<u8>>) -> HashMap<String, Vec<u8>> {
+    let mut metadata: HashMap<String, Vec<u8>> = by_digest
+        .iter()
+        .map(|(d, b)| (blob_path(d), b.clone()))
+        .collect();
+    metadata.insert("index.json".into(), top.to_vec());
+    metadata
+}
+
 fn json_of(
     metadata: &HashMap<String, Vec<u8>>,
     path: &str,
@@ -430,31 +561,37 @@ fn blob_path(digest: &str) -> String {
     format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
 }
 
+/// The image manifest below `index.json` (an index, or the manifest itself).
+fn find_manifest(metadata: &HashMap<String, Vec<u8>>) -> Result<serde_json::Value, NormaliseError> {
+    let mut node = json_of(metadata, "index.json")?;
+    // Index -> (index ->) manifest; BuildKit's attestation manifests are skipped.
+    for _ in 0..4 {
+        if node.get("manifests").is_none() {
+            break;
+        }
+        let pick = node["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| {
+                m["annotations"]["vnd.docker.reference.type"] != "attestation-manifest"
+                    && m["platform"]["os"] != "unknown"
+            })
+            .ok_or_else(|| bad("index.json lists no image manifest"))?;
+        let digest = pick["digest"]
+            .as_str()
+            .ok_or_else(|| bad("a manifest without a digest"))?;
+        node = json_of(metadata, &blob_path(digest))?;
+    }
+    Ok(node)
+}
+
 /// The image config, and (OCI layouts) the base layers' descriptors from the manifest.
 fn find_config(
     metadata: &HashMap<String, Vec<u8>>,
 ) -> Result<(serde_json::Value, Vec<serde_json::Value>), NormaliseError> {
     if metadata.contains_key("index.json") {
-        let mut node = json_of(metadata, "index.json")?;
-        // Index -> (index ->) manifest; BuildKit's attestation manifests are skipped.
-        for _ in 0..4 {
-            if node.get("manifests").is_none() {
-                break;
-            }
-            let pick = node["manifests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|m| {
-                    m["annotations"]["vnd.docker.reference.type"] != "attestation-manifest"
-                        && m["platform"]["os"] != "unknown"
-                })
-                .ok_or_else(|| bad("index.json lists no image manifest"))?;
-            let digest = pick["digest"]
-                .as_str()
-                .ok_or_else(|| bad("a manifest without a digest"))?;
-            node = json_of(metadata, &blob_path(digest))?;
-        }
+        let node = find_manifest(metadata)?;
         let config_digest = node["config"]["digest"]
             .as_str()
             .ok_or_else(|| bad("the manifest names no config"))?;
@@ -635,8 +772,10 @@ mod tests {
         };
         let scratch = tempfile::tempdir().unwrap();
         let mut t = Timings::default();
-        let saved = read_save(save.as_slice(), &plan, scratch.path(), &mut t).unwrap();
+        let (saved, base_lower) =
+            read_save(save.as_slice(), &plan, scratch.path(), &mut t).unwrap();
         assert_eq!(t.bytes_skipped, base.len() as u64);
+        assert!(base_lower.unknown, "the base blob is not a tar");
         assert_eq!(saved.spooled.len(), 1);
         assert_eq!(saved.normalised.layers[0].diff_id, base_id);
         assert!(saved.normalised.layers[1].rewritten);
@@ -665,11 +804,58 @@ mod tests {
         let idx: serde_json::Value = serde_json::from_slice(&names["index.json"]).unwrap();
         assert_eq!(idx["manifests"][0]["digest"], id.as_str());
 
+        // The same image as a registry receives it from a push: the gzip layer and the
+        // config as uploads, the manifest as the tag's; the base never sent.
+        let pushed = tempfile::tempdir().unwrap();
+        let layer_in = receive_blob(gz.as_slice(), Some(pushed.path())).unwrap();
+        assert_eq!(layer_in.digest, sha256_id(&gz));
+        assert_eq!(layer_in.size, gz.len() as u64);
+        assert_eq!(layer_in.diff_id, layer_id);
+        assert_eq!(layer_in.bytes, layer.len() as u64);
+        assert_eq!(
+            std::fs::read(layer_in.spool.as_ref().unwrap().path()).unwrap(),
+            layer
+        );
+        assert_eq!(layer_in.entries.as_ref().map(Vec::len), Some(1));
+        let config_in = receive_blob(config.as_slice(), Some(pushed.path())).unwrap();
+        assert_eq!(config_in.digest, sha256_id(&config));
+        let by_digest =
+            HashMap::from([(config_in.digest.clone(), small_blob(&config_in).unwrap())]);
+        let (config_digest, layers) = pushed_manifest(&manifest, &HashMap::new()).unwrap();
+        assert_eq!(config_digest, sha256_id(&config));
+        assert_eq!(layers[1]["digest"], layer_in.digest.as_str());
+        let (pushed_cfg, descs) = pushed_config(&manifest, &by_digest).unwrap();
+        let added: Added = BTreeMap::from([(1, (layer_in.spool.unwrap(), "blob".to_string()))]);
+        let mut t2 = Timings::default();
+        let by_push = finish(&plan, pushed_cfg, descs, added, base_lower, &mut t2).unwrap();
+        assert_eq!(by_push.normalised.image_id, saved.normalised.image_id);
+        let mut out2 = Vec::new();
+        let id2 = write_load(&mut out2, Store::Containerd, &by_push, 1000).unwrap();
+        let mut out1 = Vec::new();
+        assert_eq!(
+            id2,
+            write_load(&mut out1, Store::Containerd, &saved, 1000).unwrap()
+        );
+        assert_eq!(out1, out2, "the push and the save load the same archive");
+
         let mut out = Vec::new();
         let id = write_load(&mut out, Store::Classic, &saved, 1000).unwrap();
         assert_eq!(id, saved.normalised.image_id);
         drop(saved);
         assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_received_blob_is_hashed_whole_trailing_bytes_included() {
+        // A tar read only to its end-of-archive marker still counts every byte sent.
+        let mut layer = tar_of(&[("a", b"1".to_vec())]);
+        layer.extend_from_slice(&[0u8; 4096]);
+        let r = receive_blob(layer.as_slice(), None).unwrap();
+        assert_eq!(r.digest, sha256_id(&layer));
+        assert_eq!(r.diff_id, r.digest, "not compressed: one hash");
+        assert_eq!(r.size, layer.len() as u64);
+        assert!(r.spool.is_none());
+        assert_eq!(r.entries.as_ref().map(Vec::len), Some(1));
     }
 
     #[test]

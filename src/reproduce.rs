@@ -257,7 +257,7 @@ pub fn layer_entries<R: Read>(r: R) -> io::Result<Vec<LowerEntry>> {
 /// leaves the folder out only if the times came back equal. The entry it leaves in is the
 /// lower folder unchanged (mode, owner, xattrs), touched only in its mtime, which the
 /// rewrite clamps anyway.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Lower {
     dirs: BTreeMap<Vec<u8>, DirMeta>,
     /// Some layer below could not be read: never drop anything.
@@ -324,7 +324,79 @@ impl Lower {
     fn has(&self, path: &[u8], meta: &DirMeta) -> bool {
         !self.unknown && self.dirs.get(path) == Some(meta)
     }
+
+    /// A self-checking byte form, for the per-base cache (src/pipeline/normalise.rs): a
+    /// base's folders are a function of its layers alone, so they are read once per base.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        fn put(out: &mut Vec<u8>, b: &[u8]) {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        let mut out = LOWER_MAGIC.to_vec();
+        out.push(self.unknown as u8);
+        out.extend_from_slice(&(self.dirs.len() as u64).to_le_bytes());
+        for (path, m) in &self.dirs {
+            put(&mut out, path);
+            out.extend_from_slice(&m.mode.to_le_bytes());
+            out.extend_from_slice(&m.uid.to_le_bytes());
+            out.extend_from_slice(&m.gid.to_le_bytes());
+            out.extend_from_slice(&(m.pax.len() as u64).to_le_bytes());
+            for (k, v) in &m.pax {
+                put(&mut out, k.as_bytes());
+                put(&mut out, v);
+            }
+        }
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    /// The inverse of [`Lower::to_bytes`]; None for anything it did not write whole.
+    pub fn from_bytes(b: &[u8]) -> Option<Lower> {
+        let (body, sum) = b.split_at_checked(b.len().checked_sub(32)?)?;
+        if Sha256::digest(body)[..] != *sum {
+            return None;
+        }
+        let mut r = body.strip_prefix(LOWER_MAGIC)?;
+        fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (a, rest) = r.split_at_checked(n)?;
+            *r = rest;
+            Some(a)
+        }
+        fn int(r: &mut &[u8]) -> Option<u64> {
+            Some(u64::from_le_bytes(take(r, 8)?.try_into().ok()?))
+        }
+        fn bytes<'a>(r: &mut &'a [u8]) -> Option<&'a [u8]> {
+            let n = usize::try_from(int(r)?).ok()?;
+            take(r, n)
+        }
+        let unknown = take(&mut r, 1)?[0] != 0;
+        let mut dirs = BTreeMap::new();
+        for _ in 0..int(&mut r)? {
+            let path = bytes(&mut r)?.to_vec();
+            let mode = u32::from_le_bytes(take(&mut r, 4)?.try_into().ok()?);
+            let uid = int(&mut r)?;
+            let gid = int(&mut r)?;
+            let mut pax = Vec::new();
+            for _ in 0..int(&mut r)? {
+                let k = String::from_utf8(bytes(&mut r)?.to_vec()).ok()?;
+                pax.push((k, bytes(&mut r)?.to_vec()));
+            }
+            dirs.insert(
+                path,
+                DirMeta {
+                    mode,
+                    uid,
+                    gid,
+                    pax,
+                },
+            );
+        }
+        r.is_empty().then_some(Lower { dirs, unknown })
+    }
 }
+
+const LOWER_MAGIC: &[u8] = b"rdna1-lower-v1\n";
 
 /// Rewrites one layer tar deterministically into `out`; returns its diff id, size and entries.
 ///
@@ -539,6 +611,41 @@ pub fn rewrite_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_form_of_lower_round_trips_and_refuses_damage() {
+        let mut l = Lower::default();
+        let dir = |p: &str, mode: u32, pax: Vec<(String, Vec<u8>)>| LowerEntry {
+            path: p.as_bytes().to_vec(),
+            dir: Some(DirMeta {
+                mode,
+                uid: 0,
+                gid: 7,
+                pax,
+            }),
+        };
+        l.apply(&[
+            dir("etc", 0o755, vec![]),
+            dir(
+                "opt/x",
+                0o2775,
+                vec![("SCHILY.xattr.user.a".into(), vec![0, 255])],
+            ),
+        ]);
+        let b = l.to_bytes();
+        assert_eq!(Lower::from_bytes(&b), Some(l.clone()));
+        for cut in [0, 1, b.len() / 2, b.len() - 1] {
+            assert_eq!(Lower::from_bytes(&b[..cut]), None, "cut at {cut}");
+        }
+        let mut flipped = b.clone();
+        flipped[LOWER_MAGIC.len() + 3] ^= 1;
+        assert_eq!(Lower::from_bytes(&flipped), None);
+        let unknown = Lower {
+            unknown: true,
+            ..Lower::default()
+        };
+        assert_eq!(Lower::from_bytes(&unknown.to_bytes()), Some(unknown));
+    }
     use std::io::Cursor;
 
     /// (path, type, mtime, data, hard link target)

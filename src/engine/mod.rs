@@ -10,6 +10,7 @@ pub mod guard;
 mod images;
 mod registry;
 mod resolve;
+pub mod sink;
 mod status;
 
 use std::time::Duration;

@@ -10,12 +10,16 @@
 use std::time::Instant;
 
 use crate::context::Prepared;
-use crate::engine::{export, guard, Engine, EngineError, ImageGuard, ScratchGuard};
-use crate::image_archive::{self, Plan, Timings};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::endpoint::Scheme;
+use crate::engine::sink::{Policy, Sink};
+use crate::engine::{export, guard, Engine, EngineError, ImageGuard, ScratchGuard, TagGuard};
+use crate::image_archive::{self, Plan, SavedImage, Store, Timings};
 use crate::pipeline::build_stage::build_image;
 use crate::pipeline::types::{self as pipeline, BuildOptions, Progress};
 use crate::recipe::{PyTorch, Recipe};
-use crate::reproduce::{self, Comparison, Normalised};
+use crate::reproduce::{self, Comparison, Lower, Normalised};
 
 /// One normalisation: the engine's image, the rewritten one, and what it cost.
 #[derive(Debug, Clone)]
@@ -127,16 +131,21 @@ async fn normalise_inner(
         keep,
         epoch,
     };
-    let reader = StopOnCancel(engine.save_reader(built));
-    // The blocking task holds the folder too: it goes when the last of the two lets go.
-    let held = scratch.clone();
-    let (saved, mut timings) = tokio::task::spawn_blocking(move || {
-        let mut t = Timings::default();
-        image_archive::read_save(reader, &plan, held.path(), &mut t).map(|s| (s, t))
-    })
-    .await
-    .map_err(|e| failed(built, e))?
-    .map_err(|e| failed(built, e))?;
+    let mut timings = Timings::default();
+    let saved = match way(engine).map_err(|e| failed(built, e))? {
+        Way::Save => by_save(engine, built, &plan, &scratch, &mut timings).await?,
+        way => match by_push(engine, &base, built, &plan, store, &scratch, &mut timings).await {
+            Ok(s) => s,
+            Err(e) if way == Way::Auto => {
+                progress.note(&format!(
+                    "the engine could not hand over the new layers by a push to 127.0.0.1 ({e}); reading the whole image from a save instead"
+                ));
+                timings = Timings::default();
+                by_save(engine, built, &plan, &scratch, &mut timings).await?
+            }
+            Err(e) => return Err(e),
+        },
+    };
     reproduce::same_but_for_time(&saved.engine_config, &saved.normalised.config)
         .map_err(|e| failed(built, e))?;
 
@@ -187,9 +196,18 @@ async fn normalise_inner(
     normalised.image_id = loaded;
     let seconds = started.elapsed().as_secs_f64();
     let rewritten = normalised.layers.iter().filter(|l| l.rewritten).count();
+    let how = if timings.passes > 0 {
+        format!(
+            "push of the base {:.2} s, {} push(es) of the built image {:.2} s",
+            timings.push_base.as_secs_f64(),
+            timings.passes,
+            timings.save.as_secs_f64()
+        )
+    } else {
+        format!("save stream {:.2} s", timings.save.as_secs_f64())
+    };
     tracing::debug!(
-        "normalise timing: save stream {:.2} s ({} MB of base layers skipped), spool {:.2} s ({} MB added), rewrite {:.2} s, load {:.2} s, total {seconds:.2} s",
-        timings.save.as_secs_f64(),
+        "normalise timing: {how} ({} MB of base layers read), spool {:.2} s ({} MB added), rewrite {:.2} s, load {:.2} s, total {seconds:.2} s",
         timings.bytes_skipped / 1_000_000,
         timings.spool.as_secs_f64(),
         timings.bytes_added / 1_000_000,
@@ -211,6 +229,253 @@ async fn normalise_inner(
         },
         guard,
     ))
+}
+
+/// How the new layers come out of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// A push to our own registry on 127.0.0.1, the save if the engine cannot reach it.
+    Auto,
+    /// Only the push (tests; an error if it fails).
+    Push,
+    /// Only the save: the whole image, base included.
+    Save,
+}
+
+/// `RDNA1_IMAGES_NORMALISE` (auto, push, save); auto on an engine that shares our loopback
+/// (a unix socket, or tcp to a loopback address), the save on any other.
+fn way(engine: &Engine) -> Result<Way, String> {
+    let local = match engine.endpoint.scheme() {
+        Scheme::Unix => true,
+        Scheme::Tcp => url::Url::parse(&engine.endpoint.host)
+            .ok()
+            .and_then(|u| u.host_str().map(String::from))
+            .is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }),
+        _ => false,
+    };
+    match std::env::var("RDNA1_IMAGES_NORMALISE").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => Ok(if local { Way::Auto } else { Way::Save }),
+        Ok("push") => Ok(Way::Push),
+        Ok("save") => Ok(Way::Save),
+        Ok(other) => Err(format!(
+            "RDNA1_IMAGES_NORMALISE is {other:?}: it must be auto, push or save"
+        )),
+    }
+}
+
+/// The whole image from `docker save`, base layers skipped as they pass; the base's folders
+/// read in passing go to the per-base cache, for the next push.
+async fn by_save(
+    engine: &Engine,
+    built: &str,
+    plan: &Plan,
+    scratch: &std::sync::Arc<ScratchGuard>,
+    timings: &mut Timings,
+) -> Result<SavedImage, EngineError> {
+    let reader = StopOnCancel(engine.save_reader(built));
+    // The blocking task holds the folder too: it goes when the last of the two lets go.
+    let held = scratch.clone();
+    let task_plan = plan.clone();
+    let (saved, base_lower, t) = tokio::task::spawn_blocking(move || {
+        let mut t = Timings::default();
+        image_archive::read_save(reader, &task_plan, held.path(), &mut t).map(|(s, l)| (s, l, t))
+    })
+    .await
+    .map_err(|e| failed(built, e))?
+    .map_err(|e| failed(built, e))?;
+    *timings = t;
+    lower_cache::store(plan, &base_lower);
+    Ok(saved)
+}
+
+/// Tags `image` as `<sink>:<tag>`, pushes that tag, and removes the name whatever happens.
+async fn push_to_sink(
+    engine: &Engine,
+    sink: &Sink,
+    image: &str,
+    tag: &str,
+) -> Result<(), EngineError> {
+    let repo = sink.repository();
+    engine.tag(image, &repo, tag).await?;
+    let name = TagGuard::new(engine, format!("{repo}:{tag}"));
+    let pushed = engine.push(&repo, tag, None, &mut |_| {}).await;
+    // The built image's only name while its smoke test runs: it goes after the container.
+    name.release_or_later().await?;
+    pushed.map(|_| ())
+}
+
+/// Only the layers the build added, by a push to a registry of our own on 127.0.0.1 that
+/// says it has every other blob (src/engine/sink.rs).
+///
+/// 1. The base is pushed first. The registry says it has all of it when the base's folders
+///    are cached, and asks for all of it (once per base) when they are not. Either way the
+///    classic store then knows the registry has the base layers, and does not send them
+///    with the built image: it asks about a layer only when it has pushed or pulled it
+///    before, and sends any other.
+/// 2. The built image: the registry asks for the config (classic: its digest is the image
+///    id) and takes whatever else comes, spooled; the containerd store asks about every
+///    blob, so a second push asks for the config and the new layers by the digests the
+///    first push's manifest named.
+async fn by_push(
+    engine: &Engine,
+    base: &str,
+    built: &str,
+    plan: &Plan,
+    store: Store,
+    scratch: &ScratchGuard,
+    timings: &mut Timings,
+) -> Result<SavedImage, EngineError> {
+    let fail = |d: String| failed(built, d);
+    let sink = Sink::start(scratch.path().to_path_buf())
+        .await
+        .map_err(|e| fail(format!("starting a registry on 127.0.0.1: {e}")))?;
+    let started = Instant::now();
+    let cached = if plan.keep == 0 {
+        Some(Lower::default())
+    } else {
+        lower_cache::load(plan)
+    };
+    let lower = if plan.keep == 0 {
+        Lower::default()
+    } else {
+        sink.set_policy(Policy {
+            ask: HashSet::new(),
+            skip_unknown: cached.is_some(),
+            spool: false,
+        });
+        push_to_sink(engine, &sink, base, "base").await?;
+        let blobs = sink.take_blobs();
+        match cached {
+            Some(l) => l,
+            None => {
+                let mut lower = Lower::default();
+                for (i, id) in plan.diff_ids[..plan.keep].iter().enumerate() {
+                    let b = blobs.values().find(|b| b.diff_id == *id).ok_or_else(|| {
+                        fail(format!("the push did not hand over base layer {i} ({id})"))
+                    })?;
+                    timings.bytes_skipped += b.bytes;
+                    match &b.entries {
+                        Some(e) => lower.apply(e),
+                        None => lower.unknown = true,
+                    }
+                }
+                lower_cache::store(plan, &lower);
+                lower
+            }
+        }
+    };
+    timings.push_base = started.elapsed();
+
+    let started = Instant::now();
+    let mut ask = HashSet::new();
+    if store == Store::Classic {
+        ask.insert(built.to_string());
+    }
+    let mut added: image_archive::Added = BTreeMap::new();
+    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
+    let (config, descriptors) = loop {
+        timings.passes += 1;
+        sink.set_policy(Policy {
+            ask: ask.clone(),
+            skip_unknown: true,
+            spool: true,
+        });
+        push_to_sink(engine, &sink, built, "built").await?;
+        for (digest, b) in sink.take_blobs() {
+            let at: Vec<usize> = (plan.keep..plan.diff_ids.len())
+                .filter(|&i| plan.diff_ids[i] == b.diff_id)
+                .collect();
+            if let (Some(&i), true) = (at.first(), b.spool.is_some()) {
+                timings.bytes_added += b.bytes;
+                let spool = b.spool.expect("checked");
+                added.insert(i, (spool, format!("blob {digest}")));
+            } else if plan.diff_ids.contains(&b.diff_id) {
+                // A base layer the engine sent anyway.
+            } else if let Some(bytes) = image_archive::small_blob(&b) {
+                small.insert(digest, bytes);
+            }
+        }
+        let (top, mut by_digest) = sink
+            .manifests("built")
+            .ok_or_else(|| fail("the push sent no manifest".into()))?;
+        let (config_digest, layers) =
+            image_archive::pushed_manifest(&top, &by_digest).map_err(|e| fail(e.to_string()))?;
+        let mut missing: HashSet<String> = (plan.keep..plan.diff_ids.len())
+            .filter(|i| !added.contains_key(i))
+            .filter_map(|i| layers.get(i)?["digest"].as_str().map(String::from))
+            .collect();
+        if !small.contains_key(&config_digest) {
+            missing.insert(config_digest);
+        }
+        if missing.is_empty() {
+            by_digest.extend(small.drain());
+            break image_archive::pushed_config(&top, &by_digest)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        if timings.passes >= 2 {
+            return Err(fail(format!(
+                "the push did not hand over {} blob(s) the registry asked for: {missing:?}",
+                missing.len()
+            )));
+        }
+        ask = missing;
+    };
+    timings.save = started.elapsed();
+    drop(sink);
+    image_archive::finish(plan, config, descriptors, added, lower, timings)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// The base's folders ([`Lower`]), cached per base under `$XDG_CACHE_HOME/rdna1-images/lower`
+/// (else `~/.cache/...`) by the chain id of its top layer: a chain id names the layers'
+/// bytes, so an entry never goes stale. A missing, unreadable or damaged entry is read
+/// again from the engine; a failed write only costs that.
+mod lower_cache {
+    use std::path::PathBuf;
+
+    use crate::image_archive::{chain_ids, Plan};
+    use crate::reproduce::Lower;
+
+    fn path(plan: &Plan) -> Option<PathBuf> {
+        let top = chain_ids(&plan.diff_ids[..plan.keep]).pop()?;
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let dir = match var("XDG_CACHE_HOME") {
+            Some(d) => d,
+            None => var("HOME")?.join(".cache"),
+        };
+        Some(
+            dir.join("rdna1-images/lower")
+                .join(top.trim_start_matches("sha256:")),
+        )
+    }
+
+    pub fn load(plan: &Plan) -> Option<Lower> {
+        Lower::from_bytes(&std::fs::read(path(plan)?).ok()?)
+    }
+
+    pub fn store(plan: &Plan, lower: &Lower) {
+        let Some(p) = path(plan) else { return };
+        let write = || -> std::io::Result<()> {
+            let dir = p.parent().expect("a file in a folder");
+            std::fs::create_dir_all(dir)?;
+            let mut f = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut f, &lower.to_bytes())?;
+            f.persist(&p).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!("caching the base's folders in {}: {e}", p.display());
+        }
+    }
 }
 
 /// Builds the recipe a second time without cache, normalises it, and compares with `first`.
