@@ -416,6 +416,10 @@ Environment:
   RDNA1_IMAGES_NO_PULL             build --no-pull (1, true)
   RDNA1_IMAGES_HOST_ROOT           read devices and sysfs under this folder instead of / (tests)
   RDNA1_IMAGES_ALLOW_CPU_PROMOTE   1: allow promote --smoke cpu (the tool's own tests)
+  RDNA1_IMAGES_NORMALISE           how the new layers leave the engine: auto (a push to the tool's
+                                   registry on 127.0.0.1, else docker save), push, save
+  XDG_CACHE_HOME                   each base's folder list, read once, in $XDG_CACHE_HOME/rdna1-images
+                                   (default ~/.cache/rdna1-images)
   XDG_STATE_HOME                   failed build logs go to $XDG_STATE_HOME/rdna1-images/logs
                                    (default ~/.local/state/rdna1-images/logs)
   RUST_LOG                         log filter (overrides -v/-q), e.g. rdna1_images=debug

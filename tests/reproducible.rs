@@ -606,6 +606,17 @@ fn the_same_inputs_give_the_same_layers_and_config_on_every_engine() {
             ],
         );
         eprintln!("REPORT {label}: image {id}\nREPORT   layers {layers:?}");
+        // The push way (the default here) and the save way make the same image.
+        let o = sb.cmd_env(
+            &["build", &name, "--smoke", "skip", "--no-cache", "--json"],
+            &[("DOCKER_HOST", host), ("RDNA1_IMAGES_NORMALISE", "save")],
+        );
+        assert_eq!(o.status.code(), Some(0), "{label}, save: {}", text(&o));
+        assert_eq!(
+            json(&o)[0]["image_id"].as_str(),
+            Some(id.as_str()),
+            "{label}: the save way made another image than the push way"
+        );
         // An untested build is left untagged: remove it, it was only for this comparison.
         docker_at(host, &["rmi", &id]);
         assert!(
@@ -621,4 +632,104 @@ fn the_same_inputs_give_the_same_layers_and_config_on_every_engine() {
         assert_eq!(l, layers, "layers on {label} differ from those on {first}");
         assert_eq!(c, config, "config on {label} differs from that on {first}");
     }
+}
+
+/// The tool in a network namespace of its own: its 127.0.0.1 is not the engine's, as with an
+/// engine in a VM or rootless docker's namespace. None when `unshare` cannot do that here.
+fn own_loopback() -> Option<[&'static str; 5]> {
+    let ok = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    ok.then_some([
+        "unshare",
+        "-n",
+        "sh",
+        "-c",
+        "ip link set lo up && exec \"$0\" \"$@\"",
+    ])
+}
+
+#[test]
+fn an_engine_that_cannot_reach_our_loopback_gets_the_save_way_and_the_same_image() {
+    let test = "normalise_fallback";
+    if !require_base(test) {
+        return;
+    }
+    let Some(wrap) = own_loopback() else {
+        assert_ne!(
+            std::env::var("RDNA1_REQUIRE_DOCKER").as_deref(),
+            Ok("1"),
+            "{test}: `unshare -n` with `ip` is needed (root, util-linux, iproute2)"
+        );
+        eprintln!("SKIPPED {test}: no `unshare -n` here");
+        return;
+    };
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    // Steps no concurrent test shares (moby/buildkit#2303: 20.10 panics merging them).
+    let recipe =
+        sb.read(&name)
+            .replacen("env:\n", &format!("env:\n  RDNA1_TEST_UNIQUE: {name}\n"), 1);
+    sb.write(&name, &recipe);
+    let args = [
+        "build",
+        name.as_str(),
+        "--smoke",
+        "skip",
+        "--no-cache",
+        "--json",
+    ];
+    let o = sb.cmd_env(&args, &[("RDNA1_IMAGES_NORMALISE", "push")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let id = json(&o)[0]["image_id"].as_str().unwrap().to_string();
+    docker_at(&machine(), &["rmi", &id]);
+
+    let o = sb.cmd_in(&wrap, &args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("reading the whole image from a save instead"),
+        "the fallback is said: {err}"
+    );
+    assert_eq!(json(&o)[0]["image_id"].as_str(), Some(id.as_str()));
+    docker_at(&machine(), &["rmi", &id]);
+
+    // Forced, the push way fails, says why, and leaves no name or image behind.
+    let o = sb.cmd_in(&wrap, &args, &[("RDNA1_IMAGES_NORMALISE", "push")]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("127.0.0.1") && err.contains("normalising"),
+        "{err}"
+    );
+    let names = docker_at(&machine(), &["image", "ls", "--format", "{{.Repository}}"]);
+    assert!(
+        !names.contains("rdna1-images-normalise"),
+        "a sink name is left: {names}"
+    );
+    let left = docker_at(
+        &machine(),
+        &[
+            "image",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=io.github.rdna1-images.recipe={name}"),
+        ],
+    );
+    assert!(left.is_empty(), "images of {name} left: {left}");
+
+    let o = sb.cmd_env(&args, &[("RDNA1_IMAGES_NORMALISE", "sideways")]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("RDNA1_IMAGES_NORMALISE is \"sideways\""),
+        "{}",
+        text(&o)
+    );
+}
+
+fn machine() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }

@@ -357,26 +357,6 @@ impl TagGuard {
             None => Ok(()),
         }
     }
-
-    /// Removes the name now or, when it is the last name of an image a container uses (the
-    /// engine refuses that), at the end of the run, after the containers.
-    pub async fn release_or_later(mut self) -> Result<(), EngineError> {
-        let Some(r) = self.reference.take() else {
-            return Ok(());
-        };
-        match self.engine.untag_if_free(&r).await {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                self.reference = Some(r);
-                Ok(())
-            }
-            // Tried again at the end of the run.
-            Err(e) => {
-                self.reference = Some(r);
-                Err(e)
-            }
-        }
-    }
 }
 
 impl Drop for TagGuard {

@@ -176,22 +176,6 @@ impl Engine {
     /// Removes one tag (never the image's layers while another tag holds them). A tag that
     /// is already gone is fine.
     pub async fn untag(&self, reference: &str) -> Result<(), EngineError> {
-        self.untag_if_free(reference).await.and_then(|removed| {
-            if removed {
-                Ok(())
-            } else {
-                Err(EngineError::Api {
-                    what: format!("removing tag {reference}"),
-                    detail: "a container uses the image it names, and it is the image's last name"
-                        .into(),
-                })
-            }
-        })
-    }
-
-    /// [`Engine::untag`], but Ok(false) when the engine refuses because the name is the
-    /// image's last and a container uses the image (it would leave the image dangling).
-    pub async fn untag_if_free(&self, reference: &str) -> Result<bool, EngineError> {
         match self
             .docker
             .remove_image(
@@ -204,10 +188,7 @@ impl Engine {
             Ok(_)
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(false),
+            }) => Ok(()),
             Err(e) => Err(EngineError::api(format!("removing tag {reference}"), e)),
         }
     }

@@ -12,6 +12,8 @@ use std::time::Instant;
 use crate::context::Prepared;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use sha2::{Digest, Sha256};
+
 use crate::endpoint::Scheme;
 use crate::engine::sink::{Policy, Sink};
 use crate::engine::{export, guard, Engine, EngineError, ImageGuard, ScratchGuard, TagGuard};
@@ -132,7 +134,12 @@ async fn normalise_inner(
         epoch,
     };
     let mut timings = Timings::default();
-    let saved = match way(engine).map_err(|e| failed(built, e))? {
+    let way = match way(engine).map_err(|e| failed(built, e))? {
+        // No base in the engine to push first, nor to move the push's name to.
+        Way::Auto if keep == 0 => Way::Save,
+        w => w,
+    };
+    let saved = match way {
         Way::Save => by_save(engine, built, &plan, &scratch, &mut timings).await?,
         way => match by_push(engine, &base, built, &plan, store, &scratch, &mut timings).await {
             Ok(s) => s,
@@ -293,20 +300,12 @@ async fn by_save(
     Ok(saved)
 }
 
-/// Tags `image` as `<sink>:<tag>`, pushes that tag, and removes the name whatever happens.
-async fn push_to_sink(
-    engine: &Engine,
-    sink: &Sink,
-    image: &str,
-    tag: &str,
-) -> Result<(), EngineError> {
-    let repo = sink.repository();
-    engine.tag(image, &repo, tag).await?;
-    let name = TagGuard::new(engine, format!("{repo}:{tag}"));
-    let pushed = engine.push(&repo, tag, None, &mut |_| {}).await;
-    // The built image's only name while its smoke test runs: it goes after the container.
-    name.release_or_later().await?;
-    pushed.map(|_| ())
+/// Pushes `<sink>:<tag>`; the engine's messages are not shown.
+async fn push_to_sink(engine: &Engine, sink: &Sink, tag: &str) -> Result<(), EngineError> {
+    engine
+        .push(&sink.repository(), tag, None, &mut |_| {})
+        .await
+        .map(|_| ())
 }
 
 /// Only the layers the build added, by a push to a registry of our own on 127.0.0.1 that
@@ -331,24 +330,29 @@ async fn by_push(
     timings: &mut Timings,
 ) -> Result<SavedImage, EngineError> {
     let fail = |d: String| failed(built, d);
+    if plan.keep == 0 {
+        return Err(fail(format!(
+            "the push way needs the base {base} in the engine, and it is not"
+        )));
+    }
     let sink = Sink::start(scratch.path().to_path_buf())
         .await
         .map_err(|e| fail(format!("starting a registry on 127.0.0.1: {e}")))?;
+    let repo = sink.repository();
     let started = Instant::now();
-    let cached = if plan.keep == 0 {
-        Some(Lower::default())
-    } else {
-        lower_cache::load(plan)
-    };
-    let lower = if plan.keep == 0 {
-        Lower::default()
-    } else {
+    let cached = lower_cache::load(plan);
+    let lower = {
         sink.set_policy(Policy {
             ask: HashSet::new(),
             skip_unknown: cached.is_some(),
             spool: false,
         });
-        push_to_sink(engine, &sink, base, "base").await?;
+        engine.tag(base, &repo, "base").await?;
+        // The base keeps names of its own: this one just goes.
+        let name = TagGuard::new(engine, format!("{repo}:base"));
+        let pushed = push_to_sink(engine, &sink, "base").await;
+        name.release().await?;
+        pushed.map_err(|e| fail(e.to_string()))?;
         let blobs = sink.take_blobs();
         match cached {
             Some(l) => l,
@@ -376,6 +380,12 @@ async fn by_push(
     if store == Store::Classic {
         ask.insert(built.to_string());
     }
+    // The one name of the built image (when it has no other) while it is pushed: removing
+    // an image's last name removes the image on both stores, so the name is moved to the
+    // base before it goes, which leaves the built image as it was (dangling). A run that
+    // ends in between leaves the name to the end-of-run cleanup.
+    engine.tag(built, &repo, "built").await?;
+    let name = TagGuard::new(engine, format!("{repo}:built"));
     let mut added: image_archive::Added = BTreeMap::new();
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     let (config, descriptors) = loop {
@@ -385,7 +395,9 @@ async fn by_push(
             skip_unknown: true,
             spool: true,
         });
-        push_to_sink(engine, &sink, built, "built").await?;
+        push_to_sink(engine, &sink, "built")
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         for (digest, b) in sink.take_blobs() {
             let at: Vec<usize> = (plan.keep..plan.diff_ids.len())
                 .filter(|&i| plan.diff_ids[i] == b.diff_id)
@@ -405,6 +417,18 @@ async fn by_push(
             .ok_or_else(|| fail("the push sent no manifest".into()))?;
         let (config_digest, layers) =
             image_archive::pushed_manifest(&top, &by_digest).map_err(|e| fail(e.to_string()))?;
+        // What the registry got under the tag must be the built image itself: the image id
+        // is the config digest (classic) or the manifest's (containerd). Layers are checked
+        // against the engine's diff ids in `finish`.
+        let pushed = match store {
+            Store::Classic => config_digest.clone(),
+            Store::Containerd => format!("sha256:{}", crate::hex::encode(Sha256::digest(&top))),
+        };
+        if pushed != built {
+            return Err(fail(format!(
+                "the registry got {pushed} under the built image's name, not {built}"
+            )));
+        }
         let mut missing: HashSet<String> = (plan.keep..plan.diff_ids.len())
             .filter(|i| !added.contains_key(i))
             .filter_map(|i| layers.get(i)?["digest"].as_str().map(String::from))
@@ -425,6 +449,8 @@ async fn by_push(
         }
         ask = missing;
     };
+    engine.tag(base, &repo, "built").await?;
+    name.release().await?;
     timings.save = started.elapsed();
     drop(sink);
     image_archive::finish(plan, config, descriptors, added, lower, timings)

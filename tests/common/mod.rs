@@ -166,7 +166,19 @@ impl Sandbox {
     }
 
     pub fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(BIN);
+        self.cmd_in(&[], args, env)
+    }
+
+    /// The tool run by `wrapper` (which gets the binary and its arguments after its own).
+    pub fn cmd_in(&self, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         // This machine kind's engine has no docker0 bridge; the fixtures need no network.
         c.env("RDNA1_IMAGES_BUILD_NETWORK", "none");
         // Pull-or-build asks the registry first: never the public default from a test.
