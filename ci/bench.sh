@@ -107,7 +107,7 @@ bench_base() {
     t1=$(now)
     hand_buildx build -q --no-cache --network none -t rdna1-bench:hand \
       -f "$work/ctx/$name.Dockerfile" "$work/ctx/$name" >/dev/null
-    eval "$cmd" >/dev/null
+    eval "$cmd" >/dev/null 2>"$work/hand.err" || { cat "$work/hand.err" >&2; exit 1; }
     docker tag rdna1-bench:hand "rdna1-bench:hand-tagged"
     t2=$(now)
     hand+=("$(elapsed "$t1" "$t2")")
