@@ -37,7 +37,9 @@ const MANIFEST_LIMIT: usize = 4 << 20;
 pub struct Policy {
     /// Digests to ask for (404), whatever `skip_unknown` says.
     pub ask: HashSet<String>,
-    /// Say "have it" (200) for every other digest; else ask for everything.
+    /// Digests to say "have it" (200) for, whatever `skip_unknown` says.
+    pub have: HashSet<String>,
+    /// Say "have it" for every other digest; else ask for it.
     pub skip_unknown: bool,
     /// Keep a spool of each upload, uncompressed (the built image's added layers); else
     /// only hash it and read its tar headers (a base).
@@ -311,7 +313,8 @@ fn head_blob(shared: &Shared, digest: &str) -> Answer {
     let st = shared.state.lock().unwrap();
     let size = match st.blobs.get(digest) {
         Some(b) => Some(b.size),
-        None if st.policy.ask.contains(digest) || !st.policy.skip_unknown => None,
+        None if st.policy.ask.contains(digest) => None,
+        None if !st.policy.skip_unknown && !st.policy.have.contains(digest) => None,
         // A blob we do not want: the engine takes our word and skips it.
         None => Some(0),
     };
@@ -513,9 +516,9 @@ mod tests {
 
         assert_eq!(call(&sink, "GET", "/v2/", b"").await.0, 200);
         sink.set_policy(Policy {
-            ask: HashSet::new(),
             skip_unknown: true,
             spool: true,
+            ..Policy::default()
         });
         assert_eq!(
             call(&sink, "HEAD", &at(&format!("blobs/{d}")), b"").await.0,
@@ -525,11 +528,34 @@ mod tests {
             ask: HashSet::from([d.clone()]),
             skip_unknown: true,
             spool: true,
+            ..Policy::default()
         });
         assert_eq!(
             call(&sink, "HEAD", &at(&format!("blobs/{d}")), b"").await.0,
             404
         );
+        // Asked for nothing unknown: only what it is told it has is had.
+        let other_digest = digest(b"x");
+        sink.set_policy(Policy {
+            have: HashSet::from([other_digest.clone()]),
+            ..Policy::default()
+        });
+        assert_eq!(
+            call(&sink, "HEAD", &at(&format!("blobs/{d}")), b"").await.0,
+            404
+        );
+        assert_eq!(
+            call(&sink, "HEAD", &at(&format!("blobs/{other_digest}")), b"")
+                .await
+                .0,
+            200
+        );
+        sink.set_policy(Policy {
+            ask: HashSet::from([d.clone()]),
+            skip_unknown: true,
+            spool: true,
+            ..Policy::default()
+        });
         // Another name, even one that starts like ours, is not served.
         let other = format!("/v2/{name}x/blobs/{d}");
         assert_eq!(call(&sink, "HEAD", &other, b"").await.0, 404);

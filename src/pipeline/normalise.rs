@@ -343,9 +343,8 @@ async fn by_push(
     let cached = lower_cache::load(plan);
     let lower = {
         sink.set_policy(Policy {
-            ask: HashSet::new(),
             skip_unknown: cached.is_some(),
-            spool: false,
+            ..Policy::default()
         });
         engine.tag(base, &repo, "base").await?;
         // The base keeps names of its own: this one just goes.
@@ -376,9 +375,13 @@ async fn by_push(
     timings.push_base = started.elapsed();
 
     let started = Instant::now();
-    let mut ask = HashSet::new();
+    let mut policy = Policy {
+        skip_unknown: true,
+        spool: true,
+        ..Policy::default()
+    };
     if store == Store::Classic {
-        ask.insert(built.to_string());
+        policy.ask.insert(built.to_string());
     }
     // The one name of the built image (when it has no other) while it is pushed: removing
     // an image's last name removes the image on both stores, so the name is moved to the
@@ -390,11 +393,7 @@ async fn by_push(
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     let (config, descriptors) = loop {
         timings.passes += 1;
-        sink.set_policy(Policy {
-            ask: ask.clone(),
-            skip_unknown: true,
-            spool: true,
-        });
+        sink.set_policy(policy.clone());
         push_to_sink(engine, &sink, "built")
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -447,7 +446,18 @@ async fn by_push(
                 missing.len()
             )));
         }
-        ask = missing;
+        // The second push: only the base layers, by the digests this manifest gave them,
+        // are had. The classic store may try a layer under more than one digest it has
+        // pushed it as before: each of those is asked for too, until it sends the layer.
+        policy = Policy {
+            ask: missing,
+            have: layers[..plan.keep.min(layers.len())]
+                .iter()
+                .filter_map(|d| d["digest"].as_str().map(String::from))
+                .collect(),
+            skip_unknown: false,
+            spool: true,
+        };
     };
     engine.tag(base, &repo, "built").await?;
     name.release().await?;
