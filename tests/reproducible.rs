@@ -733,3 +733,47 @@ fn an_engine_that_cannot_reach_our_loopback_gets_the_save_way_and_the_same_image
 fn machine() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
+
+#[test]
+fn a_cached_rebuild_takes_its_layers_in_a_second_push_and_makes_the_same_image() {
+    let test = "normalise_second_push";
+    if !require_base(test) {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    let recipe =
+        sb.read(&name)
+            .replacen("env:\n", &format!("env:\n  RDNA1_TEST_UNIQUE: {name}\n"), 1);
+    sb.write(&name, &recipe);
+    let push = [("RDNA1_IMAGES_NORMALISE", "push")];
+    let o = sb.cmd_env(
+        &[
+            "-v",
+            "build",
+            &name,
+            "--smoke",
+            "skip",
+            "--no-cache",
+            "--json",
+        ],
+        &push,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let first = json(&o)[0]["image_id"].as_str().unwrap().to_string();
+    // The same layers from BuildKit's cache: the engine pushed them once (to the first
+    // run's registry), so the classic store asks about them instead of sending them, and
+    // the containerd store always does. Either way a second push fetches them.
+    let o = sb.cmd_env(
+        &["-v", "build", &name, "--smoke", "skip", "--force", "--json"],
+        &push,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("2 push(es) of the built image") && err.contains("0 MB of base layers read"),
+        "{err}"
+    );
+    assert_eq!(json(&o)[0]["image_id"].as_str(), Some(first.as_str()));
+    docker_at(&machine(), &["rmi", &first]);
+}
