@@ -666,13 +666,7 @@ fn an_engine_that_cannot_reach_our_loopback_gets_the_save_way_and_the_same_image
         eprintln!("SKIPPED {test}: no `unshare -n` here");
         return;
     };
-    let mut sb = Sandbox::new();
-    let name = sb.recipe("fixture-ok");
-    // Steps no concurrent test shares (moby/buildkit#2303: 20.10 panics merging them).
-    let recipe =
-        sb.read(&name)
-            .replacen("env:\n", &format!("env:\n  RDNA1_TEST_UNIQUE: {name}\n"), 1);
-    sb.write(&name, &recipe);
+    let (sb, name) = unique_fixture_ok();
     let args = [
         "build",
         name.as_str(),
@@ -740,12 +734,7 @@ fn a_cached_rebuild_takes_its_layers_in_a_second_push_and_makes_the_same_image()
     if !require_base(test) {
         return;
     }
-    let mut sb = Sandbox::new();
-    let name = sb.recipe("fixture-ok");
-    let recipe =
-        sb.read(&name)
-            .replacen("env:\n", &format!("env:\n  RDNA1_TEST_UNIQUE: {name}\n"), 1);
-    sb.write(&name, &recipe);
+    let (sb, name) = unique_fixture_ok();
     let push = [("RDNA1_IMAGES_NORMALISE", "push")];
     let o = sb.cmd_env(
         &[
@@ -776,4 +765,20 @@ fn a_cached_rebuild_takes_its_layers_in_a_second_push_and_makes_the_same_image()
     );
     assert_eq!(json(&o)[0]["image_id"].as_str(), Some(first.as_str()));
     docker_at(&machine(), &["rmi", &first]);
+}
+
+/// fixture-ok under a fresh name, with steps no concurrent test shares (moby/buildkit#2303:
+/// Docker 20.10 panics merging equal vertices of concurrent builds).
+fn unique_fixture_ok() -> (Sandbox, String) {
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-ok");
+    let recipe =
+        sb.read(&name)
+            .replacen("env:\n", &format!("env:\n  RDNA1_TEST_UNIQUE: {name}\n"), 1);
+    assert!(
+        recipe.contains("RDNA1_TEST_UNIQUE"),
+        "fixture-ok has an env: block"
+    );
+    sb.write(&name, &recipe);
+    (sb, name)
 }
