@@ -87,7 +87,7 @@ pub fn small_blob(r: &Received) -> Option<Vec<u8>> {
 
 /// The pushed image, as the registry saw it: `top` is the manifest (or index) the tag
 /// names, `blobs` the small blobs and manifests by digest. Returns the config and the
-/// manifest's layer descriptors, as [`find_config`] does for a save.
+/// manifest's layer descriptors, as `find_config` does for a save.
 pub fn pushed_config(
     top: &[u8],
     by_digest: &HashMap<String, Vec<u8>>,

@@ -2,10 +2,11 @@
 //! and `build --verify-reproducible`.
 //!
 //! Docker 20.10's BuildKit ignores SOURCE_DATE_EPOCH (no `rewrite-timestamp` exporter option
-//! before BuildKit 0.13 / Docker 25), so the built image is exported, its new layers and
-//! config rewritten deterministically ([`crate::reproduce`]), and loaded back. The smoke test
-//! then tests the image that gets tagged and pushed. The base's layers are kept as they are:
-//! they are already fixed, and rewriting them would break sharing with the base image.
+//! before BuildKit 0.13 / Docker 25), so the built image's new layers and config are taken
+//! out of the engine (`by_push`, or `by_save` where the engine cannot reach our
+//! loopback), rewritten deterministically ([`crate::reproduce`]), and loaded back. The smoke
+//! test then tests the image that gets tagged and pushed. The base's layers are kept as they
+//! are: they are already fixed, and rewriting them would break sharing with the base image.
 
 use std::time::Instant;
 
