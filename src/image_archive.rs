@@ -392,6 +392,45 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
+/// One layer blob read once: uncompressed, its diff id and size, its tar headers (None: not
+/// a tar, an attestation say), and, into `spool`, a copy of it.
+struct Unpacked {
+    diff_id: String,
+    bytes: u64,
+    entries: Option<Vec<reproduce::LowerEntry>>,
+}
+
+fn unpack<R: Read>(r: R, spool: Option<&mut std::fs::File>) -> io::Result<Unpacked> {
+    let mut h = HashRead {
+        inner: uncompressed(r)?,
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    // Reading on to the end after the headers is what hashes (and spools) the rest.
+    let entries = match spool {
+        Some(f) => {
+            let mut tee = Tee {
+                inner: &mut h,
+                out: BufWriter::with_capacity(1 << 20, f),
+            };
+            let entries = reproduce::layer_entries(&mut tee).ok();
+            io::copy(&mut tee, &mut io::sink())?;
+            tee.out.flush()?;
+            entries
+        }
+        None => {
+            let entries = reproduce::layer_entries(&mut h).ok();
+            io::copy(&mut h, &mut io::sink())?;
+            entries
+        }
+    };
+    Ok(Unpacked {
+        diff_id: format!("sha256:{}", hex(h.hash.finalize())),
+        bytes: h.bytes,
+        entries,
+    })
+}
+
 /// Decompresses and hashes one layer into a spool; a layer that turns out to be a base layer
 /// (a blob name that was not its diff id) is dropped at once, its entries kept in `below`.
 fn spool_layer<R: Read>(
@@ -407,33 +446,20 @@ fn spool_layer<R: Read>(
     let mut spool = tempfile::Builder::new()
         .prefix("raw-")
         .tempfile_in(scratch)?;
-    let mut h = HashRead {
-        inner: uncompressed(r).map_err(|e| bad(format!("{path}: {e}")))?,
-        hash: Sha256::new(),
-        bytes: 0,
-    };
-    let entries = {
-        let mut tee = Tee {
-            inner: &mut h,
-            out: BufWriter::with_capacity(1 << 20, spool.as_file_mut()),
-        };
-        // A blob that is not a tar (an attestation, say) just has no entries; reading on
-        // to its end below is what hashes and spools it.
-        let entries = reproduce::layer_entries(&mut tee).ok();
-        io::copy(&mut tee, &mut io::sink()).map_err(|e| bad(format!("{path}: {e}")))?;
-        tee.out.flush()?;
-        entries
-    };
-    let id = format!("sha256:{}", hex(h.hash.finalize()));
+    let Unpacked {
+        diff_id: id,
+        bytes,
+        entries,
+    } = unpack(r, Some(spool.as_file_mut())).map_err(|e| bad(format!("{path}: {e}")))?;
     timings.spool += started.elapsed();
     match plan.diff_ids.iter().position(|d| *d == id) {
         Some(i) if i >= plan.keep => {
-            timings.bytes_added += h.bytes;
+            timings.bytes_added += bytes;
             spool.as_file_mut().seek(SeekFrom::Start(0))?;
             raw.insert(i, (spool, path.to_string()));
         }
         Some(_) => {
-            timings.bytes_skipped += h.bytes;
+            timings.bytes_skipped += bytes;
             for (i, _) in plan.diff_ids[..plan.keep]
                 .iter()
                 .enumerate()

@@ -2,18 +2,16 @@
 //! blob by blob, instead of as one `docker save` stream.
 
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{blob_path, find_config, find_manifest, uncompressed, HashRead, Tee, METADATA_LIMIT};
+use super::{
+    bad, blob_path, find_config, find_manifest, unpack, HashRead, Unpacked, METADATA_LIMIT,
+};
 use crate::hex::encode as hex;
 use crate::reproduce::{self, NormaliseError};
-
-fn bad(msg: impl Into<String>) -> NormaliseError {
-    NormaliseError::Format(msg.into())
-}
 
 /// One blob as a registry receives it (src/engine/sink.rs): the digest of the bytes as
 /// sent, and, uncompressed, its diff id, size, tar entries (for [`reproduce::Lower`]) and,
@@ -36,35 +34,11 @@ pub fn receive_blob<R: Read>(r: R, spool_in: Option<&Path>) -> io::Result<Receiv
     let mut spool = spool_in
         .map(|d| tempfile::Builder::new().prefix("blob-").tempfile_in(d))
         .transpose()?;
-    let (diff_id, bytes, entries) = {
-        let mut h = HashRead {
-            inner: uncompressed(&mut raw)?,
-            hash: Sha256::new(),
-            bytes: 0,
-        };
-        let entries = match spool.as_mut() {
-            Some(f) => {
-                let mut tee = Tee {
-                    inner: &mut h,
-                    out: BufWriter::with_capacity(1 << 20, f.as_file_mut()),
-                };
-                let entries = reproduce::layer_entries(&mut tee).ok();
-                io::copy(&mut tee, &mut io::sink())?;
-                tee.out.flush()?;
-                entries
-            }
-            None => {
-                let entries = reproduce::layer_entries(&mut h).ok();
-                io::copy(&mut h, &mut io::sink())?;
-                entries
-            }
-        };
-        (
-            format!("sha256:{}", hex(h.hash.finalize())),
-            h.bytes,
-            entries,
-        )
-    };
+    let Unpacked {
+        diff_id,
+        bytes,
+        entries,
+    } = unpack(&mut raw, spool.as_mut().map(|f| f.as_file_mut()))?;
     // Whatever follows the end of a gzip stream is part of the blob, and of its digest.
     io::copy(&mut raw, &mut io::sink())?;
     Ok(Received {
