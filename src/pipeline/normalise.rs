@@ -398,13 +398,11 @@ async fn by_push(
         push_to_sink(engine, &sink, "built")
             .await
             .map_err(|e| fail(e.to_string()))?;
-        for (digest, b) in sink.take_blobs() {
-            let at: Vec<usize> = (plan.keep..plan.diff_ids.len())
-                .filter(|&i| plan.diff_ids[i] == b.diff_id)
-                .collect();
-            if let (Some(&i), true) = (at.first(), b.spool.is_some()) {
+        for (digest, mut b) in sink.take_blobs() {
+            let added_at =
+                (plan.keep..plan.diff_ids.len()).find(|&i| plan.diff_ids[i] == b.diff_id);
+            if let (Some(i), Some(spool)) = (added_at, b.spool.take_if(|_| added_at.is_some())) {
                 timings.bytes_added += b.bytes;
-                let spool = b.spool.expect("checked");
                 added.insert(i, (spool, format!("blob {digest}")));
             } else if plan.diff_ids.contains(&b.diff_id) {
                 // A base layer the engine sent anyway.
