@@ -200,6 +200,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Answer {
 }
 
 /// `/v2/<name>/<kind>/<rest>` for our one name.
+#[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Ping,
     Blob(&'a str),
@@ -610,30 +611,17 @@ mod tests {
     #[test]
     fn only_our_name_is_routed() {
         let repo = "rdna1-images-normalise/abc";
-        assert!(matches!(route("/v2/", repo), Route::Ping));
-        assert!(matches!(
-            route("/v2/rdna1-images-normalise/abc/blobs/sha256:1", repo),
-            Route::Blob("sha256:1")
-        ));
-        assert!(matches!(
-            route("/v2/rdna1-images-normalise/abc/blobs/uploads/", repo),
-            Route::Uploads("")
-        ));
-        assert!(matches!(
-            route("/v2/rdna1-images-normalise/abc/blobs/uploads/u3", repo),
-            Route::Uploads("u3")
-        ));
-        assert!(matches!(
-            route("/v2/rdna1-images-normalise/abc/manifests/t", repo),
-            Route::Manifest("t")
-        ));
-        assert!(matches!(
-            route("/v2/rdna1-images-normalise/abcd/blobs/sha256:1", repo),
-            Route::Other
-        ));
-        assert!(matches!(
-            route("/v2/other/blobs/sha256:1", repo),
-            Route::Other
-        ));
+        let ours = "/v2/rdna1-images-normalise/abc";
+        for (path, want) in [
+            ("/v2/".to_string(), Route::Ping),
+            (format!("{ours}/blobs/sha256:1"), Route::Blob("sha256:1")),
+            (format!("{ours}/blobs/uploads/"), Route::Uploads("")),
+            (format!("{ours}/blobs/uploads/u3"), Route::Uploads("u3")),
+            (format!("{ours}/manifests/t"), Route::Manifest("t")),
+            (format!("{ours}d/blobs/sha256:1"), Route::Other),
+            ("/v2/other/blobs/sha256:1".to_string(), Route::Other),
+        ] {
+            assert_eq!(route(&path, repo), want, "{path}");
+        }
     }
 }
