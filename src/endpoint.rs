@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+mod ssh;
+
+pub use ssh::SshTarget;
+
 pub const LOCAL_SOCKET: &str = "unix:///var/run/docker.sock";
 
 /// The environment values resolution depends on; `from_process` reads the real ones.
@@ -89,7 +93,7 @@ pub struct Tls {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
-    /// `unix:///...`, `tcp://host:port`, `ssh://[user@]host`.
+    /// `unix:///...`, `tcp://host:port`, `ssh://[user@]host[:port]`.
     pub host: String,
     pub source: Source,
     pub tls: Option<Tls>,
@@ -140,9 +144,12 @@ impl Endpoint {
                 "check that an engine listens on that socket (rootless Docker: `systemctl --user start docker`)".to_string()
             }
             Scheme::Ssh => {
-                let dest = self.host.trim_start_matches("ssh://");
+                let command = SshTarget::parse(&self.host).map_or_else(
+                    |_| format!("ssh {} docker system dial-stdio", self.host.trim_start_matches("ssh://")),
+                    |t| t.to_string(),
+                );
                 format!(
-                    "check that `ssh {dest} docker system dial-stdio` works without a prompt (key or agent login, the host key known, the docker CLI on the remote user's PATH and that user allowed to use the engine)"
+                    "check that `{command}` works without a prompt (key or agent login, the host key known, the docker CLI on the remote user's PATH and that user allowed to use the engine)"
                 )
             }
             Scheme::Tcp if self.tls.is_some() => {
@@ -254,31 +261,9 @@ fn check_host(host: &str, source: &Source) -> Result<(), EndpointError> {
     };
     match scheme_of(host) {
         Scheme::Other => Err(unsupported(format!(
-            "`{host}` is not an engine address this tool can use: give unix:///path, tcp://host:port or ssh://[user@]host"
+            "`{host}` is not an engine address this tool can use: give unix:///path, tcp://host:port or ssh://[user@]host[:port]"
         ))),
-        Scheme::Ssh => {
-            let rest = &host["ssh://".len()..];
-            let authority = rest.split('/').next().unwrap_or("");
-            if authority.is_empty() {
-                return Err(unsupported(format!("`{host}` names no host")));
-            }
-            let hostpart = authority.rsplit('@').next().unwrap_or(authority);
-            if hostpart.contains(':') {
-                // bollard 0.21 hands `user@host:port` to ssh as the destination without
-                // `-p`, which ssh reads as a host name: the port would be silently wrong.
-                let alias = hostpart.split(':').next().unwrap_or("builder");
-                return Err(unsupported(format!(
-                    "`{host}`: a port in an ssh:// address is not supported (the ssh transport drops it); put it in ~/.ssh/config instead (`Host {alias}` / `Port ...`) and use ssh://{}",
-                    authority.rsplit_once(':').map_or(authority, |(a, _)| a)
-                )));
-            }
-            if rest.len() > authority.len() && &rest[authority.len()..] != "/" {
-                return Err(unsupported(format!(
-                    "`{host}`: a path after the host is not supported in an ssh:// address"
-                )));
-            }
-            Ok(())
-        }
+        Scheme::Ssh => SshTarget::parse(host).map(|_| ()).map_err(unsupported),
         _ => Ok(()),
     }
 }
@@ -411,67 +396,6 @@ fn tls_files(dir: &Path, source: &Source, what: &str) -> Result<Tls, EndpointErr
         });
     }
     Ok(tls)
-}
-
-/// openssh's control folders (`.ssh-connection*`), which bollard's ssh transport makes for
-/// each connection under `$XDG_STATE_HOME` (else `~/.local/state`, else `./`), as openssh's
-/// `SessionBuilder` picks them. When the runtime shuts down right after a command, the
-/// session's own cleanup may not run: its master is gone, but an empty folder stays. The
-/// folders that were not there before the command and are empty after it are removed;
-/// `remove_dir` refuses a folder that is not empty, so a live session of another process
-/// (its socket is in it) is never touched.
-pub struct SshControlFolders {
-    dir: Option<std::path::PathBuf>,
-    before: std::collections::HashSet<std::ffi::OsString>,
-}
-
-impl SshControlFolders {
-    const PREFIX: &'static str = ".ssh-connection";
-
-    fn control_dir() -> Option<std::path::PathBuf> {
-        let absolute = |p: std::path::PathBuf| p.is_absolute().then_some(p);
-        match std::env::var_os("XDG_STATE_HOME") {
-            Some(x) => absolute(x.into()),
-            None => std::env::var_os("HOME")
-                .and_then(|h| absolute(h.into()))
-                .map(|h| h.join(".local/state")),
-        }
-        .or_else(|| std::env::current_dir().ok())
-    }
-
-    fn ours(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
-        std::fs::read_dir(dir)
-            .map(|r| {
-                r.filter_map(|e| e.ok())
-                    .map(|e| e.file_name())
-                    .filter(|n| n.to_string_lossy().starts_with(Self::PREFIX))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The folders there before the command.
-    pub fn before() -> Self {
-        Self::before_in(Self::control_dir())
-    }
-
-    fn before_in(dir: Option<std::path::PathBuf>) -> Self {
-        let before = dir.as_deref().map(Self::ours).unwrap_or_default();
-        SshControlFolders {
-            dir,
-            before: before.into_iter().collect(),
-        }
-    }
-
-    /// Removes the new folders that are empty; returns how many.
-    pub fn remove_new_empty(&self) -> usize {
-        let Some(dir) = &self.dir else { return 0 };
-        Self::ours(dir)
-            .into_iter()
-            .filter(|n| !self.before.contains(n))
-            .filter(|n| std::fs::remove_dir(dir.join(n)).is_ok())
-            .count()
-    }
 }
 
 #[cfg(test)]
@@ -732,14 +656,18 @@ mod tests {
             docker_host: Some(h.into()),
             ..Default::default()
         };
-        let err = resolve(&env("ssh://me@builder:2222"))
+        // Every form the docker CLI takes, a port included.
+        for ok in [
+            "ssh://me@builder:2222",
+            "ssh://[::1]:2222",
+            "ssh://builder/",
+        ] {
+            assert_eq!(resolve(&env(ok)).unwrap().host, ok);
+        }
+        let err = resolve(&env("ssh://me@builder:99999"))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("port") && err.contains("~/.ssh/config"),
-            "{err}"
-        );
-        assert!(err.contains("ssh://me@builder"), "{err}");
+        assert!(err.contains("not 1 to 65535"), "{err}");
         assert!(err.starts_with("DOCKER_HOST"), "{err}");
         let err = resolve(&env("npipe:////./pipe/docker"))
             .unwrap_err()
@@ -750,25 +678,5 @@ mod tests {
         );
         assert!(resolve(&env("ssh://")).is_err());
         assert!(resolve(&env("ssh://me@builder")).is_ok());
-    }
-
-    #[test]
-    fn only_new_empty_ssh_control_folders_are_removed() {
-        let state = tempfile::tempdir().unwrap();
-        let old = state.path().join(".ssh-connection-old");
-        std::fs::create_dir(&old).unwrap();
-        let folders = SshControlFolders::before_in(Some(state.path().to_path_buf()));
-        let empty = state.path().join(".ssh-connectionAbC");
-        let live = state.path().join(".ssh-connectionXyZ");
-        let other = state.path().join("rdna1-images");
-        for d in [&empty, &live, &other] {
-            std::fs::create_dir(d).unwrap();
-        }
-        std::fs::write(live.join("master"), b"").unwrap();
-        assert_eq!(folders.remove_new_empty(), 1);
-        assert!(!empty.exists(), "the new empty folder stays");
-        assert!(live.exists(), "a folder with a socket in it was removed");
-        assert!(old.exists(), "a folder from before was removed");
-        assert!(other.exists());
     }
 }

@@ -37,7 +37,6 @@ fn main() -> std::process::ExitCode {
     };
     // The command, then the cleanup of whatever its guards left, on every exit path: an
     // error, a signal (app::run races the command against the cancellation token), a panic.
-    let ssh_folders = rdna1_images::endpoint::SshControlFolders::before();
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(app::run(cli))
     }));
@@ -54,7 +53,6 @@ fn main() -> std::process::ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     // Scratch folders a blocking task was still writing into when the run was cancelled.
     engine::guard::drain_scratch_blocking();
-    ssh_folders.remove_new_empty();
     std::process::ExitCode::from(code.clamp(0, 255) as u8)
 }
 

@@ -219,6 +219,7 @@ struct Sshd {
     dir: tempfile::TempDir,
     _daemon: Daemon,
     port: u16,
+    user: String,
 }
 
 impl Sshd {
@@ -242,7 +243,7 @@ impl Sshd {
         std::fs::write(
             d.join("sshd_config"),
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+                "Port {port}\nListenAddress 127.0.0.1\nListenAddress [::1]\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
                  PidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n",
                 d = d.display()
@@ -252,7 +253,8 @@ impl Sshd {
         std::fs::write(
             d.join("ssh_config"),
             format!(
-                "Host builder\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {d}/id\n  \
+                "Host builder\n  HostName 127.0.0.1\n  Port {port}\n\
+                 Host builder 127.0.0.1 ::1\n  User {user}\n  IdentityFile {d}/id\n  \
                  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking accept-new\n",
                 d = d.display()
             ),
@@ -285,6 +287,7 @@ impl Sshd {
             dir,
             _daemon: Daemon(child),
             port,
+            user,
         }
     }
 
@@ -389,9 +392,8 @@ fn ssh_reaches_the_engine_and_a_build_runs_end_to_end_over_it() {
         text(&o)
     );
     assert!(containers_of(&name).is_empty());
-    // bollard's ssh transport leaves an empty `.ssh-connection*` control folder when the
-    // runtime shuts down right after the command: no master may survive, and the tool
-    // removes the empty folders it made.
+    // No ssh may outlive the command, and nothing is left under the state folder (bollard's
+    // own ssh transport, used before, left `.ssh-connection*` control folders there).
     assert!(
         sshd.live_masters().is_empty(),
         "ssh masters still running: {:?}",
@@ -414,22 +416,46 @@ fn ssh_reaches_the_engine_and_a_build_runs_end_to_end_over_it() {
     );
     assert!(err.contains("promote"), "{err}");
 
-    // An ssh:// address with a port would be silently mis-dialled: refused, with the fix.
+    // Every form of address the CLI takes, a port in it included (no ssh config names this
+    // port for these hosts: it reaches ssh only from the address).
+    let version = docker_out(&["version", "--format", "{{.Server.Version}}"]);
+    for host in [
+        format!("ssh://{}@127.0.0.1:{}", sshd.user, sshd.port),
+        format!("ssh://[::1]:{}", sshd.port),
+    ] {
+        let mut env = sshd.env();
+        env.retain(|(k, _)| k != "DOCKER_HOST");
+        env.push(("DOCKER_HOST".into(), host.clone()));
+        let e = doctor(&borrowed(&env));
+        assert_eq!(e["reachable"], true, "{host}: {e}");
+        assert_eq!(e["endpoint"]["host"], host.as_str(), "{e}");
+        assert_eq!(e["version"], version.as_str(), "{host}: {e}");
+        // More than a ping: the listing of the tool's labelled containers and images.
+        let o = tool(&borrowed(&env), &["clean", "--dry-run"]);
+        assert_eq!(o.status.code(), Some(0), "{host}: {}", text(&o));
+        assert!(sshd.live_masters().is_empty(), "{:?}", sshd.live_masters());
+    }
+    // A port where no sshd listens: exit 3, ssh's own reason, and the command to try.
+    let closed = free_port();
     let o = tool(
         &[
             ("PATH", &sshd.path()),
             (
                 "DOCKER_HOST",
-                &format!("ssh://root@127.0.0.1:{}", sshd.port),
+                &format!("ssh://{}@127.0.0.1:{closed}", sshd.user),
             ),
         ],
-        &["clean"],
+        &["doctor", "--for", "build"],
     );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let out = text(&o);
+    assert!(out.contains("Connection refused"), "{out}");
     assert!(
-        err.contains("~/.ssh/config") && err.contains("Port"),
-        "{err}"
+        out.contains(&format!(
+            "ssh -p {closed} {}@127.0.0.1 docker system dial-stdio",
+            sshd.user
+        )),
+        "{out}"
     );
 
     // An ssh host that refuses: named, with ssh advice, not systemctl.

@@ -11,6 +11,7 @@ mod images;
 mod registry;
 mod resolve;
 pub mod sink;
+mod ssh;
 mod status;
 
 use std::time::Duration;
@@ -154,7 +155,14 @@ fn client_for(endpoint: &Endpoint) -> Result<Docker, bollard::errors::Error> {
     let host = endpoint.host.as_str();
     match (endpoint.scheme(), &endpoint.tls) {
         (Scheme::Unix, _) => Docker::connect_with_unix(host, REQUEST_TIMEOUT_S, v),
-        (Scheme::Ssh, _) => Docker::connect_with_ssh(host, REQUEST_TIMEOUT_S, v, None),
+        (Scheme::Ssh, _) => {
+            let target = crate::endpoint::SshTarget::parse(host).map_err(|e| {
+                bollard::errors::Error::IOError {
+                    err: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                }
+            })?;
+            ssh::connect(target, REQUEST_TIMEOUT_S, v)
+        }
         (Scheme::Tcp, Some(tls)) => {
             Docker::connect_with_ssl(host, &tls.key, &tls.cert, &tls.ca, REQUEST_TIMEOUT_S, v)
         }
