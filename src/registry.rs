@@ -384,63 +384,209 @@ pub fn date_tag(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y%m%d").to_string()
 }
 
+/// `sha256:` and 64 lowercase hex digits: a manifest digest this tool can use (an empty or
+/// odd one from a registry or an engine is an error, never a digest).
+pub fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// The pushed digest from the engine's last push status line
 /// (`<tag>: digest: sha256:<hex> size: <n>`).
 pub fn pushed_digest(status: &str) -> Option<String> {
     let rest = status.split("digest: ").nth(1)?;
     let digest = rest.split_whitespace().next()?;
-    (digest.starts_with("sha256:") && digest.len() == 71).then(|| digest.to_string())
+    is_sha256_digest(digest).then(|| digest.to_string())
 }
 
-/// How a registry failure is classed, from the engine's message (the engine passes the
-/// registry's error on as text).
+/// The error codes of the OCI distribution spec ("Error codes"), which a registry puts in
+/// `{"errors":[{"code":...}]}` and the engine passes on in its message, written as Docker's
+/// `errcode` writes them: lower case, `_` as a space (`manifest unknown: <message>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+}
+
+impl ErrorCode {
+    const ALL: [(ErrorCode, &'static str); 14] = [
+        (ErrorCode::BlobUnknown, "BLOB_UNKNOWN"),
+        (ErrorCode::BlobUploadInvalid, "BLOB_UPLOAD_INVALID"),
+        (ErrorCode::BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN"),
+        (ErrorCode::DigestInvalid, "DIGEST_INVALID"),
+        (ErrorCode::ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN"),
+        (ErrorCode::ManifestInvalid, "MANIFEST_INVALID"),
+        (ErrorCode::ManifestUnknown, "MANIFEST_UNKNOWN"),
+        (ErrorCode::NameInvalid, "NAME_INVALID"),
+        (ErrorCode::NameUnknown, "NAME_UNKNOWN"),
+        (ErrorCode::SizeInvalid, "SIZE_INVALID"),
+        (ErrorCode::Unauthorized, "UNAUTHORIZED"),
+        (ErrorCode::Denied, "DENIED"),
+        (ErrorCode::Unsupported, "UNSUPPORTED"),
+        (ErrorCode::TooManyRequests, "TOOMANYREQUESTS"),
+    ];
+
+    /// The code a piece of a message is: `DENIED` as the spec writes it, or `denied`,
+    /// `manifest unknown` as the engine does.
+    pub fn parse(piece: &str) -> Option<ErrorCode> {
+        let piece = piece.trim();
+        Self::ALL.iter().find_map(|(code, spec)| {
+            (piece == *spec || piece == spec.to_ascii_lowercase().replace('_', " "))
+                .then_some(*code)
+        })
+    }
+}
+
+/// What the engine said about a registry, read into data: the HTTP status of the engine's
+/// own answer (when the failure came as one: after streaming began it comes in the stream,
+/// without), the distribution-spec code the registry gave, the status the registry answered
+/// with where the engine names it (`received unexpected HTTP status: 503 ...`), and whether
+/// the engine never got an answer at all (Go's `dial tcp`, `lookup`, `tls:` errors).
+///
+/// The engine passes a registry's error on as a chain of `: `-joined parts
+/// (`Head "http://...": denied: requested access to the resource is denied`; containerd puts
+/// one error a line); each part is looked at whole, never searched for words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegistryAnswer {
+    pub engine_status: Option<u16>,
+    pub code: Option<ErrorCode>,
+    pub registry_status: Option<u16>,
+    pub no_answer: bool,
+}
+
+impl RegistryAnswer {
+    pub fn read(engine_status: Option<u16>, message: &str) -> RegistryAnswer {
+        let parts: Vec<&str> = message
+            .lines()
+            .flat_map(|l| l.split(": "))
+            .map(str::trim)
+            .collect();
+        // Docker's own words for a Basic challenge it had no credentials to answer: the
+        // registry's 401, as UNAUTHORIZED.
+        let code = parts.iter().find_map(|p| match *p {
+            "no basic auth credentials" => Some(ErrorCode::Unauthorized),
+            p => ErrorCode::parse(p),
+        });
+        // The status itself where the engine names it: Docker's `received unexpected HTTP
+        // status: 503 Service Unavailable`, containerd's `unexpected status from HEAD
+        // request to <url>: 401 Unauthorized`.
+        let registry_status = parts
+            .windows(2)
+            .find(|w| {
+                w[0].ends_with("received unexpected HTTP status")
+                    || w[0].starts_with("unexpected status from ")
+            })
+            .and_then(|w| w[1].split_whitespace().next()?.parse().ok());
+        // Go's net, tls and x509 errors: the engine reached no registry.
+        let no_answer = code.is_none()
+            && registry_status.is_none()
+            && parts.iter().any(|p| {
+                [
+                    "dial tcp ",
+                    "dial udp ",
+                    "lookup ",
+                    "tls: ",
+                    "x509: ",
+                    "net/http: ",
+                ]
+                .iter()
+                .any(|start| p.starts_with(start))
+                    || matches!(
+                        *p,
+                        "EOF"
+                            | "connection refused"
+                            | "connection reset by peer"
+                            | "i/o timeout"
+                            | "no such host"
+                            | "http: server gave HTTP response to HTTPS client"
+                    )
+            });
+        RegistryAnswer {
+            engine_status,
+            code,
+            registry_status,
+            no_answer,
+        }
+    }
+}
+
+/// What was asked of the registry: a refusal means something else for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryOp {
+    /// Is this tag there, and its digest?
+    Lookup,
+    Pull,
+    Push,
+}
+
+/// How a registry failure is classed, for the exit code and the advice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryFailure {
-    /// Connection refused, DNS, TLS, timeouts: exit 3.
+    /// Connection refused, DNS, TLS, timeouts, the registry's own 5xx: exit 3.
     Unreachable,
-    /// Missing or wrong credentials, or no permission: exit 3.
+    /// Missing or wrong credentials (UNAUTHORIZED, 401), or a push refused (DENIED): exit 3.
     Auth,
-    /// The tag or repository is not there: exit 1.
+    /// TOOMANYREQUESTS, 429: exit 3.
+    RateLimited,
+    /// The tag or repository is not there (MANIFEST_UNKNOWN, NAME_UNKNOWN, 404): exit 1.
     NotFound,
+    /// A read refused with DENIED (403): GHCR's answer for a package that does not exist
+    /// yet, and for a private one these credentials may not read; "not there yet": exit 1.
+    NotThereYet,
     /// Anything else the registry or engine refused: exit 1.
     Other,
 }
 
 impl RegistryFailure {
-    pub fn classify(message: &str) -> RegistryFailure {
-        let m = message.to_ascii_lowercase();
-        if m.contains("unauthorized")
-            || m.contains("authentication required")
-            || m.contains("no basic auth credentials")
-            || m.contains("denied")
-            || m.contains("incorrect username or password")
-        {
-            RegistryFailure::Auth
-        } else if m.contains("manifest unknown")
-            || m.contains("not found")
-            || m.contains("name unknown")
-            || m.contains("does not exist")
-        {
-            RegistryFailure::NotFound
-        } else if m.contains("connection refused")
-            || m.contains("dial tcp")
-            || m.contains("no such host")
-            || m.contains("i/o timeout")
-            || m.contains("timeout")
-            || m.contains("tls")
-            || m.contains("connection reset")
-            || m.contains("server gave http response to https client")
-        {
-            RegistryFailure::Unreachable
-        } else {
-            RegistryFailure::Other
+    /// The class of `answer` to `op`: the registry's code first (it says the most), then the
+    /// engine's status, then whether there was an answer at all.
+    pub fn of(op: RegistryOp, answer: &RegistryAnswer) -> RegistryFailure {
+        use ErrorCode as C;
+        use RegistryFailure as F;
+        let denied = match op {
+            RegistryOp::Push => F::Auth,
+            RegistryOp::Lookup | RegistryOp::Pull => F::NotThereYet,
+        };
+        match answer.code {
+            Some(C::Unauthorized) => return F::Auth,
+            Some(C::Denied) => return denied,
+            Some(C::TooManyRequests) => return F::RateLimited,
+            Some(C::ManifestUnknown | C::NameUnknown) => return F::NotFound,
+            Some(_) => return F::Other,
+            None => {}
+        }
+        match (answer.engine_status, answer.registry_status) {
+            (Some(401), _) | (_, Some(401)) => F::Auth,
+            (Some(403), _) | (_, Some(403)) => denied,
+            (Some(429), _) | (_, Some(429)) => F::RateLimited,
+            (Some(404), _) | (_, Some(404)) => F::NotFound,
+            (_, Some(500..=599)) => F::Unreachable,
+            _ if answer.no_answer => F::Unreachable,
+            _ => F::Other,
         }
     }
 
     pub fn exit_code(self) -> i32 {
         match self {
-            RegistryFailure::Unreachable | RegistryFailure::Auth => 3,
-            RegistryFailure::NotFound | RegistryFailure::Other => 1,
+            RegistryFailure::Unreachable | RegistryFailure::Auth | RegistryFailure::RateLimited => {
+                3
+            }
+            RegistryFailure::NotFound | RegistryFailure::NotThereYet | RegistryFailure::Other => 1,
         }
     }
 
@@ -448,8 +594,10 @@ impl RegistryFailure {
     pub fn advice(self) -> &'static str {
         match self {
             RegistryFailure::Unreachable => "check the registry address (--registry / RDNA1_IMAGES_REGISTRY) and that the registry is up and reachable from the Docker engine",
-            RegistryFailure::Auth => "check the credentials: `docker login <host>`, or RDNA1_IMAGES_REGISTRY_USER with RDNA1_IMAGES_REGISTRY_PASSWORD or --password-stdin",
-            RegistryFailure::NotFound => "check the tag (`--tag`, `--channel`) and that it was pushed (`rdna1-images push <recipe>`)",
+            RegistryFailure::Auth => "check the credentials: `docker login <host>`, or RDNA1_IMAGES_REGISTRY_USER with RDNA1_IMAGES_REGISTRY_PASSWORD or --password-stdin (a push also needs write access to the package)",
+            RegistryFailure::RateLimited => "the registry limits requests: wait and try again, or log in (logged-in users get a higher limit)",
+            RegistryFailure::NotFound => "not there yet: check the tag (`--tag`, `--channel`) and that it was pushed (`rdna1-images push <recipe>`)",
+            RegistryFailure::NotThereYet => "not there yet, or not readable with these credentials: the registry answered DENIED, which GHCR says for a package that was never pushed (`rdna1-images push <recipe>` creates it) as well as for a private one (`docker login <host>` with read access)",
             RegistryFailure::Other => "see the registry's message above",
         }
     }
@@ -547,22 +695,136 @@ mod tests {
     }
 
     #[test]
-    fn registry_failures_are_classed_from_the_engine_message() {
+    fn registry_answers_are_read_into_codes_and_statuses() {
+        use ErrorCode::*;
+        let read = RegistryAnswer::read;
+        // As the engines (20.10, 28.5 classic and containerd) passed them on from a
+        // GHCR-like registry on loopback (tests/registry_answers.rs).
+        assert_eq!(read(Some(403), "denied").code, Some(Denied));
+        assert_eq!(read(None, "manifest unknown").code, Some(ManifestUnknown));
+        assert_eq!(
+            read(Some(429), "toomanyrequests: retry later").code,
+            Some(TooManyRequests)
+        );
+        assert_eq!(
+            read(
+                Some(500),
+                "Head \"http://127.0.0.1:5871/v2/e/p/manifests/t1\": unauthorized"
+            )
+            .code,
+            Some(Unauthorized)
+        );
+        assert_eq!(
+            read(None, "pull access denied for x, repository does not exist or may require 'docker login': denied: requested access to the resource is denied").code,
+            Some(Denied)
+        );
+        // containerd's rendering: a line per error.
+        assert_eq!(
+            read(Some(500), "error from registry: unauthorized\nunauthorized").code,
+            Some(Unauthorized)
+        );
+        assert_eq!(ErrorCode::parse("NAME_UNKNOWN"), Some(NameUnknown));
+        // A word in a sentence is not a code.
+        let a = read(None, "access denied by policy");
+        assert_eq!((a.code, a.no_answer), (None, false));
+        let a = read(
+            Some(500),
+            "received unexpected HTTP status: 503 Service Unavailable",
+        );
+        assert_eq!(a.registry_status, Some(503));
+        let a = read(Some(500), "unknown: failed to resolve reference \"127.0.0.1:5001/x/y:t1\": unexpected status from HEAD request to http://127.0.0.1:5001/v2/x/y/manifests/t1: 401 Unauthorized");
+        assert_eq!((a.code, a.registry_status), (None, Some(401)));
+        assert_eq!(
+            read(Some(500), "failed to resolve reference \"h/x:t1\": pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials").code,
+            Some(Unauthorized)
+        );
+        let a = read(
+            Some(500),
+            "Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused",
+        );
+        assert!(a.no_answer && a.code.is_none());
+        assert!(
+            read(
+                None,
+                "Get \"https://ghcr.io/v2/\": dial tcp: lookup ghcr.io: no such host"
+            )
+            .no_answer
+        );
+    }
+
+    #[test]
+    fn registry_failures_are_classed_by_code_status_and_operation() {
         use RegistryFailure::*;
-        for (m, want) in [
-            ("manifest unknown: manifest unknown", NotFound),
-            ("manifest for 127.0.0.1:5000/x:y not found: manifest unknown", NotFound),
-            ("unauthorized: authentication required", Auth),
-            ("Head \"http://127.0.0.1:5001/v2/x/manifests/y\": no basic auth credentials", Auth),
-            ("Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused", Unreachable),
-            ("Get \"https://ghcr.io/v2/\": dial tcp: lookup ghcr.io: no such host", Unreachable),
-            ("something odd", Other),
-        ] {
-            assert_eq!(RegistryFailure::classify(m), want, "{m}");
+        use RegistryOp::*;
+        let class = |op, status, m: &str| RegistryFailure::of(op, &RegistryAnswer::read(status, m));
+        // GHCR's DENIED for a package not pushed yet: not there yet on a read, exit 1...
+        for op in [Lookup, Pull] {
+            assert_eq!(class(op, Some(403), "denied"), NotThereYet);
+            assert_eq!(class(op, Some(500), "denied"), NotThereYet);
         }
-        assert_eq!(Auth.exit_code(), 3);
-        assert_eq!(Unreachable.exit_code(), 3);
-        assert_eq!(NotFound.exit_code(), 1);
+        assert_eq!(NotThereYet.exit_code(), 1);
+        assert!(NotThereYet.advice().contains("not there yet"));
+        // ...and refused credentials on a push.
+        assert_eq!(
+            class(
+                Push,
+                None,
+                "denied: requested access to the resource is denied"
+            ),
+            Auth
+        );
+        assert_eq!(class(Lookup, Some(404), "manifest unknown"), NotFound);
+        assert_eq!(
+            class(
+                Pull,
+                Some(404),
+                "failed to resolve reference \"h/x:t\": h/x:t: not found"
+            ),
+            NotFound
+        );
+        assert_eq!(
+            class(
+                Lookup,
+                Some(401),
+                "Head \"http://h/v2/x/manifests/t\": unauthorized"
+            ),
+            Auth
+        );
+        assert_eq!(
+            class(
+                Pull,
+                Some(500),
+                "Head \"http://h/v2/x/manifests/t\": unauthorized"
+            ),
+            Auth
+        );
+        assert_eq!(class(Lookup, Some(401), "no basic auth credentials"), Auth);
+        assert_eq!(
+            class(Pull, Some(429), "toomanyrequests: retry later"),
+            RateLimited
+        );
+        assert_eq!(
+            class(
+                Pull,
+                Some(500),
+                "received unexpected HTTP status: 500 Internal Server Error"
+            ),
+            Unreachable
+        );
+        assert_eq!(
+            class(Lookup, Some(500), "Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused"),
+            Unreachable
+        );
+        assert_eq!(class(Pull, None, "something odd"), Other);
+        for (c, code) in [
+            (Auth, 3),
+            (Unreachable, 3),
+            (RateLimited, 3),
+            (NotFound, 1),
+            (Other, 1),
+        ] {
+            assert_eq!(c.exit_code(), code, "{c:?}");
+        }
     }
 
     fn pw(c: &Credentials) -> &str {

@@ -9,7 +9,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{describe, Engine, EngineError};
-use crate::registry::{Credential, Credentials, RegistryFailure};
+
+use crate::registry::{Credential, Credentials, RegistryAnswer, RegistryFailure, RegistryOp};
 
 /// Progress of a push or pull. The engine names the layer on pulls; its push stream names
 /// it too, but bollard's `PushImageInfo` drops that field, so push events carry no layer.
@@ -38,42 +39,74 @@ fn header(creds: Option<&Credentials>) -> Option<DockerCredentials> {
 }
 
 impl EngineError {
-    /// A registry failure, classed for the exit code from the engine's message.
-    pub fn registry(what: impl Into<String>, message: String) -> Self {
-        let class = RegistryFailure::classify(&message);
+    /// A registry failure, classed for the exit code from what the engine said: its HTTP
+    /// status where it answered with one, and the registry's error code in its message.
+    pub fn registry(
+        what: impl Into<String>,
+        op: RegistryOp,
+        status: Option<u16>,
+        message: String,
+    ) -> Self {
+        let class = RegistryFailure::of(op, &RegistryAnswer::read(status, &message));
         EngineError::Registry {
             what: what.into(),
             detail: message,
             class,
         }
     }
+
+    /// The same from a bollard error: a server error keeps its status.
+    fn registry_call(what: impl Into<String>, op: RegistryOp, e: &bollard::errors::Error) -> Self {
+        // The engine's own message is read; the detail shown adds its status.
+        let (status, message) = match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message,
+            } => (Some(*status_code), message.clone()),
+            other => (None, describe(other)),
+        };
+        EngineError::Registry {
+            what: what.into(),
+            detail: describe(e),
+            class: RegistryFailure::of(op, &RegistryAnswer::read(status, &message)),
+        }
+    }
 }
 
 impl Engine {
     /// The manifest digest of `reference` in its registry, or None when the tag is not
-    /// there. Unreachable and refused credentials are errors (the caller decides whether
-    /// that stops it).
+    /// there, or the registry answers DENIED as GHCR does for a package never pushed ("not
+    /// there yet": a push that follows says whether access was the problem). Unreachable and
+    /// refused credentials are errors (the caller decides whether that stops it).
     pub async fn registry_digest(
         &self,
         reference: &str,
         creds: Option<&Credentials>,
     ) -> Result<Option<String>, EngineError> {
+        let what = format!("looking up {reference}");
         match self
             .docker
             .inspect_registry_image(reference, header(creds))
             .await
         {
-            Ok(d) => Ok(Some(d.descriptor.digest.unwrap_or_default())),
-            Err(e) => {
-                let err = EngineError::registry(format!("looking up {reference}"), describe(&e));
-                match &err {
-                    EngineError::Registry {
-                        class: RegistryFailure::NotFound,
-                        ..
-                    } => Ok(None),
-                    _ => Err(err),
-                }
-            }
+            Ok(d) => match d.descriptor.digest {
+                Some(digest) if crate::registry::is_sha256_digest(&digest) => Ok(Some(digest)),
+                other => Err(EngineError::Registry {
+                    what,
+                    detail: format!(
+                        "the engine answered without a manifest digest (got {:?})",
+                        other.unwrap_or_default()
+                    ),
+                    class: RegistryFailure::Other,
+                }),
+            },
+            Err(e) => match EngineError::registry_call(what, RegistryOp::Lookup, &e) {
+                EngineError::Registry {
+                    class: RegistryFailure::NotFound | RegistryFailure::NotThereYet,
+                    ..
+                } => Ok(None),
+                err => Err(err),
+            },
         }
     }
 
@@ -92,9 +125,9 @@ impl Engine {
             .build();
         let mut stream = self.docker.create_image(Some(opts), None, header(creds));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| EngineError::registry(&what, describe(&e)))?;
+            let info = item.map_err(|e| EngineError::registry_call(&what, RegistryOp::Pull, &e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(EngineError::registry(&what, err));
+                return Err(EngineError::registry(&what, RegistryOp::Pull, None, err));
             }
             if let Some(status) = info.status {
                 emit(TransferEvent {
@@ -124,10 +157,12 @@ impl Engine {
         while let Some(item) = stream.next().await {
             let info = match item {
                 Err(e) if digest.is_some() && super::stray_end_of_stream(&e) => break,
-                other => other.map_err(|e| EngineError::registry(&what, describe(&e)))?,
+                other => {
+                    other.map_err(|e| EngineError::registry_call(&what, RegistryOp::Push, &e))?
+                }
             };
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(EngineError::registry(&what, err));
+                return Err(EngineError::registry(&what, RegistryOp::Push, None, err));
             }
             if let Some(status) = info.status {
                 if let Some(d) = crate::registry::pushed_digest(&status) {
@@ -147,8 +182,10 @@ impl Engine {
             None => self
                 .repo_digest(&format!("{repo}:{tag}"), repo)
                 .await?
-                .ok_or_else(|| {
-                    EngineError::registry(&what, "the engine reported no pushed digest".into())
+                .ok_or_else(|| EngineError::Registry {
+                    what,
+                    detail: "the engine reported no pushed digest".into(),
+                    class: RegistryFailure::Other,
                 }),
         }
     }
