@@ -478,8 +478,11 @@ impl RegistryAnswer {
             .collect();
         // Docker's own words for a Basic challenge it had no credentials to answer: the
         // registry's 401, as UNAUTHORIZED.
+        // containerd's for a token the realm would not give for this scope (RFC 6750
+        // `insufficient_scope`): the registry's refusal, as DENIED.
         let code = parts.iter().find_map(|p| match *p {
             "no basic auth credentials" => Some(ErrorCode::Unauthorized),
+            "insufficient_scope" => Some(ErrorCode::Denied),
             p => ErrorCode::parse(p),
         });
         // The status itself where the engine names it: Docker's `received unexpected HTTP
@@ -716,6 +719,10 @@ mod tests {
         );
         assert_eq!(
             read(None, "pull access denied for x, repository does not exist or may require 'docker login': denied: requested access to the resource is denied").code,
+            Some(Denied)
+        );
+        assert_eq!(
+            read(Some(500), "failed to resolve reference \"h/x:t\": pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed").code,
             Some(Denied)
         );
         // containerd's rendering: a line per error.
