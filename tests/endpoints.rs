@@ -313,16 +313,16 @@ impl Sshd {
         ]
     }
 
-    /// Processes still running whose command line names this sshd's state folder: an ssh
-    /// master left behind would be one.
+    /// ssh processes still running for this sshd (the wrapper's `-F <this test's config>`
+    /// is on their command line): one left behind after a command would be a leak.
     fn live_masters(&self) -> Vec<String> {
-        let state = self.state().to_string_lossy().into_owned();
+        let config = self.dir.path().join("ssh_config").display().to_string();
         std::fs::read_dir("/proc")
             .map(|r| {
                 r.filter_map(|e| e.ok())
                     .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
                     .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-                    .filter(|c| c.contains(&state))
+                    .filter(|c| c.contains(&config))
                     .collect()
             })
             .unwrap_or_default()
