@@ -95,6 +95,12 @@ pub(super) fn guard(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeErro
             }
         }
     }
+    // Case names are shown in every smoke table and message: plain text only.
+    for (i, c) in r.smoke.cases.iter().enumerate() {
+        if let Err(m) = Text::parse(&c.name) {
+            return err(&["smoke", "cases", &i.to_string(), "name"], m);
+        }
+    }
     for (i, f) in r.files.iter().enumerate() {
         if let Err(m) = crate::recipe_files::fits_tar(&format!("files/{f}")) {
             return err(&["files", &i.to_string()], m);
