@@ -157,6 +157,17 @@ impl OutFolder {
             return Ok(None);
         };
         check_part(name).map_err(|m| self.err(rel, m))?;
+        // Not even opened when it is a device (opening some has effects) or a FIFO; the
+        // fstat after the open closes the race with a swap in between.
+        if let Ok(st) = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            let k = FileType::from_raw_mode(st.st_mode);
+            if k != FileType::RegularFile {
+                return Err(self.err(
+                    rel,
+                    format!("it is {}, not a regular file: {REMOVE}", kind_name(k)),
+                ));
+            }
+        }
         let flags =
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
