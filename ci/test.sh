@@ -11,7 +11,8 @@
 #   5 gates       ci/static-gates.sh (a missing script fails the run)
 #   6 fmt         cargo fmt --all -- --check
 #   7 clippy      cargo clippy --all-targets -- -D warnings
-#   8 drift       cargo run -- render --all --check (committed Dockerfiles)
+#   8 drift       cargo run -- render --all --check (committed Dockerfiles); then the
+#                 fuzz target through tests/fuzz_recipe.rs for 60 s (stable toolchain)
 #   9 tests       RDNA1_REQUIRE_DOCKER=1 cargo test, on the machine's engine
 #  10 engines     the engine tests of build, smoke, tag, skip, push/pull,
 #                 reproducibility and interruption again, with DOCKER_HOST at each 28.5 engine
@@ -128,6 +129,12 @@ took
 
 step "rendered Dockerfiles match the recipes (render --all --check)"
 cargo run --quiet -- render --all --check
+took
+
+step "fuzz target recipe_render on the stable toolchain (60 s, tests/fuzz_recipe.rs)"
+# cargo-fuzz needs nightly; this runs the same check over mutated recipes and prints how
+# many inputs it ran.
+RDNA1_FUZZ_SECONDS=${RDNA1_FUZZ_SECONDS:-60} cargo test --quiet --test fuzz_recipe -- --nocapture
 took
 
 step "cargo test (RDNA1_REQUIRE_DOCKER=1)"

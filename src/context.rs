@@ -115,8 +115,10 @@ impl Context {
     }
 
     /// The context as an uncompressed tar with sorted entries, explicit parent folders, and
-    /// fixed mtime, owner and modes.
-    pub fn tar(&self) -> Vec<u8> {
+    /// fixed mtime, owner and modes. Every path goes into its ustar header as
+    /// [`crate::recipe_files::fits_tar`] checks it (the recipe's validation refuses the
+    /// others), so the error is for a context built by hand.
+    pub fn tar(&self) -> Result<Vec<u8>, String> {
         let mut b = tar::Builder::new(Vec::new());
         let mut dirs = std::collections::BTreeSet::new();
         for path in self.files.keys() {
@@ -141,20 +143,27 @@ impl Context {
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(f.mode);
                     h.set_size(f.data.len() as u64);
-                    b.append_data(&mut h, &path, f.data.as_slice())
-                        .expect("writing to a Vec cannot fail");
+                    set_path(&mut h, &path)?;
+                    h.set_cksum();
+                    b.append(&h, f.data.as_slice()).map_err(|e| e.to_string())?;
                 }
                 None => {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_mode(0o755);
                     h.set_size(0);
-                    b.append_data(&mut h, &path, std::io::empty())
-                        .expect("writing to a Vec cannot fail");
+                    set_path(&mut h, &path)?;
+                    h.set_cksum();
+                    b.append(&h, std::io::empty()).map_err(|e| e.to_string())?;
                 }
             }
         }
-        b.into_inner().expect("writing to a Vec cannot fail")
+        b.into_inner().map_err(|e| e.to_string())
     }
+}
+
+fn set_path(h: &mut tar::Header, path: &str) -> Result<(), String> {
+    crate::recipe_files::fits_tar(path)?;
+    h.set_path(path).map_err(|e| e.to_string())
 }
 
 /// The input digest: a versioned, line-based preimage so a change of any part changes it.
@@ -182,7 +191,7 @@ pub fn input_digest(
 /// Renders, packs and digests a recipe: all the pure work before a build.
 pub fn prepare(loaded: &Loaded) -> Result<Prepared, RecipeError> {
     let context = Context::for_recipe(loaded)?;
-    let tar = context.tar();
+    let tar = context.tar().map_err(|m| loaded.error_at(&["files"], m))?;
     let mut build_args = BTreeMap::new();
     build_args.insert(
         "SOURCE_DATE_EPOCH".to_string(),

@@ -44,7 +44,8 @@ fn main() -> std::process::ExitCode {
     let code = match ran {
         Ok(Ok(code)) => code,
         Ok(Err(f)) => {
-            eprintln!("error: {:#}", f.error);
+            let message = format!("{:#}", f.error);
+            eprintln!("error: {}", rdna1_images::escape::message(&message));
             f.code
         }
         Err(_) => 101,

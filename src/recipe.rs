@@ -18,8 +18,10 @@ use crate::values::{
 use crate::yaml_paths::PathIndex;
 
 mod catalog;
+mod guards;
 mod parse;
 mod validate;
+mod yaml_guard;
 
 pub use catalog::*;
 pub use parse::*;
@@ -420,11 +422,20 @@ impl Loaded {
         for (i, f) in l.recipe.files.iter().enumerate() {
             named.push((vec!["files".into(), i.to_string()], f.clone()));
         }
+        let mut total = 0u64;
         for (path, rel) in named {
-            let data = l.read_input(&rel).map_err(|m| {
-                let p: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
-                l.error_at(&p, m)
-            })?;
+            let p: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+            let data = l.read_input(&rel).map_err(|m| l.error_at(&p, m))?;
+            total += data.len() as u64;
+            if total > crate::recipe_files::MAX_TOTAL_BYTES {
+                return Err(l.error_at(
+                    &p,
+                    format!(
+                        "the files and patches of the recipe add up to more than the total limit of {} MiB",
+                        crate::recipe_files::MAX_TOTAL_BYTES >> 20
+                    ),
+                ));
+            }
             l.inputs.insert(rel, data);
         }
         Ok(l)

@@ -21,6 +21,24 @@ use crate::values::RelPath;
 pub const MAX_RECIPE_BYTES: u64 = 1024 * 1024;
 /// Largest file (`files`, `patches`) read into a build context.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest sum of a recipe's `files` and `patches`: the context is held in memory.
+pub const MAX_TOTAL_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Whether a path fits a ustar header as the build context writes it (a name of at most
+/// 100 bytes, or a folder part of at most 155 and a name of at most 100, no `..`): the
+/// one check both the recipe's validation and the context's tar writer use, so a path the
+/// recipe accepts is one the writer stores.
+pub fn fits_tar(path: &str) -> Result<(), String> {
+    tar::Header::new_ustar()
+        .set_path(path)
+        .map(|_| ())
+        .map_err(|_| {
+            format!(
+                "`{}` is too long for the build context's tar header: at most 100 bytes for the file name and 155 for its folders",
+                crate::escape::value(path)
+            )
+        })
+}
 
 fn describe(e: Errno) -> String {
     match e {
@@ -33,9 +51,22 @@ fn describe(e: Errno) -> String {
     }
 }
 
-/// Reads an open file that must be regular and at most `limit` bytes.
-fn read_regular(file: File, limit: u64) -> Result<Vec<u8>, String> {
+/// Reads an open file that must be regular and at most `limit` bytes; with `single_link`,
+/// it must also have no other hard link.
+fn read_regular(file: File, limit: u64, single_link: bool) -> Result<Vec<u8>, String> {
     let st = rustix::fs::fstat(&file).map_err(describe)?;
+    // A hard link is a second name of a file that may live outside the recipes folder
+    // (O_NOFOLLOW cannot tell): `ln ~/.docker/config.json recipes/x` would copy it into
+    // the context. A checkout never makes hard links, so one is refused.
+    if single_link
+        && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+        && st.st_nlink > 1
+    {
+        return Err(format!(
+            "it has {} hard links: a hard link can be a file from outside the recipes folder, so only files with one link are used (copy it instead)",
+            st.st_nlink
+        ));
+    }
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
         return Err(format!(
@@ -72,7 +103,8 @@ fn read_flags() -> OFlags {
 pub fn read_recipe(path: &Path) -> Result<Vec<u8>, (std::io::ErrorKind, String)> {
     let fd = rustix::fs::open(path, read_flags(), Mode::empty())
         .map_err(|e| (std::io::Error::from(e).kind(), describe(e)))?;
-    read_regular(File::from(fd), MAX_RECIPE_BYTES).map_err(|m| (std::io::ErrorKind::Other, m))
+    read_regular(File::from(fd), MAX_RECIPE_BYTES, false)
+        .map_err(|m| (std::io::ErrorKind::Other, m))
 }
 
 /// Reads `rel` inside `dir` with no symlink on the way, regular, at most [`MAX_FILE_BYTES`].
@@ -87,7 +119,7 @@ pub fn read_inside(dir: &Path, rel: &RelPath) -> Result<Vec<u8>, String> {
     }
     let fd = rustix::fs::openat(&at, *last, read_flags() | OFlags::NOFOLLOW, Mode::empty())
         .map_err(describe)?;
-    read_regular(File::from(fd), MAX_FILE_BYTES)
+    read_regular(File::from(fd), MAX_FILE_BYTES, true)
 }
 
 #[cfg(test)]

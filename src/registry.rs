@@ -68,12 +68,10 @@ impl Repository {
                 "the first part must be a registry host (with a dot or a port, or localhost)",
             ));
         }
-        let host_ok = host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-        if host.is_empty() || !host_ok {
+        // Docker's reference grammar (`values::reference`), the one the recipes use too.
+        if !crate::values::reference::domain(host) {
             return Err(bad(
-                "the registry host has characters a host name cannot have",
+                "the registry host is not a host name (letters, digits and `-` per dot-separated part, not starting or ending with `-`), IP address or [IPv6] address, with an optional :port",
             ));
         }
         if path.contains('@') || path.contains(':') {
@@ -82,17 +80,15 @@ impl Repository {
             ));
         }
         for part in path.split('/') {
-            let ok = !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && part.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !ok {
+            if !crate::values::reference::path_component(part) {
                 return Err(bad(&format!(
-                    "path component `{part}` must be lowercase letters, digits and . _ -, starting and ending with a letter or digit"
+                    "path component `{}` must be lowercase letters and digits joined by `.`, `_`, `__` or `-`s (Docker's reference grammar)",
+                    crate::escape::value(part)
                 )));
             }
+        }
+        if given.len() > 255 {
+            return Err(bad("a repository name is at most 255 characters"));
         }
         Ok(Repository {
             host: host.to_string(),

@@ -505,7 +505,13 @@ fn miopen_volumes(
             } else {
                 None
             };
-            match shared.filter(|p| p.components().count() > 1) {
+            // Never a volume over a system folder: /var/cache/a and /var/cache/b get one
+            // each, not one over all of /var/cache (the recipe's own paths were checked
+            // with the same rule).
+            let allowed = |p: &PathBuf| {
+                crate::values::cache_path::check_cache_dir(&p.display().to_string()).is_ok()
+            };
+            match shared.filter(|p| p.components().count() > 1 && allowed(p)) {
                 Some(p) => vec![VolumeMount {
                     name: base,
                     target: p.display().to_string(),

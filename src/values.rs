@@ -13,6 +13,9 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
+pub mod cache_path;
+pub mod reference;
+
 /// Declares a string newtype whose only constructor is its grammar check.
 macro_rules! grammar_type {
     ($(#[$doc:meta])* $name:ident, $check:expr) => {
@@ -86,16 +89,19 @@ macro_rules! grammar_type {
 const MAX_VALUE: usize = 64 * 1024;
 
 fn shown(s: &str) -> String {
-    let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
+    let head: String = s.chars().take(80).collect();
+    let mut out = crate::escape::value(&head).into_owned();
     if s.chars().count() > 80 {
         out.push_str("...");
     }
     format!("`{out}`")
 }
 
-/// Characters that end or split a line somewhere (Dockerfile parser, terminals, editors).
+/// Characters that end or split a line somewhere (Dockerfile parser, terminals, editors),
+/// or that make text read differently from what it is (bidi controls, zero-width
+/// characters): the set [`crate::escape`] escapes on output is the set refused on input.
 fn is_line_breaking(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
+    crate::escape::is_unsafe(c)
 }
 
 fn single_line(s: &str, what: &str) -> Result<(), String> {
@@ -104,9 +110,9 @@ fn single_line(s: &str, what: &str) -> Result<(), String> {
     }
     match s.chars().find(|c| is_line_breaking(*c)) {
         Some(c) => Err(format!(
-            "{} contains {:?}: {what} must be one line of printable text (no control characters, line or paragraph separators)",
+            "{} contains {}: {what} must be one line of printable text (no control characters, bidi or zero-width characters, line or paragraph separators)",
             shown(s),
-            c
+            crate::escape::value(&c.to_string())
         )),
         None => Ok(()),
     }
@@ -177,60 +183,12 @@ grammar_type!(
     }
 );
 
-fn reference_component(c: &str) -> bool {
-    // Docker's path-component grammar: [a-z0-9]+ joined by `.`, `_`, `__` or `-`s.
-    !c.is_empty()
-        && c.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && c.as_bytes()[0].is_ascii_alphanumeric()
-        && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
-        && !c.contains("..")
-        && !c.contains("___")
-}
-
 fn check_image(s: &str) -> Result<(), String> {
-    let allowed = "an image reference like `ubuntu:jammy-20260901.2` or `registry:5000/team/image:tag`, without a digest (put it in `digest`)";
-    if s.len() > 255 || s.is_empty() {
-        return Err(format!("{} is not {allowed}", shown(s)));
+    let allowed = "an image reference like `ubuntu:jammy-20260901.2` or `registry:5000/team/image:tag` (Docker's reference grammar), without a digest (put it in `digest`)";
+    match reference::parse(s) {
+        Some(_) => Ok(()),
+        None => Err(format!("{} is not {allowed}", shown(s))),
     }
-    let bad = || Err(format!("{} is not {allowed}", shown(s)));
-    let (name, tag) = match s.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (s, None),
-    };
-    if let Some(t) = tag {
-        let tb = t.as_bytes();
-        if t.is_empty()
-            || t.len() > 128
-            || !(tb[0].is_ascii_alphanumeric() || tb[0] == b'_')
-            || !t
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        {
-            return bad();
-        }
-    }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    // A first part with a `.` or `:` or equal to `localhost` is a registry host[:port].
-    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
-        let host = parts.remove(0);
-        let (h, port) = match host.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host, None),
-        };
-        if h.is_empty()
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
-            || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return bad();
-        }
-    }
-    if parts.is_empty() || !parts.iter().all(|p| reference_component(p)) {
-        return bad();
-    }
-    Ok(())
 }
 
 grammar_type!(
@@ -452,7 +410,7 @@ grammar_type!(
             None => (s, None),
         };
         let ok = pep508_name(name)
-            && extras.is_none_or(|e| e.split(',').all(|x| pep508_name(x.trim())) && !e.contains(' '));
+            && extras.is_none_or(|e| e.split(',').all(pep508_name));
         if ok {
             Ok(())
         } else {
@@ -531,6 +489,9 @@ grammar_type!(
     ByteSize,
     |s| {
         let digits = s.trim_end_matches(['K', 'M', 'G', 'T']);
+        if digits.bytes().all(|b| b == b'0') && !digits.is_empty() {
+            return Err(format!("{} means no limit to ccache: give a size like 20G", shown(s)));
+        }
         if !digits.is_empty() && digits.len() <= 12 && s.len() - digits.len() <= 1 && digits.bytes().all(|b| b.is_ascii_digit()) {
             Ok(())
         } else {
@@ -554,6 +515,13 @@ grammar_type!(
         }
         if s.len() > MAX_VALUE {
             return Err(format!("longer than {MAX_VALUE} bytes"));
+        }
+        // The shell may have lines and tabs; what a reviewer cannot see may not be in it.
+        if let Some(c) = s.chars().find(|&c| crate::escape::is_unsafe(c) && !c.is_control()) {
+            return Err(format!(
+                "contains {}: a bidi control or zero-width character makes the step read differently from what runs",
+                crate::escape::value(&c.to_string())
+            ));
         }
         Ok(())
     }

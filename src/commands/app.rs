@@ -2,7 +2,6 @@
 //! clean, doctor, run, and [`run`], which dispatches every command.
 
 use std::io::Write as _;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -12,6 +11,7 @@ use crate::commands::{
 };
 use crate::context;
 use crate::engine::{Engine, EngineError};
+use crate::escape;
 use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
 use crate::recipe::{Catalog, LookupError, Recipe};
 use crate::render;
@@ -116,8 +116,19 @@ struct ListRow {
     description: String,
 }
 
+/// What `list` and `check` say about a file no recipe name can reach.
+fn misnamed_message(file: &str) -> String {
+    format!(
+        "{} looks like a recipe but is not named `<name>.yaml` with a recipe name (lowercase letters, digits, `-` and `_`, at most 64, starting with a letter or digit): no command reads it; rename it",
+        escape::value(file)
+    )
+}
+
 fn list(cli: &Cli, json: bool) -> Outcome {
     let cat = catalog(cli);
+    for f in cat.misnamed() {
+        eprintln!("warning: {}", misnamed_message(&f));
+    }
     let mut rows = Vec::new();
     for loaded in cat.load_all()? {
         let loaded = loaded?;
@@ -160,99 +171,13 @@ fn list(cli: &Cli, json: bool) -> Outcome {
     Ok(0)
 }
 
-/// The files `render --write` commits for one recipe: `<name>.Dockerfile` and the rest of
-/// its build context under `<name>/`, so `docker build -f X.Dockerfile X` works.
-fn rendered_files(loaded: &crate::recipe::Loaded) -> Result<Vec<(String, Vec<u8>)>, Failure> {
-    let ctx = context::Context::for_recipe(loaded)?;
-    let name = &loaded.recipe.name;
-    Ok(ctx
-        .files
-        .into_iter()
-        .map(|(path, f)| {
-            if path == ctx.dockerfile {
-                (format!("{name}.Dockerfile"), f.data)
-            } else {
-                (format!("{name}/{path}"), f.data)
-            }
-        })
-        .collect())
-}
-
-fn files_under(dir: &Path, prefix: &str, out: &mut Vec<String>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
-            if e.path().is_dir() {
-                files_under(&e.path(), &format!("{name}/"), out);
-            } else {
-                out.push(name);
-            }
-        }
-    }
-}
-
 fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
-    let cat = catalog(cli);
     if let Some(name) = &a.recipe {
-        let loaded = cat.load(name)?;
+        let loaded = catalog(cli).load(name)?;
         print!("{}", render::dockerfile(&loaded.recipe));
         return Ok(0);
     }
-    let mut drift = Vec::new();
-    for loaded in cat.load_all()? {
-        let loaded = loaded?;
-        let name = loaded.recipe.name.to_string();
-        let want = rendered_files(&loaded)?;
-        let mut present = Vec::new();
-        files_under(&a.out.join(&name), &format!("{name}/"), &mut present);
-        let stale: Vec<&String> = present
-            .iter()
-            .filter(|p| !want.iter().any(|(w, _)| w == *p))
-            .collect();
-        if a.write {
-            for s in stale {
-                std::fs::remove_file(a.out.join(s)).map_err(Failure::job)?;
-            }
-            for (path, data) in &want {
-                let p = a.out.join(path);
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(Failure::job)?;
-                }
-                if std::fs::read(&p).ok().as_deref() != Some(data.as_slice()) {
-                    std::fs::write(&p, data).map_err(Failure::job)?;
-                    eprintln!("wrote {}", p.display());
-                }
-            }
-            continue;
-        }
-        for (path, data) in &want {
-            match std::fs::read(a.out.join(path)) {
-                Ok(have) if &have == data => {}
-                Ok(_) => drift.push(format!(
-                    "{}: differs from recipes/{name}.yaml",
-                    a.out.join(path).display()
-                )),
-                Err(_) => drift.push(format!("{}: missing", a.out.join(path).display())),
-            }
-        }
-        for s in stale {
-            drift.push(format!(
-                "{}: not produced by any recipe",
-                a.out.join(s).display()
-            ));
-        }
-    }
-    if drift.is_empty() {
-        if a.check && !cli.quiet {
-            eprintln!("rendered files in {} match the recipes", a.out.display());
-        }
-        return Ok(0);
-    }
-    for d in &drift {
-        eprintln!("drift: {d}");
-    }
-    eprintln!("run `rdna1-images render --all --write` and commit the result");
-    Ok(1)
+    crate::commands::render_all::render_all(cli, a)
 }
 
 #[derive(Serialize)]
@@ -291,19 +216,28 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
         row.ok = row.errors.is_empty() && row.unpinned.is_empty();
         rows.push(row);
     }
+    for f in cat.misnamed() {
+        rows.push(CheckRow {
+            recipe: f.clone(),
+            ok: false,
+            errors: vec![misnamed_message(&f)],
+            unpinned: vec![],
+        });
+    }
     let bad = rows.iter().any(|r| !r.ok);
     if a.json {
         print_json(&rows)?;
     } else {
         for r in &rows {
+            // One line each: every value in it escaped, newlines included.
             if r.ok {
-                println!("ok    {}", r.recipe);
+                println!("ok    {}", escape::value(&r.recipe));
             }
             for e in &r.errors {
-                println!("error {e}");
+                println!("error {}", escape::value(e));
             }
             for e in &r.unpinned {
-                println!("unpinned {e}");
+                println!("unpinned {}", escape::value(e));
             }
         }
     }
@@ -442,7 +376,7 @@ fn print_build_outcome(o: &pipeline::BuildOutcome) {
                 .map(|s| s
                     .findings
                     .iter()
-                    .map(|f| format!("  - {f}"))
+                    .map(|f| format!("  - {}", escape::value(f)))
                     .collect::<Vec<_>>()
                     .join("\n"))
                 .unwrap_or_default()
@@ -513,13 +447,13 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
     if a.json {
         print_json(&result)?;
     } else {
-        println!("{}", result.table);
+        println!("{}", escape::message(&result.table));
         println!(
             "{image}: smoke test ({level}) {}",
             if result.passed { "PASSED" } else { "FAILED" }
         );
         for f in &result.findings {
-            println!("  - {f}");
+            println!("  - {}", escape::value(f));
         }
     }
     Ok(if result.passed { 0 } else { 1 })

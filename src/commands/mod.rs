@@ -15,6 +15,7 @@ use crate::smoke::Level;
 
 pub mod app;
 pub mod registry;
+mod render_all;
 
 /// An error with the exit code the CLI contract gives it.
 #[derive(Debug)]

@@ -179,7 +179,7 @@ pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> 
             );
             if let Some(s) = &o.smoke {
                 for f in &s.findings {
-                    let _ = writeln!(out, "  - {f}");
+                    let _ = writeln!(out, "  - {}", crate::escape::value(f));
                 }
             }
         }

@@ -50,6 +50,29 @@ impl Catalog {
         Ok(names)
     }
 
+    /// Files in the recipes folder that look like recipes (`.yaml` or `.yml`, any case) but
+    /// whose name is not a recipe name, so no command can find them: `list` warns about
+    /// each, `check` counts each as an error.
+    pub fn misnamed(&self) -> Vec<String> {
+        let Origin::Dir(dir) = &self.source else {
+            return Vec::new();
+        };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let (stem, ext) = name.rsplit_once('.')?;
+                let yaml = ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml");
+                (yaml && !(ext == "yaml" && is_plain_name(stem))).then_some(name)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Finds, parses and validates one recipe by name.
     pub fn load(&self, name: &str) -> Result<Loaded, LookupError> {
         if !is_plain_name(name) {
@@ -86,8 +109,12 @@ impl Catalog {
                     }
                 };
                 let text = String::from_utf8(bytes).map_err(|e| {
-                    let message = format!("the recipe is not UTF-8 text: {e}");
-                    RecipeError::located(&shown, None, &[], message)
+                    let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                    let good = std::str::from_utf8(good).unwrap_or_default();
+                    let line = good.matches('\n').count() + 1;
+                    let col = good.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                    let message = format!("the recipe is not UTF-8 text: {}", e.utf8_error());
+                    RecipeError::located(&shown, Some((line, col)), &[], message)
                 })?;
                 (shown, text, Origin::Dir(dir.clone()))
             }

@@ -45,9 +45,9 @@ impl fmt::Display for RecipeError {
             }
         }
         if !self.field.is_empty() {
-            write!(f, ": field `{}`", self.field)?;
+            write!(f, ": field `{}`", crate::escape::value(&self.field))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", crate::escape::value(&self.message))
     }
 }
 
@@ -109,6 +109,8 @@ pub(super) fn yaml_options() -> serde_saphyr::Options {
             max_replay_stack_depth: 16,
         },
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        // YAML 1.2 core booleans only: `yes`, `no`, `on`, `off` are not booleans.
+        strict_booleans: true,
         with_snippet: false,
     }
 }
@@ -140,6 +142,7 @@ pub fn parse_unvalidated(file: &str, text: &str) -> Result<Recipe, RecipeError> 
             ),
         ));
     }
+    let quoted = super::yaml_guard::guard(file, text)?;
     let mut track = serde_path_to_error::Track::new();
     let parsed =
         serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
@@ -156,6 +159,7 @@ pub fn parse_unvalidated(file: &str, text: &str) -> Result<Recipe, RecipeError> 
             message: explain_serde(&e.to_string()),
         }
     })?;
+    super::yaml_guard::quoted_typed(file, &recipe, &quoted)?;
     Ok(recipe)
 }
 

@@ -223,6 +223,7 @@ pub(super) fn validate(file: &str, text: &str, r: &Recipe) -> Result<(), RecipeE
         PyTorch::Preinstalled(_) => {}
     }
     unique_names(file, text, &r.files, &["files"], false)?;
+    super::guards::guard(file, text, r)?;
     crate::smoke::validate_spec(&r.smoke).map_err(|(path, msg)| {
         let mut full = vec!["smoke"];
         full.extend(path.iter().map(|s| s.as_str()));

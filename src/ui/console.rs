@@ -146,6 +146,7 @@ impl Console {
         if self.quiet {
             return;
         }
+        let s = &*crate::escape::message(s);
         match &mut self.mode {
             Mode::Plain(w) => {
                 let _ = writeln!(w, "{s}");

@@ -88,7 +88,7 @@ pub fn print(doc: &Value) {
     use std::io::Write as _;
     let s = serde_json::to_string_pretty(doc).unwrap_or_else(|_| "{}".into());
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{s}");
+    let _ = writeln!(out, "{}", crate::escape::json(&s));
     let _ = out.flush();
 }
 
