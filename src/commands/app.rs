@@ -8,12 +8,13 @@ use serde::Serialize;
 
 use crate::cli::{self, Cli, Command};
 use crate::commands::{
-    catalog, print_json, resolve_level, write_stdout, Console, Failure, Outcome,
+    catalog, load_all_locked, load_locked, print_json, resolve_level, write_stdout, Console,
+    Failure, Outcome,
 };
 use crate::context;
 use crate::engine::{Engine, EngineError};
 use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
-use crate::recipe::{Catalog, LookupError, Recipe};
+use crate::recipe::{Catalog, Recipe};
 use crate::render;
 use crate::smoke::Level;
 
@@ -119,7 +120,7 @@ struct ListRow {
 fn list(cli: &Cli, json: bool) -> Outcome {
     let cat = catalog(cli);
     let mut rows = Vec::new();
-    for loaded in cat.load_all()? {
+    for loaded in load_all_locked(&cat)? {
         let loaded = loaded?;
         let r = &loaded.recipe;
         let prepared = context::prepare(&loaded)?;
@@ -194,12 +195,12 @@ fn files_under(dir: &Path, prefix: &str, out: &mut Vec<String>) {
 fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
     let cat = catalog(cli);
     if let Some(name) = &a.recipe {
-        let loaded = cat.load(name)?;
+        let loaded = load_locked(&cat, name)?;
         print!("{}", render::dockerfile(&loaded.recipe));
         return Ok(0);
     }
     let mut drift = Vec::new();
-    for loaded in cat.load_all()? {
+    for loaded in load_all_locked(&cat)? {
         let loaded = loaded?;
         let name = loaded.recipe.name.to_string();
         let want = rendered_files(&loaded)?;
@@ -274,7 +275,7 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
             errors: vec![],
             unpinned: vec![],
         };
-        match cat.load(&name) {
+        match load_locked(&cat, &name) {
             Ok(l) => {
                 if a.strict {
                     row.unpinned = crate::recipe::unpinned(&l)
@@ -286,7 +287,7 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
                     row.errors.push(e.to_string());
                 }
             }
-            Err(e) => row.errors.push(e.to_string()),
+            Err(e) => row.errors.push(format!("{:#}", e.error)),
         }
         row.ok = row.errors.is_empty() && row.unpinned.is_empty();
         rows.push(row);
@@ -310,23 +311,49 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
     Ok(if bad { 2 } else { 0 })
 }
 
-/// No image is ever built from unhashed wheels: a recipe in the state "versions pinned,
-/// hashes to be locked" is bad input until `lock` has run.
-fn refuse_unlocked(r: &Recipe) -> Result<(), Failure> {
-    let missing = r.unlocked_packages();
-    if missing.is_empty() {
-        return Ok(());
+/// No image is ever built from unhashed wheels. A recipe pins versions; its lock gives each
+/// its file and hash. With `--locked` a missing entry is bad input naming the packages;
+/// without, the lock is resolved from the recipe's index, written, and said loudly.
+async fn lock_for_build(
+    cat: &Catalog,
+    name: &str,
+    locked: bool,
+    console: &mut Console,
+) -> Result<crate::recipe::Loaded, Failure> {
+    let mut l = cat.load(name)?;
+    let attached = crate::lock::attach(&mut l)?;
+    if attached.missing.is_empty() {
+        return Ok(l);
     }
-    let index = match &r.pytorch {
-        crate::recipe::PyTorch::Wheels(w) => w.index.as_str(),
-        _ => "its index",
+    if locked {
+        return Err(crate::lock::require_complete(&l, &attached)
+            .expect_err("packages are missing")
+            .into());
+    }
+    let raw = cat.load(name)?;
+    let index = match &raw.recipe.pytorch {
+        crate::recipe::PyTorch::Wheels(w) => w.index.to_string(),
+        _ => String::new(),
     };
-    Err(Failure::input(anyhow::anyhow!(
-        "recipe `{}` is pinned by version but not locked: no sha256 for {}. Run `rdna1-images --recipes recipes lock {}` on a machine that reaches {index}, then build with --recipes recipes",
-        r.name,
-        missing.join(", "),
-        r.name
-    )))
+    console.note(&format!(
+        "LOCK: {} pins {} package(s) by version only and {} has no file for them: resolving them on {index} now (--locked forbids this)",
+        raw.recipe.name,
+        attached.missing.len(),
+        attached.file
+    ));
+    let report = crate::lock::lock(&raw, crate::lock::LockOptions::default(), None).await?;
+    for (what, file) in &report.pinned {
+        console.note(&format!("LOCK: pinned {what}: {file}"));
+    }
+    console.note(&format!(
+        "LOCK: wrote {} ({} new entries); later builds use it as it is",
+        report.file,
+        report.pinned.len()
+    ));
+    let mut l = cat.load(name)?;
+    let attached = crate::lock::attach(&mut l)?;
+    crate::lock::require_complete(&l, &attached)?;
+    Ok(l)
 }
 
 async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome {
@@ -336,13 +363,13 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     } else {
         a.recipes.clone()
     };
-    // Every recipe is validated before anything is built.
-    let loaded: Vec<_> = names
-        .iter()
-        .map(|n| cat.load(n))
-        .collect::<Result<_, _>>()?;
-    for l in &loaded {
-        refuse_unlocked(&l.recipe)?;
+    // Every recipe is validated before anything is built, and locked.
+    for n in &names {
+        cat.load(n)?;
+    }
+    let mut loaded = Vec::new();
+    for n in &names {
+        loaded.push(lock_for_build(&cat, n, a.locked, console).await?);
     }
     let level = resolve_level(a.smoke, console)?;
     let plan = crate::commands::registry::build_plan(a, console).await?;
@@ -526,37 +553,25 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
 }
 
 async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
-    let Some(dir) = &cli.recipes else {
-        return Err(Failure::input(anyhow::anyhow!(
-            "`lock` writes the pins into the recipe file: name its folder with --recipes DIR (e.g. --recipes recipes)"
-        )));
-    };
-    if !crate::recipe::is_plain_name(&a.recipe) {
-        return Err(LookupError::NotAName(a.recipe.clone()).into());
-    }
-    let path = dir.join(format!("{}.yaml", a.recipe));
-    if !path.exists() {
-        return Err(Failure::input(anyhow::anyhow!(
-            "no recipe {}",
-            path.display()
-        )));
-    }
+    let cat = catalog(cli);
+    let loaded = cat.load(&a.recipe)?;
     let engine = Engine::connect().await.ok();
-    let opts = crate::lock::LockOptions { verify: a.verify };
-    let report = crate::lock::lock(&path, opts, |image| {
-        let engine = engine.clone();
-        async move {
-            match engine {
-                Some(e) => e.resolve_digest(&image).await.map_err(|x| x.to_string()),
-                None => Err("no Docker engine answers to ask the registry".to_string()),
-            }
-        }
-    })
-    .await
-    .map_err(|e| Failure {
-        code: e.exit_code(),
-        error: e.into(),
-    })?;
+    // The base's digest, asked of the registry through the engine when one answers.
+    let base = match &engine {
+        Some(e) => Some(
+            e.resolve_digest(loaded.recipe.base.image.as_ref())
+                .await
+                .map_err(|x| x.to_string()),
+        ),
+        None => Some(Err(
+            "no Docker engine answers to ask the registry".to_string()
+        )),
+    };
+    let opts = crate::lock::LockOptions {
+        verify: a.verify,
+        locked: a.locked,
+    };
+    let report = crate::lock::lock(&loaded, opts, base).await?;
     if a.json {
         print_json(&report)?;
     } else {
@@ -571,6 +586,9 @@ async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
                 "same   {}: {v} (the index still serves the pinned file)",
                 report.file
             );
+        }
+        for v in &report.skipped {
+            println!("skip   {}: {v}", report.file);
         }
         if report.pinned.is_empty() {
             println!("{}: nothing to pin", report.file);
