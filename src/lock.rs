@@ -235,6 +235,14 @@ pub async fn lock(
     };
     match base {
         Some(Ok(d)) => {
+            if let Some(pinned) = l.recipe.base.digest.as_ref().filter(|p| p.as_str() != d) {
+                // The recipe's digest decides the FROM line; the lock records what the tag
+                // names now, and this says they differ.
+                report.left.push(format!(
+                    "base: the recipe pins {} @ {pinned}, the registry's tag now names {d} (the recipe's digest is what builds use)",
+                    l.recipe.base.image
+                ));
+            }
             let reference = format!("{}@{d}", l.recipe.base.image);
             if new.base.as_deref() != Some(reference.as_str()) {
                 report.pinned.push(("base".into(), reference.clone()));
