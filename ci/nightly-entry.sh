@@ -6,10 +6,12 @@
 #
 # Usage: ci/nightly-entry.sh RECIPE
 #
-#   0 lock     with RDNA1_NIGHTLY_LOCK=1 (recipes that pin versions before hashes: therock):
-#              `rdna1-images lock RECIPE --verify` fills the hashes from the recipe's index
-#              into the checkout's copy and fails when a pinned version now has another
-#              hash; the steps below then read that copy. `build` refuses unhashed wheels.
+#   0 lock     with RDNA1_NIGHTLY_LOCK=1 (recipes that pin versions only: therock):
+#              `rdna1-images lock RECIPE --verify` resolves what RECIPE.lock lacks from the
+#              recipe's index, once, into the checkout's lock, and fails when a locked file
+#              now has another hash; the steps below read that lock, and the workflow's
+#              propose-lock job offers it back to the repository as a pull request. The
+#              build runs with --locked: it never resolves anything itself.
 #   1 digest   `rdna1-images list --json` gives the recipe's input digest (no Docker needed)
 #   2 present? REGISTRY:<recipe>-<digest12> in the registry (ci/nightly-has-tag.sh): done
 #   3 build    `rdna1-images build RECIPE --smoke cpu --json`: tags only on a passed smoke test
@@ -126,6 +128,9 @@ build_args+=(--force)
 # --no-pull: a build that finds its tag in the registry pulls it instead of building; the
 # nightly builds only when the tag is absent, or when forced, and then it means it.
 build_args+=(--no-pull)
+# --locked: the lock was resolved and verified once, in step 0 (or is the shipped one);
+# a package it lacks fails the build (exit 2) instead of being resolved a second time.
+build_args+=(--locked)
 if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} != 1 ]]; then
     build_args+=(--push --registry "$registry")
 fi

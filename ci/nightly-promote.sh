@@ -9,8 +9,9 @@
 # The digest is the one the nightly pushed and signed (the build job's output): promote pulls,
 # tests and promotes exactly it, never what the moving `<recipe>-nightly` tag names later.
 # Environment: RDNA1_IMAGES_REGISTRY (HOST[:PORT]/NAME, required), RDNA1_IMAGES_BIN (optional),
-# RDNA1_NIGHTLY_LOCK=1 (lock the recipe first, as the build job did, so that promote reads
-# the same pins: the input digest it compares covers them),
+# RDNA1_NIGHTLY_LOCK=1 (re-check the build job's lock, put beside the recipe, with
+# `lock --verify --locked`: promote reads the same pins, which the input digest covers,
+# and resolves nothing),
 # RDNA1_COSIGN_IDENTITY and RDNA1_COSIGN_ISSUER (when set: `cosign verify` the digest against
 # that keyless signer identity first, and promote nothing unless it verifies).
 # Exit: the binary's (0 promoted, 1 smoke test failed, 2 bad input, 3 environment); 1 when
@@ -42,8 +43,10 @@ summary() {
 
 if [[ ${RDNA1_NIGHTLY_LOCK:-0} == 1 ]]; then
     export RDNA1_IMAGES_RECIPES=${RDNA1_IMAGES_RECIPES:-recipes}
-    "$bin" --recipes "$RDNA1_IMAGES_RECIPES" lock "$recipe" --verify >&2 ||
-        fail $? "lock $recipe failed: a changed hash for a pinned version, or the index out of reach"
+    # --locked: the build job's lock (downloaded beside the recipe) as it is: nothing is
+    # resolved here, a missing entry fails, and a changed hash on the index fails.
+    "$bin" --recipes "$RDNA1_IMAGES_RECIPES" lock "$recipe" --verify --locked >&2 ||
+        fail $? "lock $recipe --verify --locked failed: the build job's lock is missing an entry, a locked file changed on the index, or the index is out of reach"
 fi
 
 if [[ -n ${RDNA1_COSIGN_IDENTITY:-} ]]; then

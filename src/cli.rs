@@ -184,12 +184,19 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// The recipe to lock (in --recipes DIR: the file is rewritten, comments kept).
+    /// The recipe to lock: its lock file (`<recipe>.lock` beside it in --recipes DIR, else in
+    /// the state folder) gets every package the recipe pins by version only. The recipe
+    /// file itself is never written.
     pub recipe: String,
-    /// Also check every hashed package from the recipe's index against the index, and fail
-    /// (exit 1, nothing written) when a pinned version now has another hash.
+    /// Also re-check every locked file, and every hashed package from the recipe's index,
+    /// against the index, and fail (exit 1, nothing written) when a pinned version now has
+    /// another file or hash. Says which packages it could not re-check, and why.
     #[arg(long)]
     pub verify: bool,
+    /// Resolve nothing and write nothing: a package the lock lacks is an error (exit 2).
+    /// With --verify: re-check the lock as it is (promote does this).
+    #[arg(long)]
+    pub locked: bool,
     /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,
@@ -309,6 +316,11 @@ pub struct BuildArgs {
     /// mismatch name the layers and files that differ, tag nothing and exit 1.
     #[arg(long)]
     pub verify_reproducible: bool,
+    /// Use the lock as it is: a package the recipe pins by version only and the lock lacks
+    /// is an error (exit 2), never resolved (as `cargo build --locked`). CI and the nightly
+    /// set it. Without it, a missing or incomplete lock is resolved and written first.
+    #[arg(long, env = "RDNA1_IMAGES_LOCKED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub locked: bool,
     /// Print one JSON document on stdout (schema/output.schema.json); progress stays on stderr.
     #[arg(long)]
     pub json: bool,

@@ -100,6 +100,11 @@ impl IndexClient {
 
     /// sha256 of what `url` serves, streamed (never held in memory).
     pub fn sha256(&self, url: &str) -> Result<String, FetchError> {
+        self.sha256_and_size(url).map(|(h, _)| h)
+    }
+
+    /// sha256 and size in bytes of what `url` serves, streamed.
+    pub fn sha256_and_size(&self, url: &str) -> Result<(String, u64), FetchError> {
         let unreachable = |e: &dyn std::fmt::Display| FetchError::Unreachable {
             url: url.to_string(),
             reason: e.to_string(),
@@ -108,13 +113,15 @@ impl IndexClient {
         let mut reader = resp.body_mut().with_config().limit(FILE_LIMIT).reader();
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
         loop {
             let n = reader.read(&mut buf).map_err(|e| unreachable(&e))?;
             if n == 0 {
                 break;
             }
+            size += n as u64;
             h.update(&buf[..n]);
         }
-        Ok(crate::hex::encode(h.finalize()))
+        Ok((crate::hex::encode(h.finalize()), size))
     }
 }

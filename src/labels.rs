@@ -8,6 +8,8 @@ pub const PYTORCH: &str = "io.github.rdna1-images.pytorch";
 pub const PYTHON: &str = "io.github.rdna1-images.python";
 pub const GFX_TARGET: &str = "io.github.rdna1-images.gfx-target";
 pub const HSA_OVERRIDE: &str = "io.github.rdna1-images.hsa-override";
+/// sha256 of the lock file whose wheels the image installed (recipes with a lock).
+pub const LOCK: &str = "io.github.rdna1-images.lock";
 /// Marks everything the tool creates (images, smoke and run containers), for `clean`.
 pub const MANAGED: &str = "io.github.rdna1-images.managed";
 /// What a container is for: `smoke` or `run`.

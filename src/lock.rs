@@ -1,19 +1,28 @@
-//! `lock <recipe>`: resolve the base tag to its digest and fill in missing wheel hashes,
-//! written back into the recipe text so its comments and layout stay as they are.
-
-use std::path::Path;
+//! Locking: the recipe pins versions, the lock file beside it ([`file`]) records the exact
+//! file and sha256 pip installs for each package pinned by version only, as Cargo.lock
+//! does for Cargo.toml. `lock <recipe>` resolves what is missing (and with `--verify`
+//! re-checks what is there); a `build` without `--locked` does the same for a missing or
+//! incomplete lock; `--locked` never resolves. The recipe file is never written.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::index_client::IndexClient;
-use crate::recipe::{self, PyTorch, Recipe, Wheel};
-use crate::simple_index;
+use crate::recipe::{Loaded, PyTorch, Recipe, Wheel};
+use crate::simple_index::Target;
+use crate::values::HttpsUrl;
+
+pub mod file;
+pub mod resolve;
+
+pub use file::{LockEntry, LockFile};
+pub use resolve::{Recheck, Requirement};
 
 /// What `lock` changed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LockReport {
+    /// The lock file written (or that would be).
     pub file: String,
     /// (field, value) for every pin written; JSON: `[{"field", "value"}]`.
     #[serde(serialize_with = "pins_as_objects")]
@@ -22,6 +31,9 @@ pub struct LockReport {
     pub left: Vec<String>,
     /// With `--verify`: packages whose recorded file and hash the index still serves.
     pub verified: Vec<String>,
+    /// With `--verify`: packages not re-checked, and why (a URL off the index, a package
+    /// from pip's default index).
+    pub skipped: Vec<String>,
 }
 
 fn pins_as_objects<S: serde::Serializer>(
@@ -36,127 +48,37 @@ fn pins_as_objects<S: serde::Serializer>(
     seq.end()
 }
 
-fn line_start(text: &str, line: usize) -> usize {
-    text.split_inclusive('\n')
-        .take(line - 1)
-        .map(str::len)
-        .sum()
-}
-
-fn line_at(text: &str, line: usize) -> &str {
-    text.lines().nth(line - 1).unwrap_or("")
-}
-
-/// Sets `key: value` in the mapping at `parent`: replaces the value when the key exists,
-/// else inserts the line after the line of `after` (a sibling key) with its indentation.
-pub fn set_key(
-    text: &str,
-    parent: &[&str],
-    key: &str,
-    after: &str,
-    value: &str,
-) -> Result<String, String> {
-    let mut path = parent.to_vec();
-    path.push(key);
-    if let Some((line, col)) = recipe::locate(text, &path) {
-        if line_at(text, line)[col - 1..].starts_with(&format!("{key}:")) {
-            let start = line_start(text, line);
-            let old = line_at(text, line);
-            // Keep a trailing comment.
-            let comment = old
-                .find(" #")
-                .map(|i| old[i..].to_string())
-                .unwrap_or_default();
-            let new = format!("{}{key}: {value}{comment}", &old[..col - 1]);
-            return Ok(format!(
-                "{}{new}{}",
-                &text[..start],
-                &text[start + old.len()..]
-            ));
-        }
-    }
-    let mut sib = parent.to_vec();
-    sib.push(after);
-    let (line, col) = recipe::locate(text, &sib)
-        .filter(|(l, c)| line_at(text, *l)[c - 1..].starts_with(&format!("{after}:")))
-        .ok_or_else(|| format!("no `{}` in the recipe", sib.join(".")))?;
-    let start = line_start(text, line) + line_at(text, line).len();
-    let nl = if text[start..].starts_with('\n') {
-        1
-    } else {
-        0
-    };
-    let indent = " ".repeat(col - 1);
-    let insert = if nl == 1 {
-        format!("\n{indent}{key}: {value}")
-    } else {
-        format!("\n{indent}{key}: {value}\n")
-    };
-    Ok(format!("{}{insert}{}", &text[..start], &text[start..]))
-}
-
-/// Removes `key` (and the block of comment lines right above it, which explain it) from
-/// the mapping at `parent`. Nothing happens when the key is absent.
-pub fn remove_key(text: &str, parent: &[&str], key: &str) -> String {
-    let mut path = parent.to_vec();
-    path.push(key);
-    let Some((line, col)) = recipe::locate(text, &path) else {
-        return text.to_string();
-    };
-    if !line_at(text, line)[col - 1..].starts_with(&format!("{key}:")) {
-        return text.to_string();
-    }
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let mut first = line - 1;
-    while first > 0 {
-        let prev = lines[first - 1];
-        let t = prev.trim_start();
-        if t.starts_with('#') && prev.len() - t.len() == col - 1 {
-            first -= 1;
-        } else {
-            break;
-        }
-    }
-    // A value continued on deeper-indented lines goes with its key.
-    let mut last = line;
-    while last < lines.len() {
-        let l = lines[last];
-        let t = l.trim_start();
-        if !t.trim().is_empty() && !t.starts_with('#') && l.len() - t.len() > col - 1 {
-            last += 1;
-        } else {
-            break;
-        }
-    }
-    let mut out = String::with_capacity(text.len());
-    for (i, l) in lines.iter().enumerate() {
-        if i < first || i >= last {
-            out.push_str(l);
-        }
-    }
-    out
-}
-
 /// What `lock` may do besides filling in what is missing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LockOptions {
-    /// Also look up every package already hashed whose file comes from the recipe's index,
-    /// and fail, writing nothing, when the index now has another hash for the same file
-    /// (the same version rebuilt or replaced). The nightly runs this before building.
+    /// Also look up every locked file, and every package hashed in the recipe whose file
+    /// comes from the recipe's index, and fail, writing nothing, when the index now has
+    /// another file or hash for the same version. The nightly runs this before building.
     pub verify: bool,
+    /// Change nothing: a package the lock lacks is an error (exit 2) naming it.
+    pub locked: bool,
 }
 
 /// How `lock` failed; each maps to an exit code of the CLI contract.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    /// The recipe file itself (2).
+    /// The recipe or its lock file (2).
     #[error("{0}")]
     Recipe(String),
+    /// `--locked`, and the lock lacks entries (2).
+    #[error("{file}: no locked file for {} ({recipe} pins them by version only), and --locked forbids resolving them: run `rdna1-images{dir} lock {recipe}` where {index} is reachable, or build without --locked", packages.join(", "))]
+    Missing {
+        recipe: String,
+        file: String,
+        dir: String,
+        index: String,
+        packages: Vec<String>,
+    },
     /// The index or a file could not be reached (3).
     #[error(transparent)]
     Unreachable(crate::index_client::FetchError),
     /// A package has a different hash than recorded for the same version (1).
-    #[error("{file}: the index serves different files for versions the recipe pins (nothing was written): {}", changed.join("; "))]
+    #[error("{file}: the index serves different files for versions the lock pins (nothing was written): {}", changed.join("; "))]
     Changed { file: String, changed: Vec<String> },
     /// The index answered, but not with what the recipe pins (1).
     #[error("{0}")]
@@ -166,7 +88,7 @@ pub enum LockError {
 impl LockError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            LockError::Recipe(_) => 2,
+            LockError::Recipe(_) | LockError::Missing { .. } => 2,
             LockError::Unreachable(_) => 3,
             LockError::Changed { .. } | LockError::Resolve(_) => 1,
         }
@@ -192,197 +114,251 @@ async fn blocking<T: Send + 'static>(
         .map_err(LockError::from)
 }
 
-/// The file of one package on the recipe's index: (url, sha256). The index's published
-/// sha256 is taken when it gives one (as pip does), else the file is downloaded and hashed.
-async fn resolve_on_index(
-    client: &Arc<IndexClient>,
-    index: &str,
-    p: &Wheel,
-    python: &str,
-) -> Result<(String, String), LockError> {
-    let (c, i, name) = (client.clone(), index.to_string(), p.name.clone());
-    let files = blocking(move || c.project_files(&i, &name)).await?;
-    let f = simple_index::choose(&files, &p.name, &p.version, python, p.sdist)
-        .map_err(|e| LockError::Resolve(format!("{index}: {e}")))?
-        .clone();
-    let sha = match f.sha256 {
-        Some(h) => h,
-        None => {
-            let (c, u) = (client.clone(), f.url.clone());
-            blocking(move || c.sha256(&u)).await?
-        }
-    };
-    Ok((f.url, sha))
+/// The interpreter and platform pip sees in the image: the recipe's Python and its base's
+/// glibc (`base.glibc`), x86_64 Linux.
+pub fn target_of(l: &Loaded) -> Result<Target, LockError> {
+    let r = &l.recipe;
+    let glibc = r.base.glibc.as_ref().ok_or_else(|| {
+        LockError::Recipe(
+            l.error_at(
+                &["base"],
+                "`glibc` is needed to choose wheels as pip would on this base (e.g. glibc: \"2.41\" for Debian 13; `ldd --version` in the base says)",
+            )
+            .to_string(),
+        )
+    })?;
+    Target::parse(r.python.version.as_str(), glibc.as_str())
+        .map_err(|e| LockError::Recipe(l.error_at(&["base", "glibc"], e).to_string()))
 }
 
-/// Whether `url` is a file of the index (same scheme, host and port).
-fn on_index(url: &str, index: &str) -> bool {
-    match (url::Url::parse(url), url::Url::parse(index)) {
-        (Ok(u), Ok(i)) => u.origin() == i.origin(),
-        _ => false,
+/// The lock as applied to a loaded recipe.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The lock file (or the shipped one, for an embedded recipe without its own yet).
+    pub file: String,
+    pub lock: Option<LockFile>,
+    /// `name version` of every package still pinned by version only.
+    pub missing: Vec<String>,
+}
+
+/// Reads the recipe's lock and fills the packages it pins into `l.recipe` (and its digest
+/// into the image's labels); what is still missing is listed.
+pub fn attach(l: &mut Loaded) -> Result<Attached, LockError> {
+    let name = l.recipe.name.to_string();
+    let (file, lock) = file::read(&l.origin, &name).map_err(LockError::Recipe)?;
+    if let Some(lock) = &lock {
+        if file::apply(&mut l.recipe, lock) > 0 {
+            if let PyTorch::Wheels(w) = &mut l.recipe.pytorch {
+                w.lock_digest = Some(lock.digest(&name));
+            }
+        }
+    }
+    Ok(Attached {
+        file,
+        lock,
+        missing: l.recipe.unlocked_packages(),
+    })
+}
+
+/// `--locked`: every package pinned by version must have its locked file, else exit 2
+/// naming them.
+pub fn require_complete(l: &Loaded, a: &Attached) -> Result<(), LockError> {
+    if a.missing.is_empty() {
+        return Ok(());
+    }
+    let index = match &l.recipe.pytorch {
+        PyTorch::Wheels(w) => w.index.to_string(),
+        _ => "its index".into(),
+    };
+    let dir = match &l.origin {
+        crate::recipe::Origin::Dir(d) => format!(" --recipes {}", d.display()),
+        crate::recipe::Origin::Embedded => String::new(),
+    };
+    Err(LockError::Missing {
+        recipe: l.recipe.name.to_string(),
+        file: a.file.clone(),
+        dir,
+        index,
+        packages: a.missing.clone(),
+    })
+}
+
+fn requirement(p: &Wheel) -> Requirement {
+    Requirement {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        sdist: p.sdist,
+        url: p.url.clone(),
     }
 }
 
-/// Locks the recipe file in place. `resolve` maps an image reference to its digest (the
-/// engine's registry lookup; a closure so the pure part is testable).
-pub async fn lock<F, Fut>(
-    path: &Path,
+/// Every package of the recipe, with the list it is in (packages, build_requirements).
+fn all_packages(r: &Recipe) -> Vec<(&'static str, usize, &Wheel)> {
+    match &r.pytorch {
+        PyTorch::Wheels(w) => {
+            let a = w
+                .packages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ("packages", i, p));
+            let b = w
+                .build_requirements
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ("build_requirements", i, p));
+            a.chain(b).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Locks a recipe (as loaded, before [`attach`]): resolves every package it pins by version
+/// only that its lock lacks, records `base` (the resolved digest, when the caller could ask
+/// the registry), and with `verify` re-checks what is locked. Writes the lock atomically,
+/// only when it changed; the recipe is never written.
+pub async fn lock(
+    l: &Loaded,
     opts: LockOptions,
-    mut resolve: F,
-) -> Result<LockReport, LockError>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = Result<String, String>>,
-{
-    let file = path.display().to_string();
-    let mut text = std::fs::read_to_string(path)
-        .map_err(|e| LockError::Recipe(format!("cannot read {file}: {e}")))?;
-    // Not validated yet: a recipe is locked precisely because pins are missing.
-    let r: Recipe =
-        recipe::parse_unvalidated(&file, &text).map_err(|e| LockError::Recipe(e.to_string()))?;
+    base: Option<Result<String, String>>,
+) -> Result<LockReport, LockError> {
+    let name = l.recipe.name.to_string();
+    let path = file::path_for(&l.origin, &name);
+    let (_, old) = file::read(&l.origin, &name).map_err(LockError::Recipe)?;
+    let old = old.unwrap_or_default();
     let mut report = LockReport {
-        file: file.clone(),
+        file: path.display().to_string(),
         ..Default::default()
     };
-    let mut bases = vec![(vec!["base"], r.base.clone())];
-    if let PyTorch::Source(s) = &r.pytorch {
-        if let Some(rb) = &s.runtime_base {
-            bases.push((vec!["pytorch", "source", "runtime_base"], rb.clone()));
+    let mut new = LockFile {
+        base: old.base.clone(),
+        entries: Vec::new(),
+    };
+    match base {
+        Some(Ok(d)) => {
+            if let Some(pinned) = l.recipe.base.digest.as_ref().filter(|p| p.as_str() != d) {
+                // The recipe's digest decides the FROM line; the lock records what the tag
+                // names now, and this says they differ.
+                report.left.push(format!(
+                    "base: the recipe pins {} @ {pinned}, the registry's tag now names {d} (the recipe's digest is what builds use)",
+                    l.recipe.base.image
+                ));
+            }
+            let reference = format!("{}@{d}", l.recipe.base.image);
+            if new.base.as_deref() != Some(reference.as_str()) {
+                report.pinned.push(("base".into(), reference.clone()));
+            }
+            new.base = Some(reference);
         }
+        Some(Err(e)) => report
+            .left
+            .push(format!("base: {} not resolved: {e}", l.recipe.base.image)),
+        None => {}
     }
-    for (at, b) in bases {
-        match resolve(b.image.to_string()).await {
-            Ok(d) => {
-                if b.digest.as_deref() != Some(d.as_str()) {
-                    text = set_key(&text, &at, "digest", "image", &d).map_err(LockError::Recipe)?;
-                    report.pinned.push((format!("{}.digest", at.join(".")), d));
+    if new.base.is_none() {
+        new.base = l
+            .recipe
+            .base
+            .digest
+            .as_ref()
+            .map(|_| l.recipe.base.reference());
+    }
+    if let PyTorch::Wheels(w) = &l.recipe.pytorch {
+        let client = Arc::new(IndexClient::new());
+        let index: HttpsUrl = w.index.clone();
+        let unlocked: Vec<&Wheel> = w.unlocked().map(|(_, _, p)| p).collect();
+        let target = if unlocked.is_empty() && !opts.verify {
+            None
+        } else {
+            Some(target_of(l)?)
+        };
+        let mut changed = Vec::new();
+        for p in unlocked {
+            let target = target.expect("set when a package is unlocked");
+            match file::entry_for(&old, p) {
+                Some(e) => {
+                    if opts.verify {
+                        let (c, e2) = (client.clone(), e.clone());
+                        let sdist = p.sdist;
+                        match blocking(move || resolve::recheck(&c, &e2, &target, sdist)).await? {
+                            Recheck::Same => {
+                                report.verified.push(format!("{} {}", e.name, e.version))
+                            }
+                            Recheck::Changed { url, sha256 } => changed.push(format!(
+                                "{} {}: the lock has {} ({}), the index now has {sha256} ({url})",
+                                e.name, e.version, e.sha256, e.url
+                            )),
+                            Recheck::Skipped(why) => report.skipped.push(why),
+                        }
+                    }
+                    new.put(e.clone());
+                }
+                None if opts.locked => {
+                    let a = Attached {
+                        file: report.file.clone(),
+                        lock: None,
+                        missing: vec![format!("{} {}", p.name, p.version)],
+                    };
+                    require_complete(l, &a)?;
+                }
+                None => {
+                    let (c, i, req) = (client.clone(), index.clone(), requirement(p));
+                    let e = blocking(move || resolve::resolve_one(&c, &i, &req, &target)).await?;
+                    report.pinned.push((
+                        format!("{} {}", e.name, e.version),
+                        format!("{} sha256 {} from {}", e.filename, e.sha256, e.index),
+                    ));
+                    new.put(e);
                 }
             }
-            Err(e) => report.left.push(format!(
-                "{}.digest: {} not resolved: {e}",
-                at.join("."),
-                b.image
-            )),
         }
-    }
-    if let PyTorch::Wheels(w) = &r.pytorch {
-        let client = Arc::new(IndexClient::new());
-        // Wheels are chosen for the image's CPython (`python.version`, e.g. 3.13 -> cp313).
-        let python = r.python.version.clone();
-        let mut changed = Vec::new();
-        let lists = [
-            ("packages", &w.packages),
-            ("build_requirements", &w.build_requirements),
-        ];
-        for (field, list) in lists {
-            for (i, p) in list.iter().enumerate() {
-                let idx = i.to_string();
-                let at = ["pytorch", "wheels", field, idx.as_str()];
-                let shown = format!("pytorch.wheels.{field}[{i}]");
+        if opts.verify {
+            let target = target.expect("set with verify");
+            for (_, _, p) in all_packages(&l.recipe) {
                 if p.sha256.is_empty() {
-                    let (url, hex) = match &p.url {
-                        // A URL the recipe names is hashed as it is.
-                        Some(u) => {
-                            let (c, u2) = (client.clone(), u.to_string());
-                            (u.to_string(), blocking(move || c.sha256(&u2)).await?)
-                        }
-                        None => resolve_on_index(&client, &w.index, p, &python).await?,
-                    };
-                    if p.url.is_none() {
-                        text = set_key(&text, &at, "url", "version", &url)
-                            .map_err(LockError::Recipe)?;
-                        report.pinned.push((format!("{shown}.url"), url));
-                    }
-                    text = set_key(&text, &at, "sha256", "url", &format!("[{hex}]"))
-                        .map_err(LockError::Recipe)?;
-                    report.pinned.push((format!("{shown}.sha256"), hex));
-                } else if opts.verify {
-                    let Some(u) = p.url.as_deref().filter(|u| on_index(u, &w.index)) else {
-                        continue;
-                    };
-                    let (url, hex) = resolve_on_index(&client, &w.index, p, &python).await?;
-                    if url != u || !p.sha256.iter().any(|h| h.as_str() == hex) {
-                        changed.push(format!(
-                            "{} {}: the recipe has {} ({}), the index now has {hex} ({url})",
-                            p.name,
-                            p.version,
-                            p.sha256.join(", "),
-                            u
-                        ));
-                    } else {
-                        report.verified.push(format!("{} {}", p.name, p.version));
-                    }
+                    continue;
+                }
+                let shown = format!("{} {}", p.name, p.version);
+                let Some(u) = p.url.as_ref() else {
+                    report.skipped.push(format!(
+                        "{shown}: hashed in the recipe, from pip's default index (no URL to compare)"
+                    ));
+                    continue;
+                };
+                if !resolve::on_index(u.as_str(), index.as_str()) {
+                    report.skipped.push(format!(
+                        "{shown}: {u} is not on the index {index}, so there is nothing to compare it with"
+                    ));
+                    continue;
+                }
+                let mut req = requirement(p);
+                req.url = None;
+                let (c, i) = (client.clone(), index.clone());
+                let now = blocking(move || resolve::resolve_one(&c, &i, &req, &target)).await?;
+                if &now.url != u || !p.sha256.contains(&now.sha256) {
+                    changed.push(format!(
+                        "{shown}: the recipe has {} ({u}), the index now has {} ({})",
+                        p.sha256
+                            .iter()
+                            .map(|h| h.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        now.sha256,
+                        now.url
+                    ));
+                } else {
+                    report.verified.push(shown);
                 }
             }
         }
         if !changed.is_empty() {
-            return Err(LockError::Changed { file, changed });
-        }
-        let locked: Recipe = recipe::parse_unvalidated(&file, &text)
-            .map_err(|e| LockError::Recipe(format!("after locking: {e}")))?;
-        if let PyTorch::Wheels(lw) = &locked.pytorch {
-            if lw.lock_pending.is_some() && lw.unlocked().next().is_none() {
-                text = remove_key(&text, &["pytorch", "wheels"], "lock_pending");
-                report.pinned.push((
-                    "pytorch.wheels.lock_pending".into(),
-                    "removed: every package is hashed".into(),
-                ));
-            }
+            return Err(LockError::Changed {
+                file: report.file,
+                changed,
+            });
         }
     }
-    // What we wrote must parse and validate (a still-pending recipe keeps its reason).
-    crate::recipe::parse(&file, &text)
-        .map_err(|e| LockError::Recipe(format!("{file} after locking: {e}")))?;
-    std::fs::write(path, &text)
-        .map_err(|e| LockError::Recipe(format!("cannot write {file}: {e}")))?;
+    if new != old && !opts.locked {
+        file::write_atomic(&path, &new.render(&name)).map_err(LockError::Recipe)?;
+    }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const R: &str = "# top comment\nname: x\nbase:\n  # the base\n  image: a:b  # tag\n  unpinned_reason: none yet\npytorch:\n  wheels:\n    packages:\n      - name: torch\n        url: https://h/t.whl\n      - name: y\n        url: https://h/y.whl\n        sha256: []\nsmoke: {}\n";
-
-    #[test]
-    fn a_key_goes_with_its_comment_block_and_nothing_else() {
-        let t = "a:\n  # keep: about x\n  x: 1\n  # why y\n  # more\n  y: long\n    continued\n  z: 3\n";
-        let out = remove_key(t, &["a"], "y");
-        assert_eq!(out, "a:\n  # keep: about x\n  x: 1\n  z: 3\n");
-        assert_eq!(remove_key(t, &["a"], "nope"), t);
-        assert_eq!(remove_key(t, &["a"], "z"), t.replace("  z: 3\n", ""));
-    }
-
-    #[test]
-    fn keys_are_inserted_or_replaced_in_place() {
-        let t = set_key(R, &["base"], "digest", "image", "sha256:aa").unwrap();
-        assert!(
-            t.contains("  image: a:b  # tag\n  digest: sha256:aa\n  unpinned_reason"),
-            "{t}"
-        );
-        assert!(t.starts_with("# top comment\n"));
-        let t2 = set_key(&t, &["base"], "digest", "image", "sha256:bb").unwrap();
-        assert!(t2.contains("  digest: sha256:bb\n") && !t2.contains("sha256:aa"));
-        let t = set_key(
-            R,
-            &["pytorch", "wheels", "packages", "0"],
-            "sha256",
-            "url",
-            "[ff]",
-        )
-        .unwrap();
-        assert!(
-            t.contains("        url: https://h/t.whl\n        sha256: [ff]\n      - name: y"),
-            "{t}"
-        );
-        let t = set_key(
-            R,
-            &["pytorch", "wheels", "packages", "1"],
-            "sha256",
-            "url",
-            "[ee]",
-        )
-        .unwrap();
-        assert!(t.contains("        sha256: [ee]\nsmoke"), "{t}");
-    }
 }

@@ -105,6 +105,10 @@ pub struct Base {
     /// `Wheel::unconfirmed`); `lock` clears it when it resolves the digest itself.
     #[serde(default)]
     pub unconfirmed: Option<Text>,
+    /// The base's glibc, `major.minor` (`ldd --version`): the lock chooses only wheels whose
+    /// manylinux floor pip accepts on it. Needed by recipes whose wheels are locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glibc: Option<Version>,
 }
 
 impl Base {
@@ -220,6 +224,10 @@ pub struct Wheels {
     /// refuses the recipe (exit 2), and `lock` fills the hashes from `index` and removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_pending: Option<Text>,
+    /// sha256 of the lock file whose pins were applied (`lock::attach`), for the image's
+    /// labels; never in the recipe file.
+    #[serde(skip)]
+    pub lock_digest: Option<String>,
 }
 
 impl Wheels {

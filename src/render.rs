@@ -86,6 +86,13 @@ pub fn static_labels(r: &Recipe) -> Vec<(String, String)> {
     if let Some(d) = &r.base.digest {
         l.push(("org.opencontainers.image.base.digest".into(), d.to_string()));
     }
+    if let PyTorch::Wheels(Wheels {
+        lock_digest: Some(d),
+        ..
+    }) = &r.pytorch
+    {
+        l.push((labels::LOCK.into(), format!("sha256:{d}")));
+    }
     l.sort();
     l
 }

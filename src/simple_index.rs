@@ -16,6 +16,8 @@ pub struct IndexFile {
     pub url: String,
     /// The sha256 the index publishes, if it does.
     pub sha256: Option<String>,
+    /// The size the index publishes (PEP 700, JSON pages), if it does.
+    pub size: Option<u64>,
     pub yanked: bool,
 }
 
@@ -83,6 +85,7 @@ fn parse_json(body: &str, page: &Url) -> Result<Vec<IndexFile>, String> {
             filename: filename.to_string(),
             url: without_fragment(url),
             sha256: f["hashes"]["sha256"].as_str().map(str::to_ascii_lowercase),
+            size: f["size"].as_u64(),
             yanked,
         });
     }
@@ -126,6 +129,7 @@ fn parse_html(body: &str, page: &Url) -> Vec<IndexFile> {
             filename,
             url: without_fragment(url),
             sha256,
+            size: None,
             yanked: attribute(attrs, "data-yanked").is_some(),
         });
     }
@@ -228,93 +232,148 @@ fn sdist_name(filename: &str) -> Option<(&str, &str)> {
     stem.rsplit_once('-')
 }
 
-/// Versions compare as PEP 440 local versions do in practice here: case-insensitive, `_`
-/// and `-` in the local part meaning `.`.
+/// Versions compare as PEP 440 says (`pep440_rs`): `2.12.0+ROCm10.1.0` is `2.12.0+rocm10.1.0`,
+/// `1.0` is `1.0.0`. A string that is not PEP 440 compares as itself.
 fn same_version(a: &str, b: &str) -> bool {
-    let norm = |v: &str| {
-        let v = v.to_ascii_lowercase();
-        match v.split_once('+') {
-            Some((public, local)) => format!("{public}+{}", local.replace(['_', '-'], ".")),
-            None => v,
+    use std::str::FromStr;
+    match (
+        pep440_rs::Version::from_str(a),
+        pep440_rs::Version::from_str(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+/// The interpreter and platform a wheel must fit: CPython `3.minor` on x86_64 Linux with
+/// glibc `glibc` (major, minor), what the image's base has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub python_minor: u32,
+    pub glibc: (u32, u32),
+}
+
+impl Target {
+    /// `python` as `"3.13"`, `glibc` as `"2.41"`.
+    pub fn parse(python: &str, glibc: &str) -> Result<Target, String> {
+        let python_minor = python
+            .strip_prefix("3.")
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| format!("Python `{python}` is not 3.x"))?;
+        let glibc = glibc
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .filter(|(a, _)| *a == 2)
+            .ok_or_else(|| format!("glibc `{glibc}` is not 2.x"))?;
+        Ok(Target {
+            python_minor,
+            glibc,
+        })
+    }
+
+    /// The platform tags pip accepts on this machine, best first (packaging's
+    /// `_manylinux.platform_tags`, then `linux_x86_64`): `manylinux_2_M_x86_64` from the
+    /// base's glibc down to 2.5, each legacy alias right after its glibc (2.17
+    /// manylinux2014, 2.12 manylinux2010, 2.5 manylinux1).
+    fn platforms(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let (_, top) = self.glibc;
+        for minor in (5..=top).rev() {
+            out.push(format!("manylinux_2_{minor}_x86_64"));
+            let legacy = match minor {
+                17 => Some("manylinux2014"),
+                12 => Some("manylinux2010"),
+                5 => Some("manylinux1"),
+                _ => None,
+            };
+            if let Some(l) = legacy {
+                out.push(format!("{l}_x86_64"));
+            }
         }
-    };
-    norm(a) == norm(b)
+        out.push("linux_x86_64".into());
+        out
+    }
+
+    /// Every (python, abi, platform) tag pip accepts here, in pip's order of preference
+    /// (packaging's `sys_tags` for CPython: `cpython_tags`, then `compatible_tags`).
+    pub fn tags(&self) -> Vec<(String, String, String)> {
+        let m = self.python_minor;
+        let cp = format!("cp3{m}");
+        let plats = self.platforms();
+        let mut out = Vec::new();
+        let mut push = |py: &str, abi: &str, plat: &str| {
+            out.push((py.to_string(), abi.to_string(), plat.to_string()));
+        };
+        for abi in [cp.as_str(), "abi3", "none"] {
+            for p in &plats {
+                push(&cp, abi, p);
+            }
+        }
+        // abi3 wheels built for an older CPython 3 (3.2 and up) run on this one.
+        for older in (2..m).rev() {
+            for p in &plats {
+                push(&format!("cp3{older}"), "abi3", p);
+            }
+        }
+        let mut pys = vec![format!("py3{m}"), "py3".to_string()];
+        pys.extend((0..m).rev().map(|o| format!("py3{o}")));
+        for py in &pys {
+            for p in &plats {
+                push(py, "none", p);
+            }
+        }
+        push(&cp, "none", "any");
+        for py in &pys {
+            push(py, "none", "any");
+        }
+        out
+    }
 }
 
-/// How well a wheel fits CPython `major.minor` on x86_64 Linux (glibc): higher is more
-/// specific, `None` when pip would not install it there.
-fn fit(w: &WheelName<'_>, minor: u32) -> Option<(u8, u8, u8)> {
-    let cp = format!("cp3{minor}");
-    let py = w
-        .python
-        .split('.')
-        .filter_map(|t| {
-            if t == cp {
-                Some(3)
-            } else if t == format!("py3{minor}") {
-                Some(2)
-            } else if t == "py3" {
-                Some(1)
-            } else if let Some(m) = t.strip_prefix("cp3").and_then(|m| m.parse::<u32>().ok()) {
-                // An abi3 wheel built for an older CPython 3 runs on newer ones.
-                (m < minor && w.abi.split('.').any(|a| a == "abi3")).then_some(1)
-            } else {
-                None
+/// The rank of a wheel among `tags` (lower is better: pip installs the wheel whose best
+/// tag comes first), `None` when pip would not install it here. A compressed tag set
+/// (`cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64`) stands for every combination.
+fn rank(w: &WheelName<'_>, tags: &[(String, String, String)]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for py in w.python.split('.') {
+        for abi in w.abi.split('.') {
+            for plat in w.platform.split('.') {
+                if let Some(i) = tags
+                    .iter()
+                    .position(|(a, b, c)| a == py && b == abi && c == plat)
+                {
+                    best = Some(best.map_or(i, |b| b.min(i)));
+                }
             }
-        })
-        .max()?;
-    let abi = w
-        .abi
-        .split('.')
-        .filter_map(|a| match a {
-            a if a == cp => Some(3),
-            "abi3" => Some(2),
-            "none" => Some(1),
-            _ => None,
-        })
-        .max()?;
-    let plat = w
-        .platform
-        .split('.')
-        .filter_map(|p| {
-            if p == "linux_x86_64" || (p.starts_with("manylinux") && p.ends_with("_x86_64")) {
-                Some(1)
-            } else if p == "any" {
-                Some(0)
-            } else {
-                None
-            }
-        })
-        .max()?;
-    Some((py, abi, plat))
+        }
+    }
+    best
 }
 
-/// The file of `name` at exactly `version` that pip would pick on CPython `python`
-/// (`"3.13"`), linux x86_64: the most specific wheel, or the source archive when `sdist`.
+/// The file of `name` at exactly `version` that pip would pick on `target`: the wheel
+/// whose best tag ranks first among the tags pip accepts there (so a `manylinux_2_39`
+/// wheel is never taken for a glibc 2.35 base), or the source archive when `sdist`.
 /// Yanked files are skipped. The error lists the versions the page does have.
 pub fn choose<'a>(
     files: &'a [IndexFile],
     name: &str,
     version: &str,
-    python: &str,
+    target: &Target,
     sdist: bool,
 ) -> Result<&'a IndexFile, String> {
-    let minor: u32 = python
-        .strip_prefix("3.")
-        .and_then(|m| m.parse().ok())
-        .ok_or_else(|| format!("Python `{python}` is not 3.x"))?;
+    let tags = target.tags();
     let want = canonical_name(name);
-    let mut best: Option<((u8, u8, u8), &IndexFile)> = None;
+    let mut best: Option<(usize, &IndexFile)> = None;
     let mut versions: Vec<String> = Vec::new();
     for f in files.iter().filter(|f| !f.yanked) {
         let (fname, fversion, score) = if sdist {
             match sdist_name(&f.filename) {
-                Some((n, v)) => (n, v, Some((0, 0, 0))),
+                Some((n, v)) => (n, v, Some(0)),
                 None => continue,
             }
         } else {
             match wheel_name(&f.filename) {
-                Some(w) => (w.name, w.version, fit(&w, minor)),
+                Some(w) => (w.name, w.version, rank(&w, &tags)),
                 None => continue,
             }
         };
@@ -328,7 +387,7 @@ pub fn choose<'a>(
             continue;
         }
         if let Some(s) = score {
-            if best.is_none_or(|(b, _)| s > b) {
+            if best.is_none_or(|(b, _)| s < b) {
                 best = Some((s, f));
             }
         }
@@ -337,7 +396,10 @@ pub fn choose<'a>(
         let kind = if sdist {
             "source archive".to_string()
         } else {
-            format!("wheel for CPython {python} on linux x86_64")
+            format!(
+                "wheel for CPython 3.{} on linux x86_64 with glibc {}.{}",
+                target.python_minor, target.glibc.0, target.glibc.1
+            )
         };
         let listed = if versions.is_empty() {
             "none".to_string()
@@ -353,6 +415,15 @@ pub fn choose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T313: Target = Target {
+        python_minor: 13,
+        glibc: (2, 41),
+    };
+    const T311: Target = Target {
+        python_minor: 11,
+        glibc: (2, 36),
+    };
 
     fn page() -> Url {
         Url::parse("http://127.0.0.1:8000/simple/torch/").unwrap()
@@ -391,14 +462,17 @@ mod tests {
         assert_eq!(files[0].sha256.as_deref(), Some(&"a".repeat(64)[..]));
         assert_eq!(files[1].sha256, None);
         assert!(!files[1].yanked && files[2].yanked);
-        let f = choose(&files, "torch", "2.12.0+rocm10.1.0", "3.13", false).unwrap();
+        let f = choose(&files, "torch", "2.12.0+rocm10.1.0", &T313, false).unwrap();
         assert_eq!(
             f.filename,
             "torch-2.12.0+rocm10.1.0-cp313-cp313-linux_x86_64.whl"
         );
-        let e = choose(&files, "torch", "2.11.0+rocm10.1.0", "3.13", false).unwrap_err();
-        assert!(e.contains("no wheel for CPython 3.13"), "{e}");
-        let e = choose(&files, "torch", "2.12.0+rocm10.1.0", "3.11", false).unwrap_err();
+        let e = choose(&files, "torch", "2.11.0+rocm10.1.0", &T313, false).unwrap_err();
+        assert!(
+            e.contains("no wheel for CPython 3.13 on linux x86_64 with glibc 2.41"),
+            "{e}"
+        );
+        let e = choose(&files, "torch", "2.12.0+rocm10.1.0", &T311, false).unwrap_err();
         assert!(e.contains("versions listed: 2.12.0+rocm10.1.0"), "{e}");
     }
 
@@ -413,17 +487,17 @@ mod tests {
         assert_eq!(files[0].sha256.as_deref(), Some("bb"));
         assert!(files[1].yanked);
         assert_eq!(
-            choose(&files, "rocm", "10.1.0", "3.13", true)
+            choose(&files, "rocm", "10.1.0", &T313, true)
                 .unwrap()
                 .filename,
             "rocm-10.1.0.tar.gz"
         );
         assert!(
-            choose(&files, "rocm", "10.0.0", "3.13", true).is_err(),
+            choose(&files, "rocm", "10.0.0", &T313, true).is_err(),
             "yanked"
         );
         assert!(
-            choose(&files, "rocm", "10.1.0", "3.13", false).is_err(),
+            choose(&files, "rocm", "10.1.0", &T313, false).is_err(),
             "not a wheel"
         );
     }
@@ -434,6 +508,7 @@ mod tests {
             filename: n.into(),
             url: format!("https://h/{n}"),
             sha256: None,
+            size: None,
             yanked: false,
         };
         let files = [
@@ -442,19 +517,19 @@ mod tests {
             f("markupsafe-3.0.4-cp313-cp313-manylinux_2_17_aarch64.whl"),
             f("markupsafe-3.0.4-cp312-abi3-manylinux_2_28_x86_64.whl"),
         ];
-        let got = choose(&files, "markupsafe", "3.0.4", "3.13", false).unwrap();
+        let got = choose(&files, "markupsafe", "3.0.4", &T313, false).unwrap();
         assert!(
             got.filename.contains("cp313-cp313-manylinux_2_17_x86_64"),
             "{got:?}"
         );
-        let got = choose(&files[..1], "markupsafe", "3.0.4", "3.13", false).unwrap();
+        let got = choose(&files[..1], "markupsafe", "3.0.4", &T313, false).unwrap();
         assert!(got.filename.ends_with("py3-none-any.whl"));
-        let got = choose(&files[3..], "markupsafe", "3.0.4", "3.13", false).unwrap();
+        let got = choose(&files[3..], "markupsafe", "3.0.4", &T313, false).unwrap();
         assert!(
             got.filename.contains("abi3"),
             "abi3 of an older CPython fits"
         );
-        assert!(choose(&files[2..3], "markupsafe", "3.0.4", "3.13", false).is_err());
+        assert!(choose(&files[2..3], "markupsafe", "3.0.4", &T313, false).is_err());
         // Device wheels are py3-none-linux_x86_64.
         let dev = [f(
             "amd_torch_device_gfx1010-2.12.0+rocm10.1.0-py3-none-linux_x86_64.whl",
@@ -463,10 +538,116 @@ mod tests {
             &dev,
             "amd-torch-device-gfx1010",
             "2.12.0+rocm10.1.0",
-            "3.13",
+            &T313,
             false
         )
         .is_ok());
+    }
+
+    /// The choice pip makes (packaging's tag order), checked case by case: the glibc floor
+    /// decides, legacy aliases count as their glibc, abi3 and pure wheels rank below an
+    /// exact CPython match.
+    #[test]
+    fn wheels_are_chosen_as_pip_would_for_the_base() {
+        let f = |n: &str| IndexFile {
+            filename: n.into(),
+            url: format!("https://h/{n}"),
+            sha256: None,
+            size: None,
+            yanked: false,
+        };
+        let jammy = Target::parse("3.10", "2.35").unwrap();
+        let pick = |names: &[&str], t: &Target| {
+            let files: Vec<IndexFile> = names.iter().map(|n| f(n)).collect();
+            choose(&files, "p", "1.0", t, false).map(|x| x.filename.clone())
+        };
+        // Above the base's glibc: never, even when it is the only cp310 wheel.
+        let e = pick(&["p-1.0-cp310-cp310-manylinux_2_39_x86_64.whl"], &jammy).unwrap_err();
+        assert!(e.contains("glibc 2.35"), "{e}");
+        assert_eq!(
+            pick(
+                &[
+                    "p-1.0-cp310-cp310-manylinux_2_39_x86_64.whl",
+                    "p-1.0-py3-none-any.whl",
+                ],
+                &jammy
+            )
+            .unwrap(),
+            "p-1.0-py3-none-any.whl"
+        );
+        // The newest floor the base allows wins; legacy names are their glibc.
+        assert_eq!(
+            pick(
+                &[
+                    "p-1.0-cp310-cp310-manylinux1_x86_64.whl",
+                    "p-1.0-cp310-cp310-manylinux2014_x86_64.whl",
+                    "p-1.0-cp310-cp310-manylinux_2_28_x86_64.whl",
+                    "p-1.0-cp310-cp310-manylinux_2_36_x86_64.whl",
+                ],
+                &jammy
+            )
+            .unwrap(),
+            "p-1.0-cp310-cp310-manylinux_2_28_x86_64.whl"
+        );
+        assert_eq!(
+            pick(
+                &[
+                    "p-1.0-cp310-cp310-manylinux1_x86_64.whl",
+                    "p-1.0-cp310-cp310-manylinux2010_x86_64.whl",
+                ],
+                &jammy
+            )
+            .unwrap(),
+            "p-1.0-cp310-cp310-manylinux2010_x86_64.whl"
+        );
+        // Exact CPython ABI over abi3 over none; abi3 of an older CPython; never a newer one.
+        assert_eq!(
+            pick(
+                &[
+                    "p-1.0-py3-none-any.whl",
+                    "p-1.0-cp38-abi3-manylinux2014_x86_64.whl",
+                    "p-1.0-cp310-cp310-linux_x86_64.whl",
+                ],
+                &jammy
+            )
+            .unwrap(),
+            "p-1.0-cp310-cp310-linux_x86_64.whl"
+        );
+        assert_eq!(
+            pick(
+                &[
+                    "p-1.0-py3-none-any.whl",
+                    "p-1.0-cp38-abi3-manylinux2014_x86_64.whl",
+                ],
+                &jammy
+            )
+            .unwrap(),
+            "p-1.0-cp38-abi3-manylinux2014_x86_64.whl"
+        );
+        assert!(pick(&["p-1.0-cp311-abi3-manylinux2014_x86_64.whl"], &jammy).is_err());
+        assert!(pick(&["p-1.0-cp311-cp311-manylinux2014_x86_64.whl"], &jammy).is_err());
+        // The order of the first tags is packaging's.
+        let tags = jammy.tags();
+        let shown: Vec<String> = tags[..3]
+            .iter()
+            .map(|(a, b, c)| format!("{a}-{b}-{c}"))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "cp310-cp310-manylinux_2_35_x86_64",
+                "cp310-cp310-manylinux_2_34_x86_64",
+                "cp310-cp310-manylinux_2_33_x86_64"
+            ]
+        );
+        assert_eq!(
+            tags.last().unwrap(),
+            &("py30".into(), "none".into(), "any".into())
+        );
+        // Versions are PEP 440's: case and trailing zeros do not matter, locals do.
+        assert!(same_version("2.12.0+ROCm10.1.0", "2.12+rocm10.1.0"));
+        assert!(!same_version("2.12.0+rocm10.1.0", "2.12.0"));
+        assert!(Target::parse("3.13", "3.1").is_err());
     }
 
     #[test]

@@ -142,9 +142,9 @@ fn unknown_recipes_are_bad_input_documents() {
         let doc = expect_error(&o, "bad-input", 2);
         assert_eq!(doc["command"], args[0], "{doc:#}");
     }
-    // lock without a folder to write to.
+    // lock of a recipe that is not there (the embedded recipes lock into the state folder).
     let o = Command::new(BIN)
-        .args(["lock", "rocm52", "--json"])
+        .args(["lock", "no-such-recipe", "--json"])
         .output()
         .unwrap();
     expect_error(&o, "bad-input", 2);
@@ -160,8 +160,9 @@ fn lock_reports_objects() {
     assert!(r["file"]
         .as_str()
         .unwrap()
-        .ends_with(&format!("{name}.yaml")));
+        .ends_with(&format!("{name}.lock")));
     assert!(r["pinned"].is_array() && r["left"].is_array(), "{r:#}");
+    assert!(r["skipped"].is_array(), "{r:#}");
 }
 
 #[test]

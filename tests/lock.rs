@@ -1,8 +1,10 @@
-//! `lock` against a package index on loopback: the therock recipe in its state "versions
-//! pinned, hashes to be locked" gets every missing url and sha256 from a PEP 503 index
-//! served by `python3 -m http.server`, and `lock --verify` catches a file replaced under the
-//! same version. No Docker: the engine is pointed at a socket that does not exist, so the
-//! base digest is reported as left, not resolved.
+//! `lock` against a package index on loopback: the therock recipe as it ships (versions in
+//! the recipe, an empty lock) gets a lock file with every missing file and sha256 from a
+//! PEP 503 index served by `python3 -m http.server`, chosen as pip would for CPython 3.13 and
+//! glibc 2.41; `build` without a lock resolves it itself, `--locked` refuses, and
+//! `lock --verify` catches a file replaced under the same version. The recipe file is never
+//! written, even by a `lock` killed mid-write. No Docker: the engine is pointed at a socket
+//! that does not exist, so the base digest is reported as left, not resolved.
 
 mod common;
 
@@ -123,8 +125,10 @@ fn pending(text: &str) -> Vec<(String, String, bool)> {
         .collect()
 }
 
-/// A generated file for each pending package: the one pip would take (cp313, linux x86_64,
-/// or the sdist), plus decoys lock must not pick (other CPython, other version, Windows).
+/// A generated file for each pending package: the one pip would take on Debian 13 (cp313,
+/// manylinux_2_28 x86_64, or the sdist), plus decoys lock must not pick: a manylinux floor
+/// above glibc 2.41 (pip would rank it first if it could install it), a pure wheel and an
+/// older floor (ranked below), other CPython, other version, Windows.
 fn projects(
     text: &str,
 ) -> (
@@ -140,13 +144,22 @@ fn projects(
         } else if name.starts_with("amd-") || name.starts_with("rocm-sdk") {
             format!("{dist}-{version}-py3-none-linux_x86_64.whl")
         } else {
-            format!("{dist}-{version}-cp313-cp313-linux_x86_64.whl")
+            format!("{dist}-{version}-cp313-cp313-manylinux_2_28_x86_64.whl")
         };
         let data = format!("generated {right}\n").into_bytes();
         expect.insert(name.clone(), (right.replace('+', "%2B"), sha(&data)));
-        let mut files = vec![(right, data)];
+        let mut files = vec![(right.clone(), data)];
         if !sdist {
             for decoy in [
+                format!("{dist}-{version}-cp313-cp313-manylinux_2_42_x86_64.whl"),
+                // Ranked below a cp313 manylinux_2_28 wheel (not below a pure device wheel:
+                // the device packages get a pure decoy only).
+                if right.contains("-cp313-") {
+                    format!("{dist}-{version}-cp313-cp313-manylinux2014_x86_64.whl")
+                } else {
+                    format!("{dist}-{version}-cp312-abi3-linux_aarch64.whl")
+                },
+                format!("{dist}-{version}-py3-none-any.whl"),
                 format!("{dist}-{version}-cp312-cp312-linux_x86_64.whl"),
                 format!("{dist}-0.0.1-cp313-cp313-linux_x86_64.whl"),
                 format!("{dist}-{version}-cp313-cp313-win_amd64.whl"),
@@ -169,12 +182,35 @@ fn projects(
 /// No engine: the base digest cannot be asked for, everything else needs none.
 const NO_ENGINE: (&str, &str) = ("DOCKER_HOST", "unix:///nonexistent/rdna1-images-test.sock");
 
+/// The lock file's entries: name -> (url, sha256, file).
+fn lock_entries(text: &str) -> BTreeMap<String, (String, String, String)> {
+    let mut out = BTreeMap::new();
+    let mut cur: Option<(String, BTreeMap<String, String>)> = None;
+    for line in text.lines().chain(std::iter::once("package end 0")) {
+        let Some((k, v)) = line.split_once(' ') else {
+            continue;
+        };
+        if k == "package" {
+            if let Some((n, f)) = cur.take() {
+                out.insert(
+                    n,
+                    (f["url"].clone(), f["sha256"].clone(), f["file"].clone()),
+                );
+            }
+            cur = Some((v.split(' ').next().unwrap().to_string(), BTreeMap::new()));
+        } else if let Some((_, f)) = cur.as_mut() {
+            f.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
 #[test]
-fn lock_fills_every_pending_hash_from_a_loopback_index_and_verify_catches_a_swap() {
+fn lock_writes_a_lock_file_as_pip_would_choose_and_verify_catches_a_swap() {
     let original = therock_text();
     assert!(
         original.contains("lock_pending:"),
-        "the shipped recipe is unlocked"
+        "the shipped recipe pins versions only"
     );
     let root = tempfile::tempdir().unwrap();
     let (projects, expect) = projects(&original);
@@ -190,8 +226,10 @@ fn lock_fills_every_pending_hash_from_a_loopback_index_and_verify_catches_a_swap
     );
     assert_ne!(recipe, original);
     sb.write("therock", &recipe);
+    let lock_path = sb.dir.path().join("therock.lock");
 
-    // Before: check accepts it, --strict names the unlocked hashes, build refuses it.
+    // Before: check accepts it, --strict names the packages the lock lacks, a --locked
+    // build refuses them (exit 2, before any engine is asked).
     let o = sb.cmd(&["check"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = sb.cmd(&["check", "--strict"]);
@@ -203,60 +241,83 @@ fn lock_fills_every_pending_hash_from_a_loopback_index_and_verify_catches_a_swap
             "{name}: {out}"
         );
     }
-    let o = sb.cmd_env(&["build", "therock", "--smoke", "skip"], &[NO_ENGINE]);
+    let o = sb.cmd_env(
+        &["build", "therock", "--smoke", "skip", "--locked"],
+        &[NO_ENGINE],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("not locked") && err.contains("lock therock"),
+        err.contains("--locked forbids resolving") && err.contains("torch 2.12.0+rocm10.1.0"),
         "{err}"
     );
+    assert!(!lock_path.exists(), "--locked wrote nothing");
 
     let o = sb.cmd_env(&["lock", "therock"], &[NO_ENGINE]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
-        stdout.contains("left") && stdout.contains("base.digest"),
+        stdout.contains("left") && stdout.contains("base"),
         "{stdout}"
     );
-    let locked = sb.read("therock");
-    assert!(!locked.contains("lock_pending"), "{locked}");
-    assert!(pending(&locked).is_empty(), "{locked}");
-    // Comments and layout stay; each package got the right file and its hash.
-    assert!(locked.starts_with("# AMD TheRock multi-arch wheels"));
-    let v: serde_yaml::Value = serde_yaml::from_str(&locked).unwrap();
-    let pkgs = v["pytorch"]["wheels"]["packages"].as_sequence().unwrap();
+    assert_eq!(sb.read("therock"), recipe, "the recipe is never written");
+    let locked = std::fs::read_to_string(&lock_path).unwrap();
+    let entries = lock_entries(&locked);
+    assert_eq!(entries.len(), expect.len(), "{locked}");
     for (name, (file, hash)) in &expect {
-        let p = pkgs
-            .iter()
-            .find(|p| p["name"].as_str() == Some(name))
-            .unwrap();
-        let url = p["url"].as_str().unwrap();
+        let (url, sha, fname) = &entries[name];
         assert_eq!(
             url,
-            format!("http://127.0.0.1:{}/files/{file}", server.port),
-            "{name}"
+            &format!("http://127.0.0.1:{}/files/{file}", server.port),
+            "{name}: {locked}"
         );
-        assert_eq!(p["sha256"][0].as_str(), Some(hash.as_str()), "{name}");
+        assert_eq!(fname, &file.replace("%2B", "+"), "{name}");
+        assert_eq!(sha, hash, "{name}");
     }
-    // Hashes that were there before are untouched.
-    assert!(locked
-        .contains("sha256: [fdd925d5c5d9f62e4b74b30d6dd7828ce236fd6ed998a08d81de62ce5a6310d6]"));
+    // Hashed in the recipe: not in the lock.
+    assert!(!locked.contains("package setuptools"), "{locked}");
 
-    // After: the recipe is fully pinned, builds are allowed, the Dockerfile has no guard.
+    // After: fully pinned, the Dockerfile has no guard and labels the lock's digest.
     let o = sb.cmd(&["check", "--strict"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = sb.cmd(&["render", "therock"]);
     let df = String::from_utf8_lossy(&o.stdout);
     assert!(!df.contains("is not locked"), "{df}");
+    let lock_digest = sha(locked.as_bytes());
+    assert!(
+        df.contains(&format!(
+            "io.github.rdna1-images.lock=\"sha256:{lock_digest}\""
+        )),
+        "{df}"
+    );
 
-    // Nothing changed on the index: --verify passes and says what it checked.
+    // Nothing changed on the index: --verify passes, says what it checked and what not.
     let o = sb.cmd_env(&["lock", "therock", "--verify"], &[NO_ENGINE]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("same   "),
-        "{}",
-        text(&o)
+        out.contains("same   ") && out.contains("torch 2.12.0"),
+        "{out}"
     );
+    assert!(
+        out.contains("skip   ")
+            && out.contains("numpy 2.5.5: hashed in the recipe, from pip's default index"),
+        "{out}"
+    );
+
+    // A lock killed half-way through writing: the recipe and the old lock stay whole.
+    let partial = locked.replacen("package torch ", "package torch-gone ", 1);
+    std::fs::write(&lock_path, &partial).unwrap();
+    let o = sb.cmd_env(
+        &["lock", "therock"],
+        &[NO_ENGINE, ("RDNA1_IMAGES_TEST_ABORT_MID_WRITE", "1")],
+    );
+    assert_eq!(o.status.code(), None, "killed by the hook: {}", text(&o));
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), partial);
+    assert_eq!(sb.read("therock"), recipe);
+    let o = sb.cmd_env(&["lock", "therock"], &[NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), locked);
 
     // The same version rebuilt under the same name: --verify fails, names it, writes nothing.
     let torch = &projects["torch"].files[0].0;
@@ -277,7 +338,39 @@ fn lock_fills_every_pending_hash_from_a_loopback_index_and_verify_catches_a_swap
         err.contains(&sha(b"rebuilt torch, same version\n")),
         "{err}"
     );
-    assert_eq!(sb.read("therock"), locked, "nothing written");
+    assert_eq!(
+        std::fs::read_to_string(&lock_path).unwrap(),
+        locked,
+        "nothing written"
+    );
+}
+
+/// `build` with no lock resolves it first and says so, loudly, before it needs an engine.
+#[test]
+fn build_without_a_lock_resolves_and_writes_it_first() {
+    let original = therock_text();
+    let root = tempfile::tempdir().unwrap();
+    let (projects, expect) = projects(&original);
+    write_index(root.path(), &projects);
+    let server = Server::start(root.path());
+    let sb = Sandbox::new();
+    sb.write(
+        "therock",
+        &original.replace(
+            "index: https://stable.repo.amd.com/rocm/whl-next/",
+            &format!("index: http://127.0.0.1:{}/simple/", server.port),
+        ),
+    );
+    let o = sb.cmd_env(&["build", "therock", "--smoke", "skip"], &[NO_ENGINE]);
+    // The engine is missing (exit 3), after the lock was written.
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("LOCK: therock pins") && err.contains("LOCK: pinned torch 2.12.0+rocm10.1.0"),
+        "{err}"
+    );
+    let lock = std::fs::read_to_string(sb.dir.path().join("therock.lock")).unwrap();
+    assert_eq!(lock_entries(&lock).len(), expect.len(), "{lock}");
 }
 
 #[test]
@@ -311,7 +404,7 @@ fn lock_says_which_version_is_missing_and_an_unreachable_index_is_the_environmen
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("no wheel for CPython 3.13 on linux x86_64 of `torch` 2.12.0+rocm10.1.0")
+        err.contains("no wheel for CPython 3.13 on linux x86_64 with glibc 2.41 of `torch` 2.12.0+rocm10.1.0")
             && err.contains("versions listed: 2.11.0+rocm10.1.0"),
         "{err}"
     );

@@ -7,13 +7,14 @@ use serde::Serialize;
 
 use crate::cli::{self, Cli, Command};
 use crate::commands::{
-    catalog, print_json, resolve_level, write_stdout, Console, Failure, Outcome,
+    catalog, load_all_locked, load_locked, print_json, resolve_level, write_stdout, Console,
+    Failure, Outcome,
 };
 use crate::context;
 use crate::engine::{Engine, EngineError};
 use crate::escape;
 use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
-use crate::recipe::{Catalog, LookupError, Recipe};
+use crate::recipe::{Catalog, Recipe};
 use crate::render;
 use crate::smoke::Level;
 
@@ -87,7 +88,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
         Command::Push(a) => crate::commands::registry::push(cli, a, &mut console).await,
         Command::Pull(a) => crate::commands::registry::pull(cli, a, &mut console).await,
         Command::Promote(a) => crate::commands::registry::promote(cli, a, &mut console).await,
-        Command::Lock(a) => lock(cli, a).await,
+        Command::Lock(a) => crate::commands::lock::lock(cli, a).await,
         Command::Completions(a) => {
             let mut text = Vec::new();
             crate::ui::help::completions(a.shell, &mut text);
@@ -130,7 +131,7 @@ fn list(cli: &Cli, json: bool) -> Outcome {
         eprintln!("warning: {}", misnamed_message(&f));
     }
     let mut rows = Vec::new();
-    for loaded in cat.load_all()? {
+    for loaded in load_all_locked(&cat)? {
         let loaded = loaded?;
         let r = &loaded.recipe;
         let prepared = context::prepare(&loaded)?;
@@ -173,7 +174,7 @@ fn list(cli: &Cli, json: bool) -> Outcome {
 
 fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
     if let Some(name) = &a.recipe {
-        let loaded = catalog(cli).load(name)?;
+        let loaded = load_locked(&catalog(cli), name)?;
         print!("{}", render::dockerfile(&loaded.recipe));
         return Ok(0);
     }
@@ -199,7 +200,7 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
             errors: vec![],
             unpinned: vec![],
         };
-        match cat.load(&name) {
+        match load_locked(&cat, &name) {
             Ok(l) => {
                 if a.strict {
                     row.unpinned = crate::recipe::unpinned(&l)
@@ -211,7 +212,7 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
                     row.errors.push(e.to_string());
                 }
             }
-            Err(e) => row.errors.push(e.to_string()),
+            Err(e) => row.errors.push(format!("{:#}", e.error)),
         }
         row.ok = row.errors.is_empty() && row.unpinned.is_empty();
         rows.push(row);
@@ -244,25 +245,6 @@ fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
     Ok(if bad { 2 } else { 0 })
 }
 
-/// No image is ever built from unhashed wheels: a recipe in the state "versions pinned,
-/// hashes to be locked" is bad input until `lock` has run.
-fn refuse_unlocked(r: &Recipe) -> Result<(), Failure> {
-    let missing = r.unlocked_packages();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let index = match &r.pytorch {
-        crate::recipe::PyTorch::Wheels(w) => w.index.as_str(),
-        _ => "its index",
-    };
-    Err(Failure::input(anyhow::anyhow!(
-        "recipe `{}` is pinned by version but not locked: no sha256 for {}. Run `rdna1-images --recipes recipes lock {}` on a machine that reaches {index}, then build with --recipes recipes",
-        r.name,
-        missing.join(", "),
-        r.name
-    )))
-}
-
 async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome {
     let cat = catalog(cli);
     let names = if a.all {
@@ -270,13 +252,13 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     } else {
         a.recipes.clone()
     };
-    // Every recipe is validated before anything is built.
-    let loaded: Vec<_> = names
-        .iter()
-        .map(|n| cat.load(n))
-        .collect::<Result<_, _>>()?;
-    for l in &loaded {
-        refuse_unlocked(&l.recipe)?;
+    // Every recipe is validated before anything is built, and locked.
+    for n in &names {
+        cat.load(n)?;
+    }
+    let mut loaded = Vec::new();
+    for n in &names {
+        loaded.push(crate::commands::lock::for_build(&cat, n, a.locked, console).await?);
     }
     let level = resolve_level(a.smoke, console)?;
     let plan = crate::commands::registry::build_plan(a, console).await?;
@@ -457,60 +439,6 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         }
     }
     Ok(if result.passed { 0 } else { 1 })
-}
-
-async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
-    let Some(dir) = &cli.recipes else {
-        return Err(Failure::input(anyhow::anyhow!(
-            "`lock` writes the pins into the recipe file: name its folder with --recipes DIR (e.g. --recipes recipes)"
-        )));
-    };
-    if !crate::recipe::is_plain_name(&a.recipe) {
-        return Err(LookupError::NotAName(a.recipe.clone()).into());
-    }
-    let path = dir.join(format!("{}.yaml", a.recipe));
-    if !path.exists() {
-        return Err(Failure::input(anyhow::anyhow!(
-            "no recipe {}",
-            path.display()
-        )));
-    }
-    let engine = Engine::connect().await.ok();
-    let opts = crate::lock::LockOptions { verify: a.verify };
-    let report = crate::lock::lock(&path, opts, |image| {
-        let engine = engine.clone();
-        async move {
-            match engine {
-                Some(e) => e.resolve_digest(&image).await.map_err(|x| x.to_string()),
-                None => Err("no Docker engine answers to ask the registry".to_string()),
-            }
-        }
-    })
-    .await
-    .map_err(|e| Failure {
-        code: e.exit_code(),
-        error: e.into(),
-    })?;
-    if a.json {
-        print_json(&report)?;
-    } else {
-        for (field, value) in &report.pinned {
-            println!("pinned {}: {field} = {value}", report.file);
-        }
-        for l in &report.left {
-            println!("left   {}: {l}", report.file);
-        }
-        for v in &report.verified {
-            println!(
-                "same   {}: {v} (the index still serves the pinned file)",
-                report.file
-            );
-        }
-        if report.pinned.is_empty() {
-            println!("{}: nothing to pin", report.file);
-        }
-    }
-    Ok(0)
 }
 
 async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {

@@ -14,6 +14,7 @@ use crate::recipe::{Catalog, LookupError, RecipeError};
 use crate::smoke::Level;
 
 pub mod app;
+pub mod lock;
 pub mod registry;
 mod render_all;
 
@@ -67,6 +68,30 @@ pub(crate) fn catalog(cli: &Cli) -> Catalog {
         Some(d) => Catalog::dir(d),
         None => Catalog::embedded(),
     }
+}
+
+impl From<crate::lock::LockError> for Failure {
+    fn from(e: crate::lock::LockError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            error: e.into(),
+        }
+    }
+}
+
+/// A recipe with its lock applied: what build, render, list, push and pull all see, so the
+/// input digest is the same in each.
+pub(crate) fn load_locked(cat: &Catalog, name: &str) -> Result<crate::recipe::Loaded, Failure> {
+    let mut l = cat.load(name)?;
+    crate::lock::attach(&mut l)?;
+    Ok(l)
+}
+
+/// Every recipe with its lock applied, each on its own so one bad file hides no other.
+pub(crate) fn load_all_locked(
+    cat: &Catalog,
+) -> Result<Vec<Result<crate::recipe::Loaded, Failure>>, Failure> {
+    Ok(cat.names()?.iter().map(|n| load_locked(cat, n)).collect())
 }
 
 /// Writes generated text to stdout; a reader that stopped early (`| head`) is no failure.

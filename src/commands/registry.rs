@@ -32,7 +32,7 @@ async fn remote(a: &RegistryArgs, console: &mut Console) -> Result<Remote, Failu
 }
 
 pub async fn push(cli: &Cli, a: &cli::PushArgs, console: &mut Console) -> Outcome {
-    let loaded = catalog(cli).load(&a.recipe)?;
+    let loaded = crate::commands::load_locked(&catalog(cli), &a.recipe)?;
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
     let o = distribute::push(&engine, &remote, &loaded, a.channel, console).await?;
@@ -56,7 +56,7 @@ pub async fn push(cli: &Cli, a: &cli::PushArgs, console: &mut Console) -> Outcom
 }
 
 pub async fn pull(cli: &Cli, a: &cli::PullArgs, console: &mut Console) -> Outcome {
-    let loaded = catalog(cli).load(&a.recipe)?;
+    let loaded = crate::commands::load_locked(&catalog(cli), &a.recipe)?;
     let tag = match &a.tag {
         Some(t) => {
             registry::validate_tag(t).map_err(Failure::input)?;
@@ -118,7 +118,7 @@ fn print_pull(o: &PullOutcome) {
 }
 
 pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> Outcome {
-    let loaded = catalog(cli).load(&a.recipe)?;
+    let loaded = crate::commands::load_locked(&catalog(cli), &a.recipe)?;
     if let Some(given) = &a.image {
         // A moving tag is bad input, said before anything else is looked at.
         distribute::pinned_digest(given)?;

@@ -41,7 +41,7 @@ pub(crate) fn render_all(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
         Err(e) => return Err(planted(e)),
     };
     let mut drift = Vec::new();
-    for loaded in cat.load_all()? {
+    for loaded in crate::commands::load_all_locked(&cat)? {
         let loaded = loaded?;
         let name = loaded.recipe.name.to_string();
         let want = rendered_files(&loaded)?;

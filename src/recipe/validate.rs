@@ -323,7 +323,7 @@ pub fn unpinned(l: &Loaded) -> Vec<RecipeError> {
             out.push(l.error_at(
                 &["pytorch", "wheels", field, &idx, "sha256"],
                 format!(
-                    "`{}` {} is pinned by version only, its hash is still to be locked ({}): run `rdna1-images --recipes DIR lock {}` where {} is reachable",
+                    "`{}` {} is pinned by version only, its hash is still to be locked: the lock has no file for it ({}); run `rdna1-images lock {}` (or a `build` without --locked) where {} is reachable",
                     p.name,
                     p.version,
                     w.lock_pending.as_deref().unwrap_or("no reason given"),

@@ -1,0 +1,97 @@
+//! `lock`, and the lock step of `build`: a recipe's lock resolved, verified or refused.
+
+use crate::cli::{self, Cli};
+use crate::commands::{catalog, print_json, Console, Failure, Outcome};
+use crate::engine::Engine;
+use crate::pipeline::Progress as _;
+use crate::recipe::Catalog;
+
+/// No image is ever built from unhashed wheels. A recipe pins versions; its lock gives each
+/// its file and hash. With `--locked` a missing entry is bad input naming the packages;
+/// without, the lock is resolved from the recipe's index, written, and said loudly.
+pub(crate) async fn for_build(
+    cat: &Catalog,
+    name: &str,
+    locked: bool,
+    console: &mut Console,
+) -> Result<crate::recipe::Loaded, Failure> {
+    let mut l = cat.load(name)?;
+    let attached = crate::lock::attach(&mut l)?;
+    if attached.missing.is_empty() {
+        return Ok(l);
+    }
+    if locked {
+        return Err(crate::lock::require_complete(&l, &attached)
+            .expect_err("packages are missing")
+            .into());
+    }
+    let raw = cat.load(name)?;
+    let index = match &raw.recipe.pytorch {
+        crate::recipe::PyTorch::Wheels(w) => w.index.to_string(),
+        _ => String::new(),
+    };
+    console.note(&format!(
+        "LOCK: {} pins {} package(s) by version only and {} has no file for them: resolving them on {index} now (--locked forbids this)",
+        raw.recipe.name,
+        attached.missing.len(),
+        attached.file
+    ));
+    let report = crate::lock::lock(&raw, crate::lock::LockOptions::default(), None).await?;
+    for (what, file) in &report.pinned {
+        console.note(&format!("LOCK: pinned {what}: {file}"));
+    }
+    console.note(&format!(
+        "LOCK: wrote {} ({} new entries); later builds use it as it is",
+        report.file,
+        report.pinned.len()
+    ));
+    let mut l = cat.load(name)?;
+    let attached = crate::lock::attach(&mut l)?;
+    crate::lock::require_complete(&l, &attached)?;
+    Ok(l)
+}
+
+pub(crate) async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
+    let cat = catalog(cli);
+    let loaded = cat.load(&a.recipe)?;
+    let engine = Engine::connect().await.ok();
+    // The base's digest, asked of the registry through the engine when one answers.
+    let base = match &engine {
+        Some(e) => Some(
+            e.resolve_digest(loaded.recipe.base.image.as_ref())
+                .await
+                .map_err(|x| x.to_string()),
+        ),
+        None => Some(Err(
+            "no Docker engine answers to ask the registry".to_string()
+        )),
+    };
+    let opts = crate::lock::LockOptions {
+        verify: a.verify,
+        locked: a.locked,
+    };
+    let report = crate::lock::lock(&loaded, opts, base).await?;
+    if a.json {
+        print_json(&report)?;
+    } else {
+        for (field, value) in &report.pinned {
+            println!("pinned {}: {field} = {value}", report.file);
+        }
+        for l in &report.left {
+            println!("left   {}: {l}", report.file);
+        }
+        for v in &report.verified {
+            println!(
+                "same   {}: {v} (the index still serves the pinned file)",
+                report.file
+            );
+        }
+        for v in &report.skipped {
+            println!("skip   {}: {v}", report.file);
+        }
+        if report.pinned.is_empty() {
+            println!("{}: nothing to pin", report.file);
+        }
+    }
+    Ok(0)
+}
