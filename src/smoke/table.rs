@@ -8,9 +8,11 @@ use super::{CaseOutcome, Judgement, SmokeReport, SmokeSpec};
 /// How many lines of a failed case's MIOpen log the table shows (the JSON report has ~8 KB).
 const LOG_LINES: usize = 12;
 
-/// A header (versions, device, gfx target, override, environment), one row per case (shape,
-/// first call, steady median, limit, error, verdict), then the findings, the notes, and the
-/// end of the MIOpen log of any failed case. Plain ASCII, no colour: it also goes into CI logs.
+/// A header (versions, device, gfx target, override, environment), the compatibility table
+/// (one row per case: what the recipe expects, first call, steady median, limit, max error,
+/// verdict; `(!)` marks an informational case whose verdict differs from the expectation),
+/// then the findings, the notes (which say what differs and what to update), and the end of
+/// the MIOpen log of any failed case. Plain ASCII, no colour: it also goes into CI logs.
 pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> String {
     let mut out = String::new();
     let level = report
@@ -26,10 +28,11 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
         ("python", text(&report.python)),
         (
             "torch",
-            match (&report.torch, &report.hip) {
-                (None, _) => none.clone(),
-                (Some(t), Some(hip)) => format!("{t} (HIP {hip})"),
-                (Some(t), None) => format!("{t} (no HIP: not a ROCm build)"),
+            match (&report.torch, &report.hip, &report.cuda) {
+                (None, _, _) => none.clone(),
+                (Some(t), Some(hip), _) => format!("{t} (HIP {hip})"),
+                (Some(t), None, Some(cuda)) => format!("{t} (CUDA {cuda}: not a ROCm build)"),
+                (Some(t), None, None) => format!("{t} (no HIP: not a ROCm build)"),
             },
         ),
     ];
@@ -71,27 +74,18 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
 
     let mut rows = vec![[
         "case".to_string(),
-        "shape".into(),
+        "expects".into(),
         "first call".into(),
         "steady (median)".into(),
         "limit".into(),
-        "rel error".into(),
+        "max error".into(),
         "verdict".into(),
     ]];
-    for (case, verdict) in spec.cases.iter().zip(&judgement.cases) {
-        let got = report.cases.iter().find(|r| r.name == case.name);
-        let shape = format!(
-            "{}->{}, {}x{}x{}x{}, k{}",
-            case.in_channels,
-            case.out_channels,
-            case.batch,
-            case.in_channels,
-            case.size,
-            case.size,
-            case.kernel
-        );
+    for verdict in &judgement.cases {
+        let got = report.cases.iter().find(|r| r.name == verdict.name);
+        let conv = spec.cases.iter().find(|c| c.name == verdict.name);
         let first = match got {
-            Some(g) if g.status == super::CaseStatus::Timeout => {
+            Some(g) if g.status == super::CaseStatus::Hang => {
                 format!("> {} s", secs(g.timeout_s))
             }
             Some(g) => g.first_s.map(duration).unwrap_or_else(|| none.clone()),
@@ -101,21 +95,36 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
             .and_then(|g| g.steady_s)
             .map(duration)
             .unwrap_or_else(|| none.clone());
-        let limit = case
-            .limit_s
-            .map(|l| format!("{} s", secs(l)))
-            .unwrap_or_else(|| "none".into());
+        let limit = match conv.and_then(|c| c.limit_s) {
+            Some(l) => format!("{} s", secs(l)),
+            None if conv.is_some() => "completes".into(),
+            None => none.clone(),
+        };
         let error = got
             .and_then(|g| g.rel_error)
-            .map(|e| format!("{e:.1e}"))
+            .map(|e| {
+                if e == 0.0 {
+                    "exact".into()
+                } else {
+                    format!("{e:.1e}")
+                }
+            })
             .unwrap_or_else(|| none.clone());
-        let outcome = match verdict.outcome {
+        let expects = match (verdict.gates, verdict.expected) {
+            (true, _) => "pass (gates)".to_string(),
+            (false, e @ ("pass" | "unsupported")) => e.to_string(),
+            (false, e) => format!("{e} (known)"),
+        };
+        let mut outcome = match verdict.outcome {
             CaseOutcome::Missing if report.error.is_some() => "NOT RUN".to_string(),
             o => o.to_string(),
         };
+        if verdict.differs.is_some() {
+            outcome.push_str(" (!)");
+        }
         rows.push([
-            case.name.clone(),
-            shape,
+            verdict.name.clone(),
+            expects,
             first,
             steady,
             limit,
