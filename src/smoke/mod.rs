@@ -31,7 +31,7 @@ pub use report::{
     REPORT_MARKER, REPORT_SCHEMA,
 };
 pub use suite::{suite_case, Expectation, SuiteCase, SUITE};
-pub use table::table;
+pub use table::{compat_matrix, table};
 
 /// The in-container program, copied into every image at [`PROGRAM_PATH`].
 pub const PROGRAM: &str = include_str!("program.py");

@@ -189,6 +189,63 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
     out
 }
 
+/// The stacks-by-cases table `rdna1-images compat` prints: one row per case, one column per
+/// smoke report (`header`, and its `case=verdict,...` label). Cases in the suite's order (the
+/// Conv2d ones first, as found); `.` where a report has no such case.
+pub fn compat_matrix(stacks: &[(String, String)]) -> String {
+    let parsed: Vec<Vec<(&str, &str)>> = stacks
+        .iter()
+        .map(|(_, label)| {
+            label
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        })
+        .collect();
+    let mut cases: Vec<&str> = Vec::new();
+    for p in &parsed {
+        for (case, _) in p {
+            if super::suite_case(case).is_none() && !cases.contains(case) {
+                cases.push(case);
+            }
+        }
+    }
+    for c in super::SUITE {
+        if parsed.iter().any(|p| p.iter().any(|(n, _)| *n == c.name)) {
+            cases.push(c.name);
+        }
+    }
+    let mut rows = vec![std::iter::once("case".to_string())
+        .chain(stacks.iter().map(|(h, _)| h.clone()))
+        .collect::<Vec<_>>()];
+    for case in &cases {
+        let mut row = vec![case.to_string()];
+        for p in &parsed {
+            let v = p.iter().find(|(n, _)| n == case).map(|(_, v)| *v);
+            row.push(v.unwrap_or(".").to_string());
+        }
+        rows.push(row);
+    }
+    let cols = rows[0].len();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (r, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
+        if r == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "  {}", rule.join("  "));
+        }
+    }
+    out
+}
+
 /// A duration in the unit that keeps it short: `12.40 s`, `3.1 ms`, `85 us`.
 fn duration(s: f64) -> String {
     if s >= 100.0 {
@@ -246,6 +303,24 @@ mod tests {
         let report = timed_out_report(&spec, Level::Gpu, 900.0);
         let t = table(&spec, &report, &judge(&spec, Level::Gpu, &report));
         insta::assert_snapshot!(t);
+    }
+
+    #[test]
+    fn the_compat_matrix_puts_cases_down_and_stacks_across() {
+        let t = compat_matrix(&[
+            (
+                "rocm52 gpu".into(),
+                "medium=pass,sdpa=n/a,conv2d_fp16=wrong".into(),
+            ),
+            (
+                "therock gpu".into(),
+                "medium=pass,conv2d_fp16=pass,int_mm=unsupported".into(),
+            ),
+        ]);
+        assert_eq!(
+            t,
+            "  case         rocm52 gpu  therock gpu\n  -----------  ----------  -----------\n  medium       pass        pass\n  conv2d_fp16  wrong       pass\n  sdpa         n/a         .\n  int_mm       .           unsupported\n"
+        );
     }
 
     #[test]
