@@ -830,3 +830,114 @@ mod tests {
         assert!(!version_matches("2.0.1", "1.13"));
     }
 }
+
+#[cfg(test)]
+mod suite_tests {
+    use super::*;
+    use crate::smoke::test_fixtures::fixture;
+    use crate::smoke::{parse_report, Expectation, SUITE};
+
+    /// The rocm52 recipe's Conv2d cases with every suite case, as the H100 run had them.
+    fn h100_spec(exp: impl Fn(&str) -> Expectation) -> SmokeSpec {
+        let mut s = crate::smoke::test_fixtures::spec();
+        s.expect = Default::default();
+        s.conformance = SUITE
+            .iter()
+            .map(|c| (c.name.to_string(), exp(c.name)))
+            .collect();
+        s
+    }
+
+    #[test]
+    fn the_h100_run_passes_every_case_of_the_suite() {
+        // Recorded on an NVIDIA H100 (torch 2.11.0+cu130) with every case required.
+        let report = parse_report(&fixture("gpu-h100-suite.out")).unwrap();
+        let spec = h100_spec(|_| Expectation::Required);
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.passed, "{:?}", j.findings);
+        assert_eq!(j.cases.len(), 3 + SUITE.len());
+        assert!(j.cases.iter().all(|c| c.outcome == CaseOutcome::Pass));
+        let rows = compat_rows(&spec, &report, &j);
+        let mm = rows.iter().find(|r| r.case == "matmul_fp32").unwrap();
+        assert_eq!((mm.verdict.as_str(), mm.gates), ("pass", true));
+        assert_eq!(mm.tolerance, Some(1e-4));
+    }
+
+    #[test]
+    fn an_informational_verdict_that_differs_is_said_either_way_and_does_not_fail() {
+        let report = parse_report(&fixture("gpu-h100-suite.out")).unwrap();
+        let spec = h100_spec(|name| match name {
+            "conv2d_fp16" => Expectation::Fails {
+                verdict: "wrong",
+                source: "AUTOMATIC1111 #4634".into(),
+            },
+            "int_mm" => Expectation::Unsupported,
+            _ => Expectation::Pass,
+        });
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.passed, "{:?}", j.findings);
+        assert_eq!(
+            j.notes,
+            [
+                "`conv2d_fp16` now passes, but the recipe expects `wrong` (known from AUTOMATIC1111 #4634): update the recipe",
+                "`int_mm` now passes, but the recipe expects `unsupported`: update the recipe",
+            ]
+        );
+        let t = crate::smoke::table(&spec, &report, &j);
+        let row = t.lines().find(|l| l.contains("conv2d_fp16 ")).unwrap();
+        assert!(
+            row.contains("wrong (known)") && row.ends_with("pass (!)"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn a_required_case_that_a_fault_made_wrong_fails_the_tag_and_names_it() {
+        // The same H100 with the fault injector zeroing fp32 matmul (RDNA1_FAULT=zeros).
+        let report = parse_report(&fixture("gpu-h100-fault-zeros.out")).unwrap();
+        let mut spec = h100_spec(|_| Expectation::Required);
+        spec.cases.clear();
+        spec.conformance.remove("memory");
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings,
+            ["case `matmul_fp32` (required): matmul float32: max abs error / max |ref| = 1.000e+00, tolerance 0.0001"]
+        );
+        // Informational, the same wrong result is a note that asks for the recipe's update.
+        spec.conformance
+            .insert("matmul_fp32".into(), Expectation::Pass);
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.passed, "{:?}", j.findings);
+        assert!(
+            j.notes.iter().any(|n| n.starts_with(
+                "`matmul_fp32` is `wrong`, but the recipe expects `pass`: update the recipe (matmul float32:"
+            )),
+            "{:?}",
+            j.notes
+        );
+    }
+
+    #[test]
+    fn a_crash_is_a_crash_and_n_a_on_a_required_case_fails() {
+        let report = parse_report(&fixture("gpu-h100-fault-crash.out")).unwrap();
+        let mut spec = h100_spec(|_| Expectation::Pass);
+        spec.cases.clear();
+        spec.conformance.remove("memory");
+        spec.conformance.insert("rnn".into(), Expectation::Required);
+        let j = judge(&spec, Level::Gpu, &report);
+        let rnn = j.cases.iter().find(|c| c.name == "rnn").unwrap();
+        assert_eq!(rnn.outcome, CaseOutcome::Crash);
+        assert!(j.findings[0].starts_with(
+            "case `rnn` (required): crash: the case process was killed by SIGSEGV without a result (last phase: first call on cuda)"
+        ), "{:?}", j.findings);
+        let mut report = report;
+        let sdpa = report.cases.iter_mut().find(|c| c.name == "sdpa").unwrap();
+        sdpa.status = CaseStatus::NotApplicable;
+        sdpa.error = Some("torch 1.13.1 has no scaled_dot_product_attention (2.0+)".into());
+        spec.conformance
+            .insert("sdpa".into(), Expectation::Required);
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.findings.contains(&"case `sdpa` is required, but this torch has no such API: torch 1.13.1 has no scaled_dot_product_attention (2.0+)".to_string()), "{:?}", j.findings);
+    }
+}
