@@ -592,13 +592,13 @@ fn check_era(image: &str, torch: &str, python: &str, na: &[&str]) {
 }
 
 #[test]
-fn docker_the_whole_suite_on_bookworm_torch_1_13() {
+fn era_bookworm_torch_1_13_whole_suite_in_docker() {
     let Some(image) = docker_image() else { return };
     check_era(&image, "1.13", "3.11", NA_ON_1_13);
 }
 
 #[test]
-fn docker_the_whole_suite_on_trixie_torch_2_6() {
+fn era_trixie_torch_2_6_whole_suite_in_docker() {
     let Some(image) = era_image("RDNA1_TEST_BASE_TRIXIE", "rdna1-test-base:trixie") else {
         return;
     };
@@ -606,7 +606,7 @@ fn docker_the_whole_suite_on_trixie_torch_2_6() {
 }
 
 #[test]
-fn docker_the_whole_suite_on_sid_torch_2_14() {
+fn era_sid_torch_2_14_whole_suite_in_docker() {
     let Some(image) = era_image("RDNA1_TEST_BASE_SID", "rdna1-test-base:sid") else {
         return;
     };
@@ -619,7 +619,7 @@ fn docker_the_whole_suite_on_sid_torch_2_14() {
 // (tests/fixtures/gpu_faults/run-matrix.sh; README has the H100 figures).
 
 #[test]
-fn docker_each_injected_fault_turns_exactly_its_case() {
+fn faults_each_injected_fault_turns_exactly_its_case_in_docker() {
     let Some(image) = era_image("RDNA1_TEST_BASE_TRIXIE", "rdna1-test-base:trixie") else {
         return;
     };
