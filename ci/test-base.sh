@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Builds the two local images the engine tests run on, because no image can be
+# Builds the local images the engine tests run on, because no image can be
 # pulled on these machines (ARCHITECTURE.md section 6):
 #
 #   rdna1-test-base:bookworm  Debian bookworm (debootstrap, minbase) with python3,
 #                             python3-torch (PyTorch 1.13.1, CPU) and python3-numpy;
 #                             the CPU smoke test runs in it.      env: RDNA1_TEST_BASE
+#   rdna1-test-base:trixie    the same from trixie: PyTorch 2.6.0, Python 3.13
+#                                                         env: RDNA1_TEST_BASE_TRIXIE
+#   rdna1-test-base:sid       the same from sid: PyTorch 2.14.1, Python 3.14
+#                                                         env: RDNA1_TEST_BASE_SID
+#     The three span the torch eras of the stacks (1.13, 2.4, 2.12): the conformance
+#     suite's cpu level runs on each (src/smoke/program_tests.rs, `eras`).
 #   rdna1-test-tiny:latest    a busybox-static rootfs of a few MB, for push/pull
 #                             tests that want a small image.      env: RDNA1_TEST_TINY
 #
@@ -14,7 +20,11 @@
 set -euo pipefail
 
 BASE_IMAGE=${RDNA1_TEST_BASE:-rdna1-test-base:bookworm}
+TRIXIE_IMAGE=${RDNA1_TEST_BASE_TRIXIE:-rdna1-test-base:trixie}
+SID_IMAGE=${RDNA1_TEST_BASE_SID:-rdna1-test-base:sid}
 TINY_IMAGE=${RDNA1_TEST_TINY:-rdna1-test-tiny:latest}
+# RDNA1_TEST_BASES=bookworm limits the bases built (a space-separated list of suites).
+BASES=${RDNA1_TEST_BASES:-bookworm trixie sid}
 SUITE=bookworm
 BASE_PACKAGES=(python3 python3-torch python3-numpy)
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -71,14 +81,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# build_base SUITE IMAGE
 build_base() {
+    local SUITE=$1 BASE_IMAGE=$2
     local mirror root start=$SECONDS
-    mirror=${RDNA1_TEST_MIRROR:-$(find_mirror | head -n1)}
+    # A machine's apt names its own suite only: the same archive serves the others, so
+    # take the mirror of the first suite apt knows (checked: trixie and sid resolve there).
+    mirror=${RDNA1_TEST_MIRROR:-$(find_mirror "$SUITE" | head -n1)}
+    [[ -n $mirror ]] || mirror=$(find_mirror bookworm | head -n1)
     [[ -n $mirror ]] || die "no Debian mirror for '$SUITE' found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list; add a '$SUITE' source to apt, or set RDNA1_TEST_MIRROR"
     log "building $BASE_IMAGE from the apt-configured mirror for $SUITE"
     apt_install debootstrap debian-archive-keyring wget ca-certificates
 
-    root=$WORK/base
+    root=$WORK/base-$SUITE
     log "debootstrap --variant=minbase $SUITE (log: $WORK/debootstrap.log)"
     if ! debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
         tail -n 30 "$WORK/debootstrap.log" >&2
@@ -118,6 +133,7 @@ build_base() {
 }
 
 build_tiny() {
+    local TINY_IMAGE=$1
     local root deb applet start=$SECONDS
     log "building $TINY_IMAGE from Debian's busybox-static"
     if ((!apt_updated)); then apt-get update -qq; apt_updated=1; fi
@@ -156,13 +172,24 @@ image_size() {
 }
 
 total=$SECONDS
-for pair in "base:$BASE_IMAGE" "tiny:$TINY_IMAGE"; do
+pairs=()
+for suite in $BASES; do
+    case $suite in
+    bookworm) pairs+=("base bookworm:$BASE_IMAGE") ;;
+    trixie) pairs+=("base trixie:$TRIXIE_IMAGE") ;;
+    sid) pairs+=("base sid:$SID_IMAGE") ;;
+    *) die "RDNA1_TEST_BASES: unknown suite '$suite' (bookworm, trixie, sid)" ;;
+    esac
+done
+pairs+=("tiny:$TINY_IMAGE")
+for pair in "${pairs[@]}"; do
     kind=${pair%%:*} image=${pair#*:}
     if [[ ${RDNA1_TEST_REBUILD:-0} != 1 ]] && image_exists "$image"; then
         log "$image present ($(image_size "$image")), skipping"
         continue
     fi
     [[ $(id -u) -eq 0 ]] || die "$image is missing and building it needs root (debootstrap, chroot, apt-get)"
-    "build_$kind"
+    # shellcheck disable=SC2086 # "base SUITE" splits into the function and its suite
+    build_$kind "$image"
 done
 log "done in $((SECONDS - total)) s"

@@ -3,7 +3,8 @@
 # root on a fresh machine: it installs and starts what the tests need.
 #
 #   1 engine      ci/ensure-docker.sh
-#   2 images      ci/test-base.sh (rdna1-test-base:bookworm, rdna1-test-tiny:latest)
+#   2 images      ci/test-base.sh (rdna1-test-base:bookworm, :trixie and :sid, the three
+#                 torch eras the conformance suite runs on; rdna1-test-tiny:latest)
 #   3 registries  ci/registry.sh start (stopped again on exit if this run started them)
 #   4 engines     ci/engines.sh start: Docker 28.5, classic and containerd stores (the
 #                 context tests use one; stopped on exit if this run started them), and

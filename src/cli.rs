@@ -44,6 +44,9 @@ pub enum Command {
     Run(RunArgs),
     /// Remove containers and untagged images the tool left behind (found by its labels).
     Clean(CleanArgs),
+    /// The compatibility table: every local smoke report (built, or pulled with an image),
+    /// stacks across, conformance cases down.
+    Compat,
     /// Push a recipe's tested image with its channel's tags and its smoke report.
     Push(PushArgs),
     /// Pull a pre-built, tested image and tag it rdna1-images:<recipe>.
@@ -70,6 +73,7 @@ impl Command {
             Command::Doctor(_) => "doctor",
             Command::Run(_) => "run",
             Command::Clean(_) => "clean",
+            Command::Compat => "compat",
             Command::Push(_) => "push",
             Command::Pull(_) => "pull",
             Command::Promote(_) => "promote",
@@ -94,6 +98,7 @@ impl Command {
             Command::Render(_)
             | Command::Run(_)
             | Command::Clean(_)
+            | Command::Compat
             | Command::Completions(_)
             | Command::Man => false,
         }

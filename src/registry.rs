@@ -21,6 +21,9 @@ pub mod labels {
     pub const LEVEL: &str = "io.github.rdna1-images.smoke-level";
     pub const TESTED_IMAGE: &str = "io.github.rdna1-images.tested-image";
     pub const TESTED_AT: &str = "io.github.rdna1-images.tested-at";
+    /// Every case's verdict, `case=verdict` joined by `,` (the compatibility table in a label,
+    /// readable from the registry's config blob without pulling a layer).
+    pub const COMPAT: &str = "io.github.rdna1-images.compat";
 }
 
 /// Bad input about the registry: exit code 2.
@@ -212,6 +215,10 @@ pub struct PassReport {
     pub tool_version: String,
     /// The smoke program's own report.
     pub smoke: serde_json::Value,
+    /// The compatibility table: every case's verdict, first-call and steady time and max
+    /// error, beside what the recipe expects (empty in reports of older versions).
+    #[serde(default)]
+    pub cases: Vec<crate::smoke::CompatRow>,
 }
 
 impl PassReport {
@@ -230,7 +237,25 @@ impl PassReport {
             (labels::LEVEL.into(), self.level.to_string()),
             (labels::TESTED_IMAGE.into(), self.image_id.clone()),
             (labels::TESTED_AT.into(), self.tested_at.clone()),
+            (labels::COMPAT.into(), self.compat_label()),
         ]
+    }
+
+    /// `medium=pass,large=pass,int_mm=unsupported,sdpa=n/a`: case names are recipe-validated
+    /// identifiers and verdicts fixed words, so the value is a plain token; anything else is
+    /// dropped rather than let into a `LABEL` line.
+    pub fn compat_label(&self) -> String {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        };
+        self.cases
+            .iter()
+            .filter(|r| plain(&r.case) && plain(&r.verdict))
+            .map(|r| format!("{}={}", r.case, r.verdict))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

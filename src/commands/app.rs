@@ -83,6 +83,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
         Command::Build(a) => build(cli, a, &mut console).await,
         Command::Smoke(a) => smoke(cli, a, &mut console).await,
         Command::Clean(a) => clean(a, &mut console).await,
+        Command::Compat => crate::commands::compat::compat(&mut console).await,
         Command::Doctor(a) => doctor(cli, a).await,
         Command::Run(a) => run_cmd(cli, a, &mut console).await,
         Command::Push(a) => crate::commands::registry::push(cli, a, &mut console).await,

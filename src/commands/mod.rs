@@ -14,6 +14,7 @@ use crate::recipe::{Catalog, LookupError, RecipeError};
 use crate::smoke::Level;
 
 pub mod app;
+pub mod compat;
 pub mod lock;
 pub mod registry;
 mod render_all;

@@ -96,6 +96,29 @@ impl Engine {
         Ok(list.into_iter().map(|i| (i.id, i.size)).collect())
     }
 
+    /// Tagged images carrying `label` (`key=value`): (tags, labels), e.g. the smoke reports.
+    pub async fn tagged_with_label(
+        &self,
+        label: &str,
+    ) -> Result<Vec<(Vec<String>, HashMap<String, String>)>, EngineError> {
+        let filters: HashMap<String, Vec<String>> =
+            [("label".to_string(), vec![label.to_string()])].into();
+        let list = self
+            .docker
+            .list_images(Some(
+                bollard::query_parameters::ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| EngineError::api("listing images", e))?;
+        Ok(list
+            .into_iter()
+            .filter(|i| !i.repo_tags.is_empty())
+            .map(|i| (i.repo_tags, i.labels))
+            .collect())
+    }
+
     async fn untagged_with_label(
         &self,
         label: String,

@@ -196,6 +196,7 @@ pub async fn record_pass(
         tested_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         smoke: serde_json::to_value(&smoke.report).unwrap_or_default(),
+        cases: smoke.cases.clone(),
     };
     let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
     let mut b = tar::Builder::new(Vec::new());

@@ -128,10 +128,12 @@ pub async fn smoke_image(
     };
     let judgement: Judgement = smoke::judge(spec, level, &report);
     let table = smoke::table(spec, &report, &judgement);
+    let cases = smoke::compat_rows(spec, &report, &judgement);
     Ok(SmokeResult {
         level,
         passed: judgement.passed,
         findings: judgement.findings.clone(),
+        cases,
         report,
         table,
         container_seconds: outcome.seconds,

@@ -76,6 +76,9 @@ pub struct SmokeResult {
     pub passed: bool,
     pub findings: Vec<String>,
     pub report: SmokeReport,
+    /// The compatibility table: every case's verdict, times and error, beside what the recipe
+    /// expects of it.
+    pub cases: Vec<crate::smoke::CompatRow>,
     /// The human table.
     #[serde(skip)]
     pub table: String,

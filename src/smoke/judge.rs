@@ -1,11 +1,12 @@
-//! Judging a report against the recipe's `smoke:` section: the rule that decides the tag.
+//! Judging a report against the recipe's `smoke:` section: the rule that decides the tag, and
+//! the compatibility table (every case's verdict beside what the recipe expects).
 
 use std::fmt;
 
 use serde::Serialize;
 
 use super::report::secs;
-use super::{CaseReport, CaseStatus, Level, SmokeReport, SmokeSpec};
+use super::{CaseReport, CaseStatus, Expectation, Level, SmokeReport, SmokeSpec};
 
 /// The verdict on one report. `passed` is true exactly when `findings` is empty.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,9 +14,10 @@ pub struct Judgement {
     pub passed: bool,
     /// Why it failed, one sentence each, naming the case and the limit.
     pub findings: Vec<String>,
-    /// What a reader should know but does not fail the test (the level, reruns, extra cases).
+    /// What a reader should know but does not fail the test (the level, reruns, extra cases,
+    /// informational cases whose verdict differs from the recipe's expectation).
     pub notes: Vec<String>,
-    /// One per case of the spec, in the spec's order.
+    /// One per case of the spec: the Conv2d cases, then the suite's in the program's order.
     pub cases: Vec<CaseVerdict>,
 }
 
@@ -23,61 +25,176 @@ pub struct Judgement {
 pub struct CaseVerdict {
     pub name: String,
     pub outcome: CaseOutcome,
+    /// Whether this case decides the tag (every Conv2d case, and suite cases marked
+    /// `required`).
+    pub gates: bool,
+    /// What the recipe expects: `pass`, `unsupported` or `wrong`.
+    pub expected: &'static str,
+    /// An informational case whose verdict differs from `expected`: the sentence saying so.
+    pub differs: Option<String>,
     /// This case's part of [`Judgement::findings`].
     pub findings: Vec<String>,
 }
 
-/// How one case came out, worst reason first when there are several.
+/// How one case came out, worst reason first when there are several: the program's verdict
+/// (pass, wrong, error, crash, hang, unsupported, n/a), or what the judge adds (a Conv2d case
+/// over its first-call limit is slow; a case the report lacks is missing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaseOutcome {
     Pass,
-    /// Correct, but the first call took longer than `limit_s`.
+    /// Correct, but the first call took longer than `limit_s` (Conv2d cases).
     Slow,
-    Mismatch,
+    Wrong,
     Error,
-    Timeout,
+    Crash,
+    Hang,
+    Unsupported,
+    #[serde(rename = "n/a")]
+    NotApplicable,
     /// The spec has it, the report does not.
     Missing,
     /// Level skip: nothing ran.
     Skipped,
 }
 
+impl CaseOutcome {
+    /// The word of the program's verdict (`pass`, `wrong`, ..., `n/a`).
+    pub fn word(self) -> &'static str {
+        match self {
+            CaseOutcome::Pass => "pass",
+            CaseOutcome::Slow => "slow",
+            CaseOutcome::Wrong => "wrong",
+            CaseOutcome::Error => "error",
+            CaseOutcome::Crash => "crash",
+            CaseOutcome::Hang => "hang",
+            CaseOutcome::Unsupported => "unsupported",
+            CaseOutcome::NotApplicable => "n/a",
+            CaseOutcome::Missing => "missing",
+            CaseOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+impl From<CaseStatus> for CaseOutcome {
+    fn from(s: CaseStatus) -> Self {
+        match s {
+            CaseStatus::Pass => CaseOutcome::Pass,
+            CaseStatus::Wrong => CaseOutcome::Wrong,
+            CaseStatus::Error => CaseOutcome::Error,
+            CaseStatus::Crash => CaseOutcome::Crash,
+            CaseStatus::Hang => CaseOutcome::Hang,
+            CaseStatus::Unsupported => CaseOutcome::Unsupported,
+            CaseStatus::NotApplicable => CaseOutcome::NotApplicable,
+        }
+    }
+}
+
+/// Failures in capitals, so that they stand out in a table of passes.
 impl fmt::Display for CaseOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             CaseOutcome::Pass => "pass",
             CaseOutcome::Slow => "SLOW",
-            CaseOutcome::Mismatch => "MISMATCH",
+            CaseOutcome::Wrong => "WRONG",
             CaseOutcome::Error => "ERROR",
-            CaseOutcome::Timeout => "TIMEOUT",
+            CaseOutcome::Crash => "CRASH",
+            CaseOutcome::Hang => "HANG",
+            CaseOutcome::Unsupported => "unsupported",
+            CaseOutcome::NotApplicable => "n/a",
             CaseOutcome::Missing => "MISSING",
             CaseOutcome::Skipped => "skipped",
         })
     }
 }
 
+/// One row of the compatibility table, as `--json` and the smoke report image carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CompatRow {
+    pub case: String,
+    /// `pass`, `wrong`, `error`, `crash`, `hang`, `unsupported`, `n/a`, `slow`, `missing`,
+    /// `skipped`.
+    pub verdict: String,
+    /// What the recipe expects: `pass`, `unsupported`, `wrong`.
+    pub expected: String,
+    /// The case decides the tag.
+    pub gates: bool,
+    /// Informational and not what the recipe expects.
+    pub differs: bool,
+    pub first_s: Option<f64>,
+    pub steady_s: Option<f64>,
+    /// Max relative error against the CPU reference.
+    pub max_error: Option<f64>,
+    pub tolerance: Option<f64>,
+    /// The public source of a known wrong result.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// The compatibility table's rows: one per case of the spec, in the judgement's order.
+pub fn compat_rows(spec: &SmokeSpec, report: &SmokeReport, j: &Judgement) -> Vec<CompatRow> {
+    j.cases
+        .iter()
+        .map(|v| {
+            let got = report.cases.iter().find(|r| r.name == v.name);
+            let conv = spec.cases.iter().find(|c| c.name == v.name);
+            CompatRow {
+                case: v.name.clone(),
+                verdict: v.outcome.word().into(),
+                expected: v.expected.into(),
+                gates: v.gates,
+                differs: v.differs.is_some(),
+                first_s: got.and_then(|g| g.first_s),
+                steady_s: got.and_then(|g| g.steady_s),
+                max_error: got.and_then(|g| g.rel_error),
+                tolerance: match conv {
+                    Some(_) => Some(spec.tolerance),
+                    None => got.and_then(|g| g.tolerance),
+                },
+                source: spec
+                    .conformance
+                    .get(&v.name)
+                    .and_then(|e| e.source().map(str::to_string)),
+            }
+        })
+        .collect()
+}
+
 /// Decides whether the image passed the smoke test at `level`.
 ///
 /// Fails on: a program error; a report for another level; `expect.torch` / `expect.python`
-/// (and `expect.hip` at level gpu) not matching as version prefixes; at level gpu, no GPU; any
-/// spec case missing or not `ok`; a relative error above the recipe's tolerance; a first call
-/// over `limit_s` (at every level, so a cpu run checks the same numbers). Level skip passes
-/// with a note and checks nothing.
+/// (and `expect.hip` at level gpu) not matching as version prefixes; at level gpu, no GPU; a
+/// Conv2d case missing or not `pass`; a relative error above the recipe's tolerance; a first
+/// call over `limit_s` (at every level, so a cpu run checks the same numbers); a `required`
+/// suite case missing or not `pass`. Informational suite cases never fail it: a verdict other
+/// than the expected one becomes a note. Level skip passes with a note and checks nothing.
 pub fn judge(spec: &SmokeSpec, level: Level, report: &SmokeReport) -> Judgement {
     let mut findings = Vec::new();
     let mut notes = Vec::new();
+    let suite: Vec<(&String, &Expectation)> = super::SUITE
+        .iter()
+        .filter_map(|c| spec.conformance.get_key_value(c.name))
+        .collect();
 
     if level == Level::Skip {
         notes.push("smoke test skipped on request (level skip): the image was not tested".into());
+        let skipped = |name: &str, gates: bool, expected: &'static str| CaseVerdict {
+            name: name.to_string(),
+            outcome: CaseOutcome::Skipped,
+            gates,
+            expected,
+            differs: None,
+            findings: Vec::new(),
+        };
         let cases = spec
             .cases
             .iter()
-            .map(|c| CaseVerdict {
-                name: c.name.clone(),
-                outcome: CaseOutcome::Skipped,
-                findings: Vec::new(),
-            })
+            .map(|c| skipped(&c.name, true, "pass"))
+            .chain(
+                suite
+                    .iter()
+                    .map(|(n, e)| skipped(n, e.gates(), e.verdict())),
+            )
             .collect();
         return Judgement {
             passed: true,
@@ -125,9 +242,11 @@ pub fn judge(spec: &SmokeSpec, level: Level, report: &SmokeReport) -> Judgement 
                 None => {}
             }
         }
-        Level::Cpu => {
-            notes.push("level cpu: the Conv2d cases ran on the CPU; the GPU was not tested".into())
-        }
+        Level::Cpu => notes.push(
+            "level cpu: the cases ran on the CPU; the GPU was not tested (an informational \
+             case's verdict says nothing about a card here)"
+                .into(),
+        ),
         Level::Skip => unreachable!("handled above"),
     }
 
@@ -141,11 +260,26 @@ pub fn judge(spec: &SmokeSpec, level: Level, report: &SmokeReport) -> Judgement 
                 CaseVerdict {
                     name: case.name.clone(),
                     outcome: CaseOutcome::Missing,
+                    gates: true,
+                    expected: "pass",
+                    differs: None,
                     findings: Vec::new(),
                 }
             }
         };
         findings.extend(verdict.findings.iter().cloned());
+        cases.push(verdict);
+    }
+    for (name, exp) in suite {
+        let got = report.cases.iter().find(|r| &r.name == name);
+        if got.is_none() && exp.gates() {
+            missing.push(format!("`{name}`"));
+        }
+        let verdict = judge_suite_case(name, exp, got, level, &mut notes);
+        findings.extend(verdict.findings.iter().cloned());
+        if let Some(d) = &verdict.differs {
+            notes.push(d.clone());
+        }
         cases.push(verdict);
     }
     if !missing.is_empty() {
@@ -154,11 +288,9 @@ pub fn judge(spec: &SmokeSpec, level: Level, report: &SmokeReport) -> Judgement 
             missing.join(", ")
         ));
     }
-    for extra in report
-        .cases
-        .iter()
-        .filter(|r| !spec.cases.iter().any(|c| c.name == r.name))
-    {
+    for extra in report.cases.iter().filter(|r| {
+        !spec.cases.iter().any(|c| c.name == r.name) && !spec.conformance.contains_key(&r.name)
+    }) {
         notes.push(format!(
             "case `{}` is in the report but not in the recipe: ignored",
             extra.name
@@ -173,6 +305,99 @@ pub fn judge(spec: &SmokeSpec, level: Level, report: &SmokeReport) -> Judgement 
     }
 }
 
+/// A suite case: `required` ones must pass; the others are compared with the expectation.
+fn judge_suite_case(
+    name: &str,
+    exp: &Expectation,
+    got: Option<&CaseReport>,
+    level: Level,
+    notes: &mut Vec<String>,
+) -> CaseVerdict {
+    let mut v = CaseVerdict {
+        name: name.to_string(),
+        outcome: CaseOutcome::Missing,
+        gates: exp.gates(),
+        expected: exp.verdict(),
+        differs: None,
+        findings: Vec::new(),
+    };
+    let Some(got) = got else {
+        if !v.gates {
+            notes.push(format!("case `{name}`: no result in the report"));
+        }
+        return v;
+    };
+    v.outcome = got.status.into();
+    let why = got
+        .error
+        .as_deref()
+        .map(first_line)
+        .unwrap_or("no error message");
+    if got.status == CaseStatus::Pass {
+        // A pass must carry its numbers: a report that says pass without them is broken.
+        let over = match (got.rel_error, got.tolerance) {
+            (Some(e), Some(t)) => e > t,
+            _ => true,
+        };
+        if over || got.first_s.is_none() {
+            v.outcome = CaseOutcome::Error;
+            v.findings.push(format!(
+                "case `{name}`: reported pass without an error within its tolerance and a \
+                 first-call time"
+            ));
+            if !v.gates {
+                // Informational: the broken report is a note, not a failure.
+                notes.push(v.findings.remove(0));
+            }
+            return v;
+        }
+    }
+    if let Some(rerun) = &got.rerun {
+        notes.push(format!("case `{name}`: rerun with MIOpen logging: {rerun}"));
+    }
+    if v.gates {
+        match got.status {
+            CaseStatus::Pass => {}
+            CaseStatus::NotApplicable => v.findings.push(format!(
+                "case `{name}` is required, but this torch has no such API: {why}"
+            )),
+            CaseStatus::Wrong => v.findings.push(format!("case `{name}` (required): {why}")),
+            CaseStatus::Hang => v
+                .findings
+                .push(format!("case `{name}` (required) hung: {why}")),
+            s => v
+                .findings
+                .push(format!("case `{name}` (required): {}: {why}", s.as_str())),
+        }
+        return v;
+    }
+    // n/a says nothing about the expectation: the API is not there.
+    if got.status == CaseStatus::NotApplicable || v.outcome.word() == exp.verdict() {
+        return v;
+    }
+    let here = match level {
+        Level::Cpu => " at level cpu",
+        _ => "",
+    };
+    let source = exp
+        .source()
+        .map(|s| format!(" (known from {s})"))
+        .unwrap_or_default();
+    v.differs = Some(if got.status == CaseStatus::Pass {
+        format!(
+            "`{name}` now passes{here}, but the recipe expects `{}`{source}: update the recipe",
+            exp.verdict()
+        )
+    } else {
+        format!(
+            "`{name}` is `{}`{here}, but the recipe expects `{}`{source}: update the recipe ({why})",
+            got.status.as_str(),
+            exp.verdict()
+        )
+    });
+    v
+}
+
 fn judge_case(
     spec: &SmokeSpec,
     case: &super::Case,
@@ -184,11 +409,11 @@ fn judge_case(
     let mut outcome = CaseOutcome::Pass;
 
     let asked = (
-        case.in_channels,
-        case.out_channels,
-        case.size,
-        case.batch,
-        case.kernel,
+        Some(case.in_channels),
+        Some(case.out_channels),
+        Some(case.size),
+        Some(case.batch),
+        Some(case.kernel),
     );
     let ran = (
         got.in_channels,
@@ -207,7 +432,7 @@ fn judge_case(
     }
 
     match got.status {
-        CaseStatus::Timeout => {
+        CaseStatus::Hang => {
             let which = if got.timeout_s == spec.case_timeout_s {
                 "case_timeout_s".to_string()
             } else {
@@ -224,18 +449,21 @@ fn judge_case(
                 msg.push_str(&format!(", in phase `{phase}`"));
             }
             findings.push(msg);
-            worsen(&mut outcome, CaseOutcome::Timeout);
+            worsen(&mut outcome, CaseOutcome::Hang);
         }
-        CaseStatus::Error => {
+        CaseStatus::Error
+        | CaseStatus::Crash
+        | CaseStatus::Unsupported
+        | CaseStatus::NotApplicable => {
             let why = got
                 .error
                 .as_deref()
                 .map(first_line)
                 .unwrap_or("no error message");
             findings.push(format!("case `{name}` failed: {why}"));
-            worsen(&mut outcome, CaseOutcome::Error);
+            worsen(&mut outcome, got.status.into());
         }
-        CaseStatus::Mismatch => {
+        CaseStatus::Wrong => {
             findings.push(match got.rel_error {
                 Some(e) => mismatch_message(name, e, spec.tolerance),
                 None => format!(
@@ -246,15 +474,15 @@ fn judge_case(
                         .unwrap_or("result differs from the CPU reference")
                 ),
             });
-            worsen(&mut outcome, CaseOutcome::Mismatch);
+            worsen(&mut outcome, CaseOutcome::Wrong);
         }
-        CaseStatus::Ok => {
+        CaseStatus::Pass => {
             // Judge against the recipe, not the tolerance the program was given.
             match got.rel_error {
                 Some(e) if e <= spec.tolerance => {}
                 Some(e) => {
                     findings.push(mismatch_message(name, e, spec.tolerance));
-                    worsen(&mut outcome, CaseOutcome::Mismatch);
+                    worsen(&mut outcome, CaseOutcome::Wrong);
                 }
                 None => {
                     findings.push(format!(
@@ -300,6 +528,9 @@ fn judge_case(
     CaseVerdict {
         name: name.clone(),
         outcome,
+        gates: true,
+        expected: "pass",
+        differs: None,
         findings,
     }
 }
@@ -314,10 +545,12 @@ fn rank(o: CaseOutcome) -> u8 {
     match o {
         CaseOutcome::Pass | CaseOutcome::Skipped => 0,
         CaseOutcome::Slow => 1,
-        CaseOutcome::Mismatch => 2,
-        CaseOutcome::Error => 3,
-        CaseOutcome::Timeout => 4,
-        CaseOutcome::Missing => 5,
+        CaseOutcome::Wrong => 2,
+        CaseOutcome::Unsupported | CaseOutcome::NotApplicable => 3,
+        CaseOutcome::Error => 4,
+        CaseOutcome::Crash => 5,
+        CaseOutcome::Hang => 6,
+        CaseOutcome::Missing => 7,
     }
 }
 
@@ -328,8 +561,26 @@ fn mismatch_message(name: &str, rel_error: f64, tolerance: f64) -> String {
     )
 }
 
-fn shape((cin, cout, size, batch, kernel): (u32, u32, u32, u32, u32)) -> String {
-    format!("{cin}->{cout} ch, input {batch}x{cin}x{size}x{size}, kernel {kernel}")
+type Shape = (
+    Option<u32>,
+    Option<u32>,
+    Option<u32>,
+    Option<u32>,
+    Option<u32>,
+);
+
+fn shape((cin, cout, size, batch, kernel): Shape) -> String {
+    let n = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    format!(
+        "{}->{} ch, input {}x{}x{}x{}, kernel {}",
+        n(cin),
+        n(cout),
+        n(batch),
+        n(cin),
+        n(size),
+        n(size),
+        n(kernel)
+    )
 }
 
 fn first_line(s: &str) -> &str {
@@ -420,8 +671,11 @@ mod tests {
             j.findings,
             ["case `medium`: result differs from the CPU reference: relative error 4.69e-1, tolerance 1e-3"]
         );
-        assert_eq!(j.cases[0].outcome, CaseOutcome::Mismatch);
-        assert_eq!(j.notes, ["case `medium`: rerun with MIOpen logging: mismatch (MIOpen log tail in the report)"]);
+        assert_eq!(j.cases[0].outcome, CaseOutcome::Wrong);
+        assert_eq!(
+            j.notes,
+            ["case `medium`: rerun with MIOpen logging: wrong (MIOpen log tail in the report)"]
+        );
     }
 
     #[test]
@@ -437,12 +691,12 @@ mod tests {
             [
                 ("medium", CaseOutcome::Pass),
                 ("large", CaseOutcome::Pass),
-                ("xlarge", CaseOutcome::Timeout)
+                ("xlarge", CaseOutcome::Hang)
             ]
         );
         assert_eq!(
             j.notes,
-            ["case `xlarge`: rerun with MIOpen logging: timeout (MIOpen log tail in the report)"]
+            ["case `xlarge`: rerun with MIOpen logging: hang (MIOpen log tail in the report)"]
         );
     }
 
@@ -453,7 +707,7 @@ mod tests {
         assert!(j.passed, "{:?}", j.findings);
         assert_eq!(
             j.notes,
-            ["level cpu: the Conv2d cases ran on the CPU; the GPU was not tested"]
+            ["level cpu: the cases ran on the CPU; the GPU was not tested (an informational case's verdict says nothing about a card here)"]
         );
     }
 
@@ -533,7 +787,7 @@ mod tests {
     #[test]
     fn a_stale_case_shape_and_an_extra_case_are_reported() {
         let mut report = parse_report(&fixture("cpu-pass.out")).unwrap();
-        report.cases[0].out_channels = 64;
+        report.cases[0].out_channels = Some(64);
         report.cases[2].name = "huge".into();
         let j = judge(&cpu_spec(), Level::Cpu, &report);
         assert_eq!(
@@ -574,5 +828,116 @@ mod tests {
         assert!(!version_matches("1.13.1", "1.1"));
         assert!(!version_matches("3.10.12", "3.1"));
         assert!(!version_matches("2.0.1", "1.13"));
+    }
+}
+
+#[cfg(test)]
+mod suite_tests {
+    use super::*;
+    use crate::smoke::test_fixtures::fixture;
+    use crate::smoke::{parse_report, Expectation, SUITE};
+
+    /// The rocm52 recipe's Conv2d cases with every suite case, as the H100 run had them.
+    fn h100_spec(exp: impl Fn(&str) -> Expectation) -> SmokeSpec {
+        let mut s = crate::smoke::test_fixtures::spec();
+        s.expect = Default::default();
+        s.conformance = SUITE
+            .iter()
+            .map(|c| (c.name.to_string(), exp(c.name)))
+            .collect();
+        s
+    }
+
+    #[test]
+    fn the_h100_run_passes_every_case_of_the_suite() {
+        // Recorded on an NVIDIA H100 (torch 2.11.0+cu130) with every case required.
+        let report = parse_report(&fixture("gpu-h100-suite.out")).unwrap();
+        let spec = h100_spec(|_| Expectation::Required);
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.passed, "{:?}", j.findings);
+        assert_eq!(j.cases.len(), 3 + SUITE.len());
+        assert!(j.cases.iter().all(|c| c.outcome == CaseOutcome::Pass));
+        let rows = compat_rows(&spec, &report, &j);
+        let mm = rows.iter().find(|r| r.case == "matmul_fp32").unwrap();
+        assert_eq!((mm.verdict.as_str(), mm.gates), ("pass", true));
+        assert_eq!(mm.tolerance, Some(1e-4));
+    }
+
+    #[test]
+    fn an_informational_verdict_that_differs_is_said_either_way_and_does_not_fail() {
+        let report = parse_report(&fixture("gpu-h100-suite.out")).unwrap();
+        let spec = h100_spec(|name| match name {
+            "conv2d_fp16" => Expectation::Fails {
+                verdict: "wrong",
+                source: "AUTOMATIC1111 #4634".into(),
+            },
+            "int_mm" => Expectation::Unsupported,
+            _ => Expectation::Pass,
+        });
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.passed, "{:?}", j.findings);
+        assert_eq!(
+            j.notes,
+            [
+                "`conv2d_fp16` now passes, but the recipe expects `wrong` (known from AUTOMATIC1111 #4634): update the recipe",
+                "`int_mm` now passes, but the recipe expects `unsupported`: update the recipe",
+            ]
+        );
+        let t = crate::smoke::table(&spec, &report, &j);
+        let row = t.lines().find(|l| l.contains("conv2d_fp16 ")).unwrap();
+        assert!(
+            row.contains("wrong (known)") && row.ends_with("pass (!)"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn a_required_case_that_a_fault_made_wrong_fails_the_tag_and_names_it() {
+        // The same H100 with the fault injector zeroing fp32 matmul (RDNA1_FAULT=zeros).
+        let report = parse_report(&fixture("gpu-h100-fault-zeros.out")).unwrap();
+        let mut spec = h100_spec(|_| Expectation::Required);
+        spec.cases.clear();
+        spec.conformance.remove("memory");
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(!j.passed);
+        assert_eq!(
+            j.findings,
+            ["case `matmul_fp32` (required): matmul float32: max abs error / max |ref| = 1.000e+00, tolerance 0.0001"]
+        );
+        // Informational, the same wrong result is a note that asks for the recipe's update.
+        spec.conformance
+            .insert("matmul_fp32".into(), Expectation::Pass);
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.passed, "{:?}", j.findings);
+        assert!(
+            j.notes.iter().any(|n| n.starts_with(
+                "`matmul_fp32` is `wrong`, but the recipe expects `pass`: update the recipe (matmul float32:"
+            )),
+            "{:?}",
+            j.notes
+        );
+    }
+
+    #[test]
+    fn a_crash_is_a_crash_and_n_a_on_a_required_case_fails() {
+        let report = parse_report(&fixture("gpu-h100-fault-crash.out")).unwrap();
+        let mut spec = h100_spec(|_| Expectation::Pass);
+        spec.cases.clear();
+        spec.conformance.remove("memory");
+        spec.conformance.insert("rnn".into(), Expectation::Required);
+        let j = judge(&spec, Level::Gpu, &report);
+        let rnn = j.cases.iter().find(|c| c.name == "rnn").unwrap();
+        assert_eq!(rnn.outcome, CaseOutcome::Crash);
+        assert!(j.findings[0].starts_with(
+            "case `rnn` (required): crash: the case process was killed by SIGSEGV without a result (last phase: first call on cuda)"
+        ), "{:?}", j.findings);
+        let mut report = report;
+        let sdpa = report.cases.iter_mut().find(|c| c.name == "sdpa").unwrap();
+        sdpa.status = CaseStatus::NotApplicable;
+        sdpa.error = Some("torch 1.13.1 has no scaled_dot_product_attention (2.0+)".into());
+        spec.conformance
+            .insert("sdpa".into(), Expectation::Required);
+        let j = judge(&spec, Level::Gpu, &report);
+        assert!(j.findings.contains(&"case `sdpa` is required, but this torch has no such API: torch 1.13.1 has no scaled_dot_product_attention (2.0+)".to_string()), "{:?}", j.findings);
     }
 }

@@ -11,6 +11,7 @@
 //! fresh container (DOMAIN.md section 7). The steady time (median after a warm-up) shows
 //! stability; a persisted MIOpen cache makes later first calls fast.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -19,16 +20,18 @@ mod judge;
 #[cfg(test)]
 mod program_tests;
 mod report;
+mod suite;
 mod table;
 #[cfg(test)]
 mod test_fixtures;
 
-pub use judge::{judge, CaseOutcome, CaseVerdict, Judgement};
+pub use judge::{compat_rows, judge, CaseOutcome, CaseVerdict, CompatRow, Judgement};
 pub use report::{
     failed_report, parse_report, timed_out_report, CaseReport, CaseStatus, ParseError, SmokeReport,
     REPORT_MARKER, REPORT_SCHEMA,
 };
-pub use table::table;
+pub use suite::{suite_case, Expectation, SuiteCase, SUITE};
+pub use table::{compat_matrix, table};
 
 /// The in-container program, copied into every image at [`PROGRAM_PATH`].
 pub const PROGRAM: &str = include_str!("program.py");
@@ -39,9 +42,10 @@ pub const PROGRAM_PATH: &str = "/opt/rdna1-images/smoke.py";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
-    /// Conv2d on the GPU (`/dev/kfd` and `/dev/dri` passed), compared with a CPU reference.
+    /// Every case on the GPU (`/dev/kfd` and `/dev/dri` passed), compared with a CPU reference.
     Gpu,
-    /// The same program on the CPU: versions, imports, Conv2d (machines without an AMD GPU).
+    /// The same program on the CPU: versions, imports, every case's code path (machines
+    /// without an AMD GPU).
     Cpu,
     /// Nothing is tested; only with an explicit flag, and said in the output.
     Skip,
@@ -115,10 +119,18 @@ pub struct SmokeSpec {
     pub case_timeout_s: f64,
     /// Hard limit for the whole container, seconds; it is killed past it.
     pub container_timeout_s: f64,
-    /// Max allowed |gpu - cpu| relative to the reference's max magnitude.
+    /// Max allowed |gpu - cpu| relative to the reference's max magnitude (the Conv2d cases;
+    /// suite cases carry a tolerance for their dtype).
     #[serde(default = "default_tolerance")]
     pub tolerance: f64,
+    /// The seed's fp32 Conv2d cases: always run, always gating.
+    #[serde(default)]
     pub cases: Vec<Case>,
+    /// The conformance suite's cases to run (names from [`SUITE`]) and what is expected of
+    /// each: `required` gates the tag; `pass`, `unsupported` and `{wrong: <source>}` are
+    /// informational, and a verdict that differs is said in the table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conformance: BTreeMap<String, Expectation>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -178,8 +190,11 @@ fn positive(x: f64) -> bool {
 /// Checks what serde cannot: returns the field path (below `smoke`) and the message.
 pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
     let bad = |p: &[&str], m: String| Err((p.iter().map(|s| s.to_string()).collect(), m));
-    if s.cases.is_empty() {
-        return bad(&["cases"], "list at least one Conv2d case".into());
+    if s.cases.is_empty() && s.conformance.is_empty() {
+        return bad(
+            &["cases"],
+            "list at least one Conv2d case (or a `conformance` case)".into(),
+        );
     }
     if !positive(s.case_timeout_s) {
         return bad(
@@ -235,6 +250,15 @@ pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
                 return bad(&["cases", &idx, field], "must be at least 1".into());
             }
         }
+        if suite_case(&c.name).is_some() {
+            return bad(
+                &["cases", &idx, "name"],
+                format!(
+                    "`{}` is the name of a conformance case: give the Conv2d case another name",
+                    c.name
+                ),
+            );
+        }
         if let Some(l) = c.limit_s {
             if !positive(l) {
                 return bad(
@@ -252,6 +276,10 @@ pub fn validate_spec(s: &SmokeSpec) -> Result<(), (Vec<String>, String)> {
                 );
             }
         }
+    }
+    for (name, e) in &s.conformance {
+        suite::validate_entry(name, e)
+            .map_err(|m| (vec!["conformance".into(), name.clone()], m))?;
     }
     Ok(())
 }

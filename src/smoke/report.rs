@@ -9,7 +9,7 @@ use super::{Level, SmokeSpec};
 /// Starts the one stdout line that carries the report (`program.py` prints it).
 pub const REPORT_MARKER: &str = "RDNA1_SMOKE_REPORT";
 /// The report format this version reads; `program.py` writes the same number in `schema`.
-pub const REPORT_SCHEMA: u32 = 1;
+pub const REPORT_SCHEMA: u32 = 2;
 
 /// What the program found in the container. Fields it could not learn are `None` (for example
 /// `torch` when torch does not import; then `error` says why).
@@ -24,6 +24,9 @@ pub struct SmokeReport {
     pub torch: Option<String>,
     /// `torch.version.hip`; `None` for a build without ROCm.
     pub hip: Option<String>,
+    /// `torch.version.cuda`: set on a CUDA build (where the suite is proven on NVIDIA cards).
+    #[serde(default)]
+    pub cuda: Option<String>,
     pub cuda_available: Option<bool>,
     pub device_name: Option<String>,
     /// `gcnArchName` as the runtime reports it (after any override); `unknown` on PyTorch
@@ -45,16 +48,22 @@ pub struct SmokeReport {
     pub elapsed_s: Option<f64>,
 }
 
-/// One Conv2d case as it ran: fp32, `in_channels -> out_channels`, input
-/// `batch x in_channels x size x size`, kernel `kernel`, padding `kernel / 2`.
+/// One case as it ran: a seed Conv2d case (fp32, `in_channels -> out_channels`, input
+/// `batch x in_channels x size x size`, kernel `kernel`, padding `kernel / 2`) or a case of
+/// the conformance suite (`kind` `suite`; the shape fields are then `None`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseReport {
     pub name: String,
-    pub in_channels: u32,
-    pub out_channels: u32,
-    pub size: u32,
-    pub batch: u32,
-    pub kernel: u32,
+    #[serde(default)]
+    pub kind: CaseKind,
+    /// What it ran, in words.
+    #[serde(default)]
+    pub what: Option<String>,
+    pub in_channels: Option<u32>,
+    pub out_channels: Option<u32>,
+    pub size: Option<u32>,
+    pub batch: Option<u32>,
+    pub kernel: Option<u32>,
     pub status: CaseStatus,
     /// The first call on the device, cold caches: MIOpen's search and kernel compile.
     pub first_s: Option<f64>,
@@ -63,12 +72,17 @@ pub struct CaseReport {
     /// The timed calls after the warm-up.
     #[serde(default)]
     pub runs: Vec<f64>,
-    /// Max |device - reference| / max |reference|, worst over the first call and the runs; the
-    /// reference is the same convolution in float64 on the CPU.
+    /// Max |device - reference| / max |reference|, worst over the results checked; the
+    /// reference is computed in float64 on the CPU. Infinite (reported as `null` with status
+    /// `wrong`) for NaN or a mismatch in an exact comparison.
     pub rel_error: Option<f64>,
-    /// The tolerance the program compared against (the judge uses the recipe's).
-    pub tolerance: f64,
+    /// The tolerance the program compared against: the recipe's for Conv2d cases (the judge
+    /// uses the recipe's), the dtype's for suite cases; 0 for exact comparisons.
+    pub tolerance: Option<f64>,
     pub error: Option<String>,
+    /// What else the case measured (training losses, memory sizes, the compile backend...).
+    #[serde(default)]
+    pub detail: Option<serde_json::Value>,
     /// The watchdog this case ran under (less than `case_timeout_s` when the container's time
     /// budget was running out).
     pub timeout_s: f64,
@@ -76,33 +90,55 @@ pub struct CaseReport {
     #[serde(default)]
     pub phase: Option<String>,
     /// Tail (about 8 KB) of the stderr of the rerun with `MIOPEN_ENABLE_LOGGING_CMD=1` and
-    /// `MIOPEN_LOG_LEVEL=5`, for a case that failed at level gpu.
+    /// `MIOPEN_LOG_LEVEL=5`, for a MIOpen case that failed at level gpu.
     pub miopen_log: Option<String>,
-    /// What became of that rerun: its status (`ok`, `timeout`...), or `skipped: <why>`.
+    /// What became of that rerun: its status (`pass`, `hang`...), or `skipped: <why>`.
     #[serde(default)]
     pub rerun: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseKind {
+    /// One of the recipe's `cases` (the seed's Conv2d limits).
+    #[default]
+    Conv2d,
+    /// A case of the conformance suite.
+    Suite,
+}
+
+/// The program's verdict on a case: exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaseStatus {
     /// Completed and matched the reference within the tolerance.
-    Ok,
+    Pass,
     /// Completed but the result differs from the reference (or holds NaN/Inf).
-    Mismatch,
-    /// Raised, crashed, had no GPU, or was not run.
+    Wrong,
+    /// Raised an exception, had no GPU, or was not run.
     Error,
+    /// The case process was killed by a signal (a segfault in a kernel library, an abort).
+    Crash,
     /// The watchdog killed it.
-    Timeout,
+    Hang,
+    /// A clean "not available" from the operation (e.g. `_int_mm` without hipBLASLt).
+    Unsupported,
+    /// This torch has no such API (SDPA and torch.compile on 1.13), or at level cpu the CPU
+    /// build has no kernel for the dtype.
+    #[serde(rename = "n/a")]
+    NotApplicable,
 }
 
 impl CaseStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            CaseStatus::Ok => "ok",
-            CaseStatus::Mismatch => "mismatch",
+            CaseStatus::Pass => "pass",
+            CaseStatus::Wrong => "wrong",
             CaseStatus::Error => "error",
-            CaseStatus::Timeout => "timeout",
+            CaseStatus::Crash => "crash",
+            CaseStatus::Hang => "hang",
+            CaseStatus::Unsupported => "unsupported",
+            CaseStatus::NotApplicable => "n/a",
         }
     }
 }
@@ -201,6 +237,7 @@ pub fn failed_report(level: Level, error: impl Into<String>) -> SmokeReport {
         python: None,
         torch: None,
         hip: None,
+        cuda: None,
         cuda_available: None,
         device_name: None,
         gfx_target: None,
@@ -247,7 +284,7 @@ mod tests {
     #[test]
     fn parses_a_recorded_gpu_report() {
         let r = parse_report(&fixture("gpu-pass-rx5700xt.out")).unwrap();
-        assert_eq!(r.schema, 1);
+        assert_eq!(r.schema, 2);
         assert_eq!(r.level, Some(Level::Gpu));
         assert_eq!(r.torch.as_deref(), Some("1.13.1+rocm5.2"));
         assert_eq!(r.hip.as_deref(), Some("5.2.21151-afdc89f8"));
@@ -258,9 +295,9 @@ mod tests {
         let large = &r.cases[1];
         assert_eq!(
             (large.name.as_str(), large.in_channels, large.out_channels),
-            ("large", 32, 64)
+            ("large", Some(32), Some(64))
         );
-        assert_eq!(large.status, CaseStatus::Ok);
+        assert_eq!(large.status, CaseStatus::Pass);
         assert_eq!(large.runs.len(), 5);
         assert!(large.first_s.unwrap() > large.steady_s.unwrap());
     }
@@ -271,12 +308,12 @@ mod tests {
         let r = parse_report(&fixture("cpu-pass.out")).unwrap();
         assert_eq!(r.level, Some(Level::Cpu));
         assert_eq!(r.cuda_available, Some(false));
-        assert!(r.cases.iter().all(|c| c.status == CaseStatus::Ok));
+        assert!(r.cases.iter().all(|c| c.status == CaseStatus::Pass));
     }
 
     #[test]
     fn a_report_with_an_error_and_no_torch_parses() {
-        let out = "RDNA1_SMOKE_REPORT {\"schema\":1,\"level\":\"cpu\",\"python\":\"3.11.7\",\"torch\":null,\"hip\":null,\"cuda_available\":null,\"device_name\":null,\"gfx_target\":null,\"hsa_override\":null,\"env\":{},\"cases\":[],\"error\":\"cannot import torch: ModuleNotFoundError: No module named 'torch'\",\"elapsed_s\":0.07}\n";
+        let out = "RDNA1_SMOKE_REPORT {\"schema\":2,\"level\":\"cpu\",\"python\":\"3.11.7\",\"torch\":null,\"hip\":null,\"cuda_available\":null,\"device_name\":null,\"gfx_target\":null,\"hsa_override\":null,\"env\":{},\"cases\":[],\"error\":\"cannot import torch: ModuleNotFoundError: No module named 'torch'\",\"elapsed_s\":0.07}\n";
         let r = parse_report(out).unwrap();
         assert_eq!(r.torch, None);
         assert!(r.error.unwrap().starts_with("cannot import torch"));
@@ -315,7 +352,7 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("the line begins `{\"schema\":1,\"level\":\"gpu\""),
+            msg.contains("the line begins `{\"schema\":2,\"level\":\"gpu\""),
             "{msg}"
         );
         assert!(msg.contains("last 2 line(s) of output:"), "{msg}");
@@ -324,7 +361,7 @@ mod tests {
     #[test]
     fn a_wrong_field_type_names_the_field() {
         let out =
-            fixture("gpu-pass-rx5700xt.out").replace("\"status\":\"ok\"", "\"status\":\"fine\"");
+            fixture("gpu-pass-rx5700xt.out").replace("\"status\":\"pass\"", "\"status\":\"fine\"");
         let msg = parse_report(&out).unwrap_err().to_string();
         assert!(
             msg.contains("field `cases[0].status`: unknown variant `fine`"),
@@ -334,18 +371,18 @@ mod tests {
 
     #[test]
     fn another_schema_is_refused_before_its_fields_are_read() {
-        let out = "RDNA1_SMOKE_REPORT {\"schema\":2,\"whatever\":true}";
+        let out = "RDNA1_SMOKE_REPORT {\"schema\":1,\"whatever\":true}";
         let err = parse_report(out).unwrap_err();
-        assert_eq!(err, ParseError::Schema { found: 2 });
+        assert_eq!(err, ParseError::Schema { found: 1 });
         assert!(err
             .to_string()
-            .contains("schema 2, this rdna1-images reads schema 1"));
+            .contains("schema 1, this rdna1-images reads schema 2"));
     }
 
     #[test]
     fn the_last_report_line_wins() {
         let out = format!(
-            "RDNA1_SMOKE_REPORT {{\"schema\":1}}\n{}",
+            "RDNA1_SMOKE_REPORT {{\"schema\":2}}\n{}",
             fixture("gpu-pass-rx5700xt.out")
         );
         assert_eq!(parse_report(&out).unwrap().cases.len(), 3);

@@ -8,9 +8,11 @@ use super::{CaseOutcome, Judgement, SmokeReport, SmokeSpec};
 /// How many lines of a failed case's MIOpen log the table shows (the JSON report has ~8 KB).
 const LOG_LINES: usize = 12;
 
-/// A header (versions, device, gfx target, override, environment), one row per case (shape,
-/// first call, steady median, limit, error, verdict), then the findings, the notes, and the
-/// end of the MIOpen log of any failed case. Plain ASCII, no colour: it also goes into CI logs.
+/// A header (versions, device, gfx target, override, environment), the compatibility table
+/// (one row per case: what the recipe expects, first call, steady median, limit, max error,
+/// verdict; `(!)` marks an informational case whose verdict differs from the expectation),
+/// then the findings, the notes (which say what differs and what to update), and the end of
+/// the MIOpen log of any failed case. Plain ASCII, no colour: it also goes into CI logs.
 pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> String {
     let mut out = String::new();
     let level = report
@@ -26,10 +28,11 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
         ("python", text(&report.python)),
         (
             "torch",
-            match (&report.torch, &report.hip) {
-                (None, _) => none.clone(),
-                (Some(t), Some(hip)) => format!("{t} (HIP {hip})"),
-                (Some(t), None) => format!("{t} (no HIP: not a ROCm build)"),
+            match (&report.torch, &report.hip, &report.cuda) {
+                (None, _, _) => none.clone(),
+                (Some(t), Some(hip), _) => format!("{t} (HIP {hip})"),
+                (Some(t), None, Some(cuda)) => format!("{t} (CUDA {cuda}: not a ROCm build)"),
+                (Some(t), None, None) => format!("{t} (no HIP: not a ROCm build)"),
             },
         ),
     ];
@@ -71,27 +74,18 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
 
     let mut rows = vec![[
         "case".to_string(),
-        "shape".into(),
+        "expects".into(),
         "first call".into(),
         "steady (median)".into(),
         "limit".into(),
-        "rel error".into(),
+        "max error".into(),
         "verdict".into(),
     ]];
-    for (case, verdict) in spec.cases.iter().zip(&judgement.cases) {
-        let got = report.cases.iter().find(|r| r.name == case.name);
-        let shape = format!(
-            "{}->{}, {}x{}x{}x{}, k{}",
-            case.in_channels,
-            case.out_channels,
-            case.batch,
-            case.in_channels,
-            case.size,
-            case.size,
-            case.kernel
-        );
+    for verdict in &judgement.cases {
+        let got = report.cases.iter().find(|r| r.name == verdict.name);
+        let conv = spec.cases.iter().find(|c| c.name == verdict.name);
         let first = match got {
-            Some(g) if g.status == super::CaseStatus::Timeout => {
+            Some(g) if g.status == super::CaseStatus::Hang => {
                 format!("> {} s", secs(g.timeout_s))
             }
             Some(g) => g.first_s.map(duration).unwrap_or_else(|| none.clone()),
@@ -101,21 +95,36 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
             .and_then(|g| g.steady_s)
             .map(duration)
             .unwrap_or_else(|| none.clone());
-        let limit = case
-            .limit_s
-            .map(|l| format!("{} s", secs(l)))
-            .unwrap_or_else(|| "none".into());
+        let limit = match conv.and_then(|c| c.limit_s) {
+            Some(l) => format!("{} s", secs(l)),
+            None if conv.is_some() => "completes".into(),
+            None => none.clone(),
+        };
         let error = got
             .and_then(|g| g.rel_error)
-            .map(|e| format!("{e:.1e}"))
+            .map(|e| {
+                if e == 0.0 {
+                    "exact".into()
+                } else {
+                    format!("{e:.1e}")
+                }
+            })
             .unwrap_or_else(|| none.clone());
-        let outcome = match verdict.outcome {
+        let expects = match (verdict.gates, verdict.expected) {
+            (true, _) => "pass (gates)".to_string(),
+            (false, e @ ("pass" | "unsupported")) => e.to_string(),
+            (false, e) => format!("{e} (known)"),
+        };
+        let mut outcome = match verdict.outcome {
             CaseOutcome::Missing if report.error.is_some() => "NOT RUN".to_string(),
             o => o.to_string(),
         };
+        if verdict.differs.is_some() {
+            outcome.push_str(" (!)");
+        }
         rows.push([
-            case.name.clone(),
-            shape,
+            verdict.name.clone(),
+            expects,
             first,
             steady,
             limit,
@@ -180,6 +189,63 @@ pub fn table(spec: &SmokeSpec, report: &SmokeReport, judgement: &Judgement) -> S
     out
 }
 
+/// The stacks-by-cases table `rdna1-images compat` prints: one row per case, one column per
+/// smoke report (`header`, and its `case=verdict,...` label). Cases in the suite's order (the
+/// Conv2d ones first, as found); `.` where a report has no such case.
+pub fn compat_matrix(stacks: &[(String, String)]) -> String {
+    let parsed: Vec<Vec<(&str, &str)>> = stacks
+        .iter()
+        .map(|(_, label)| {
+            label
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        })
+        .collect();
+    let mut cases: Vec<&str> = Vec::new();
+    for p in &parsed {
+        for (case, _) in p {
+            if super::suite_case(case).is_none() && !cases.contains(case) {
+                cases.push(case);
+            }
+        }
+    }
+    for c in super::SUITE {
+        if parsed.iter().any(|p| p.iter().any(|(n, _)| *n == c.name)) {
+            cases.push(c.name);
+        }
+    }
+    let mut rows = vec![std::iter::once("case".to_string())
+        .chain(stacks.iter().map(|(h, _)| h.clone()))
+        .collect::<Vec<_>>()];
+    for case in &cases {
+        let mut row = vec![case.to_string()];
+        for p in &parsed {
+            let v = p.iter().find(|(n, _)| n == case).map(|(_, v)| *v);
+            row.push(v.unwrap_or(".").to_string());
+        }
+        rows.push(row);
+    }
+    let cols = rows[0].len();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (r, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
+        if r == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "  {}", rule.join("  "));
+        }
+    }
+    out
+}
+
 /// A duration in the unit that keeps it short: `12.40 s`, `3.1 ms`, `85 us`.
 fn duration(s: f64) -> String {
     if s >= 100.0 {
@@ -237,6 +303,24 @@ mod tests {
         let report = timed_out_report(&spec, Level::Gpu, 900.0);
         let t = table(&spec, &report, &judge(&spec, Level::Gpu, &report));
         insta::assert_snapshot!(t);
+    }
+
+    #[test]
+    fn the_compat_matrix_puts_cases_down_and_stacks_across() {
+        let t = compat_matrix(&[
+            (
+                "rocm52 gpu".into(),
+                "medium=pass,sdpa=n/a,conv2d_fp16=wrong".into(),
+            ),
+            (
+                "therock gpu".into(),
+                "medium=pass,conv2d_fp16=pass,int_mm=unsupported".into(),
+            ),
+        ]);
+        assert_eq!(
+            t,
+            "  case         rocm52 gpu  therock gpu\n  -----------  ----------  -----------\n  medium       pass        pass\n  conv2d_fp16  wrong       pass\n  sdpa         n/a         .\n  int_mm       .           unsupported\n"
+        );
     }
 
     #[test]
