@@ -12,10 +12,10 @@
 #   5 gates       ci/static-gates.sh (a missing script fails the run)
 #   6 fmt         cargo fmt --all -- --check
 #   7 clippy      cargo clippy --all-targets -- -D warnings
-#   8 drift       cargo run -- render --all --check (committed Dockerfiles); then the
-#                 fuzz target through tests/fuzz_recipe.rs for 60 s (stable toolchain)
-#   9 tests       RDNA1_REQUIRE_DOCKER=1 cargo test, on the machine's engine
-#  10 engines     the engine tests of build, smoke, tag, skip, push/pull,
+#   8 drift       cargo run -- render --all --check (committed Dockerfiles)
+#   9 fuzz        the fuzz target through tests/fuzz_recipe.rs for 60 s (stable toolchain)
+#  10 tests       RDNA1_REQUIRE_DOCKER=1 cargo test, on the machine's engine
+#  11 engines     the engine tests of build, smoke, tag, skip, push/pull,
 #                 reproducibility and interruption again, with DOCKER_HOST at each 28.5 engine
 #     summary     every skip a test recorded (src/test_skip.rs), failing on one that
 #                 ci/expected-skips.txt does not list (ci/skips.sh)
@@ -32,7 +32,7 @@ for script in ci/ensure-docker.sh ci/test-base.sh ci/registry.sh ci/engines.sh c
     [[ -f $script ]] || { echo "ci/test.sh: $script is missing, so its step cannot run" >&2; exit 1; }
 done
 
-TOTAL_STEPS=10
+TOTAL_STEPS=11
 step_no=0
 step_started=$SECONDS
 step() {
@@ -79,6 +79,8 @@ missing=()
 for tool in /usr/sbin/sshd:openssh-server ssh:openssh-client stunnel:stunnel4 openssl:openssl; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
+# tests/lock_build.rs gives the test base pip from the host's Debian pip wheel.
+compgen -G '/usr/share/python-wheels/pip-*.whl' >/dev/null || missing+=(python3-pip-whl)
 # ci/engines.sh verifies sid's lists with Debian's keyring (not preinstalled on Ubuntu).
 [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
 if ((${#missing[@]})); then
