@@ -391,6 +391,9 @@ pub struct CleanArgs {
     /// Only say what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only the leftovers of this recipe (found by its label).
+    #[arg(long, value_name = "RECIPE")]
+    pub recipe: Option<String>,
 }
 
 /// The end of `rdna1-images --help`: the exit codes and every environment variable read.

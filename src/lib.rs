@@ -17,6 +17,7 @@ pub mod image_archive;
 pub mod index_client;
 pub mod labels;
 pub mod lock;
+pub mod owner;
 pub mod pipeline;
 pub mod quote;
 pub mod recipe;

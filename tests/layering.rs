@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "index_client",
             "labels",
             "lock",
+            "owner",
             "quote",
             "recipe",
             "recipe_files",
