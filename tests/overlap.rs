@@ -27,6 +27,17 @@ fn nonce() -> String {
 fn unique_recipe(sb: &mut Sandbox, fixture: &str, test: &str, steps: &[&str]) -> String {
     let name = sb.recipe(fixture);
     let mut y = sb.read(&name);
+    // The smoke test is not what these tests are about: the two small cases only, with
+    // room for a machine loaded by other tests (the xlarge case took over 60 s there).
+    y = y
+        .replace(
+            "    - name: xlarge\n      in_channels: 64\n      out_channels: 128\n      size: 128\n",
+            "",
+        )
+        .replace("case_timeout_s: 60\n", "case_timeout_s: 240\n")
+        .replace("limit_s: 5\n", "limit_s: 60\n")
+        .replace("limit_s: 10\n", "limit_s: 60\n");
+    assert!(!y.contains("xlarge"), "{y}");
     y = y.replace(
         "env:\n",
         &format!("env:\n  RDNA1_TEST_NONCE: \"{test}-{}\"\n", nonce()),
