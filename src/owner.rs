@@ -137,11 +137,21 @@ pub fn lock_path(dir: &Path, engine: &str, recipe: &str) -> PathBuf {
     dir.join(format!("{h}-{safe}.lock"))
 }
 
-/// An advisory lock on one recipe of one engine, held until dropped.
+/// An advisory lock on one recipe of one engine, held until [`RunLock::release`]d. Dropped
+/// without it (an error returned with `?`, a run cancelled by a signal) it stays held until
+/// the process exits: the guards of such a run remove its leftovers only after the
+/// command's future is gone (`main` drains them), and a run that took the lock in between
+/// could have made the very image they remove (same inputs, same image id).
 #[derive(Debug)]
 pub struct RunLock {
-    file: File,
+    file: Option<File>,
     pub path: PathBuf,
+}
+
+/// Locks dropped without a release: held until the process exits.
+fn parked() -> std::sync::MutexGuard<'static, Vec<File>> {
+    static PARKED: std::sync::Mutex<Vec<File>> = std::sync::Mutex::new(Vec::new());
+    PARKED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a holder wrote into its lock file: `pid <n> started <start>: <command>`.
@@ -214,7 +224,7 @@ impl RunLock {
                 writeln!(file, "{}", holder_line(command))?;
                 file.flush()?;
                 Ok(Ok(RunLock {
-                    file,
+                    file: Some(file),
                     path: path.to_path_buf(),
                 }))
             }
@@ -233,11 +243,22 @@ impl RunLock {
     }
 }
 
+impl RunLock {
+    /// The run is done with the recipe, its guards drained: the next run may go.
+    pub fn release(mut self) {
+        if let Some(f) = self.file.take() {
+            // What it says is true only while held: empty it before the kernel lets go.
+            let _ = f.set_len(0);
+            let _ = f.unlock();
+        }
+    }
+}
+
 impl Drop for RunLock {
     fn drop(&mut self) {
-        // What it says is true only while held: empty it before the kernel lets go.
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
+        if let Some(f) = self.file.take() {
+            parked().push(f);
+        }
     }
 }
 
@@ -265,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn a_held_lock_names_its_holder_and_frees_when_dropped() {
+    fn a_held_lock_names_its_holder_and_frees_when_released() {
         let dir = tempfile::tempdir().unwrap();
         let p = lock_path(dir.path(), "unix:///var/run/docker.sock", "rocm52");
         assert!(p
@@ -284,10 +305,13 @@ mod tests {
             who.contains(&format!("pid {}", std::process::id())) && who.contains("build rocm52"),
             "{who}"
         );
-        drop(held);
-        RunLock::try_acquire_at(&p, "build rocm52")
+        held.release();
+        let again = RunLock::try_acquire_at(&p, "build rocm52")
             .unwrap()
             .unwrap();
+        // Dropped without a release (a cancelled run): held until the process exits.
+        drop(again);
+        assert!(RunLock::try_acquire_at(&p, "x").unwrap().is_err());
     }
 
     #[test]

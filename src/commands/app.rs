@@ -363,7 +363,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     for l in &loaded {
         console.begin(&l.recipe.name);
         // Held through the build and its push: another run of this recipe waits.
-        let _held = crate::commands::hold_recipe(&engine, &l.recipe.name, "build", console).await?;
+        let held = crate::commands::hold_recipe(&engine, &l.recipe.name, "build", console).await?;
         let mut o = match pipeline::build(&engine, l, &opts, console).await {
             Ok(o) => o,
             Err(e) => {
@@ -393,6 +393,8 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
                 }
             }
         }
+        // Built, pushed, its guards drained: the next run of this recipe may go.
+        held.release();
         if !a.json {
             print_build_outcome(&o);
         }
