@@ -424,7 +424,7 @@ Environment:
   XDG_CACHE_HOME                   each base's folder list, read once, in $XDG_CACHE_HOME/rdna1-images
                                    (default ~/.cache/rdna1-images)
   XDG_STATE_HOME                   failed build logs go to $XDG_STATE_HOME/rdna1-images/logs
-                                   (default ~/.local/state/rdna1-images/logs)
+                                   (default ~/.local/state/rdna1-images/logs), run locks to .../locks
   RUST_LOG                         log filter (overrides -v/-q), e.g. rdna1_images=debug
 
 --json prints one document on stdout: {\"schema\": 1, \"command\", \"result\"} or, on failure,
