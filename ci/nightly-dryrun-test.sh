@@ -53,6 +53,8 @@ export RDNA1_IMAGES_REGISTRY=$registry_host/rdna1-nightly-dryrun-$id
 # This machine's engine has no bridge network; the fixtures need none.
 export RDNA1_IMAGES_BUILD_NETWORK=${RDNA1_IMAGES_BUILD_NETWORK:-none}
 unset RDNA1_NIGHTLY_FORCE RDNA1_NIGHTLY_NO_PUSH RDNA1_REGISTRY_USER RDNA1_REGISTRY_PASSWORD
+# The weekly refresh on Sundays; each step below says which day it acts as.
+export RDNA1_NIGHTLY_REFRESH_DAY=7 RDNA1_NIGHTLY_TODAY=1
 
 # Runs one entry like the workflow step does, with its own GITHUB_OUTPUT/STEP_SUMMARY files.
 entry() {
@@ -105,6 +107,16 @@ check "present: same ref as the push" test "$(output present ref)" = "$(output a
 check "present: nothing was built (no local image came back)" test "$(local_tags_of "$good")" = 0
 check "present: the step summary says nothing new" grep -q 'nothing new' "$work/present/step-summary"
 
+# 2b the weekly refresh: present, rebuilt without cache, the same image: nothing pushed
+export RDNA1_NIGHTLY_TODAY=7
+entry refresh "$good"
+export RDNA1_NIGHTLY_TODAY=1
+check "refresh: exit 0" rc_is refresh 0
+check "refresh: status=same" test "$(output refresh status)" = same
+check "refresh: it rebuilt without cache" grep -q -- '--no-cache' "$work/refresh/stderr"
+check "refresh: the registry's tag did not move" test "$(output refresh ref)" = "$(output absent ref)"
+check "refresh: the step summary says nothing pushed" grep -q 'nothing pushed' "$work/refresh/step-summary"
+
 # 3 failing smoke test: nothing pushed
 entry failing "$bad"
 check "failing: exit 1" rc_is failing 1
@@ -112,7 +124,7 @@ check "failing: status=failed" test "$(output failing status)" = failed
 check "failing: nothing pushed" lacks_tag "$(output failing tag)"
 check "failing: the step summary shows the failed build" grep -q "build failed" "$work/failing/step-summary"
 
-show_log_on_failure absent present failing
+show_log_on_failure absent present refresh failing
 printf 'nightly dry run: %d s\n' "$((SECONDS - start))"
 printf '%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -13,7 +13,11 @@
 #              propose-lock job offers it back to the repository as a pull request. The
 #              build runs with --locked: it never resolves anything itself.
 #   1 digest   `rdna1-images list --json` gives the recipe's input digest (no Docker needed)
-#   2 present? REGISTRY:<recipe>-<digest12> in the registry (ci/nightly-has-tag.sh): done
+#   2 present? REGISTRY:<recipe>-<digest12> in the registry (ci/nightly-has-tag.sh): done,
+#              except on the weekly refresh day (RDNA1_NIGHTLY_REFRESH_DAY): the inputs the
+#              recipes leave floating on purpose (system packages, for security fixes) are
+#              picked up by a rebuild without cache, compared with the registry's image
+#              (pulled), and pushed only when the image differs
 #   3 build    `rdna1-images build RECIPE --smoke cpu --json`: tags only on a passed smoke test
 #   4 push     the same command with `--push --registry R`: only a passed build is pushed,
 #              and a cpu pass reaches the nightly channel only
@@ -27,13 +31,16 @@
 #   RDNA1_NIGHTLY_OUT       folder for report.json, summary.md, result.env (default target/nightly/RECIPE)
 #   RDNA1_NIGHTLY_SMOKE     smoke level (default cpu: hosted runners have no GPU; promote runs gpu)
 #   RDNA1_NIGHTLY_FORCE=1   build and push even when the tag is present
+#   RDNA1_NIGHTLY_REFRESH_DAY  ISO weekday (1 Monday .. 7 Sunday, UTC) of the weekly refresh
+#                           (default 7); 0 turns it off
+#   RDNA1_NIGHTLY_TODAY     the ISO weekday to act as (default: today, UTC; for the tests)
 #   RDNA1_NIGHTLY_NO_PUSH=1 stop after a passed build (prints what it would push)
 #   RDNA1_NIGHTLY_LOCK=1    lock the recipe first (step 0), in RDNA1_IMAGES_RECIPES (default recipes/)
 #   RDNA1_REGISTRY_USER / RDNA1_REGISTRY_PASSWORD   for the presence check (see nightly-has-tag.sh);
 #                           pushing uses the engine's login (docker login) as usual
 #
 # Results (stdout, result.env and $GITHUB_OUTPUT): recipe, digest12, tag, status
-# (present | pushed | built | failed), and ref (REGISTRY@sha256:..., set when pushed or present).
+# (present | pushed | built | failed | same), and ref (REGISTRY@sha256:..., set when pushed or present).
 # Exit: 0 present, pushed or built (NO_PUSH); 1 build, smoke test or push failed; 2 bad
 # input; 3 the environment (registry unreachable, no binary).
 set -euo pipefail
@@ -106,7 +113,14 @@ presence=0
 remote_digest=$(bash ci/nightly-has-tag.sh "$registry:$tag") || presence=$?
 case $presence in
 0)
-    if [[ ${RDNA1_NIGHTLY_FORCE:-0} != 1 ]]; then
+    refresh_day=${RDNA1_NIGHTLY_REFRESH_DAY:-7}
+    today=${RDNA1_NIGHTLY_TODAY:-$(date -u +%u)}
+    [[ $refresh_day =~ ^[0-7]$ && $today =~ ^[1-7]$ ]] ||
+        fail 2 "RDNA1_NIGHTLY_REFRESH_DAY='$refresh_day' / RDNA1_NIGHTLY_TODAY='$today' are not ISO weekdays"
+    if [[ ${RDNA1_NIGHTLY_FORCE:-0} != 1 && $refresh_day == "$today" ]]; then
+        refresh=1
+        log "$registry:$tag is present; weekly refresh (day $refresh_day): rebuilding without cache to pick up floating inputs, pushing only if the image differs"
+    elif [[ ${RDNA1_NIGHTLY_FORCE:-0} != 1 ]]; then
         log "$registry:$tag is in the registry ($remote_digest): nothing new, nothing built"
         result status present
         result ref "$registry@$remote_digest"
@@ -121,7 +135,17 @@ case $presence in
 esac
 
 # 3 build + 4 push
+refresh=${refresh:-0}
+if ((refresh)); then
+    # The registry's image, for the comparison after the build (its name is removed again).
+    docker pull -q "$registry:$tag" >/dev/null || fail 3 "could not pull $registry:$tag for the weekly comparison"
+    before=$(docker image inspect --format '{{json .RootFS.Layers}} {{json .Config}}' "$registry:$tag")
+    docker image rm "$registry:$tag" >/dev/null 2>&1 || true
+fi
 build_args=(build "$recipe" --smoke "$smoke" --json)
+# The refresh rebuilds every step (apt's floating packages are in cached layers otherwise)
+# and pushes only after the comparison.
+((refresh)) && build_args+=(--no-cache)
 # --force: the engine may still hold the <recipe>-<digest12> tag from an earlier run (a
 # persistent self-hosted runner), and `build` would skip it; the registry is what counts here.
 build_args+=(--force)
@@ -131,7 +155,7 @@ build_args+=(--no-pull)
 # --locked: the lock was resolved and verified once, in step 0 (or is the shipped one);
 # a package it lacks fails the build (exit 2) instead of being resolved a second time.
 build_args+=(--locked)
-if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} != 1 ]]; then
+if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} != 1 ]] && ((!refresh)); then
     build_args+=(--push --registry "$registry")
 fi
 log "$bin ${build_args[*]}"
@@ -158,6 +182,22 @@ status=$(jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0
 if ((build_rc != 0)) || [[ $status != passed ]]; then
     result status failed
     fail 1 "build of $recipe did not pass (exit $build_rc, status $status); nothing pushed, the registry's tags are untouched"
+fi
+
+if ((refresh)); then
+    image=$(jq -r '.result[0].image_id' "$out/report.json")
+    after=$(docker image inspect --format '{{json .RootFS.Layers}} {{json .Config}}' "$image")
+    if [[ $after == "$before" ]]; then
+        log "weekly refresh: the rebuild of $tag is the image in the registry: nothing pushed"
+        result status same
+        result ref "$registry@$remote_digest"
+        printf 'Weekly refresh: the rebuild is the same image as %s; nothing pushed.\n\n' "\`$registry:$tag\`" | summary
+        exit 0
+    fi
+    log "weekly refresh: the rebuild of $tag differs from the registry's image (a floating input moved)"
+    if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} != 1 ]]; then
+        "$bin" push "$recipe" --registry "$registry" >&2 || fail 1 "push of the refreshed $recipe failed"
+    fi
 fi
 
 if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} == 1 ]]; then

@@ -175,7 +175,7 @@ for name in "${ENGINES[@]}"; do
     # Every file runs on both engines even after a failure, so one run shows where each stands.
     passed=1
     DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --no-fail-fast \
-        --test engine --test registry --test reproducible --test interrupt --test lock_build -- "${known[@]}" || passed=0
+        --test engine --test registry --test reproducible --test interrupt --test lock_build --test overlap -- "${known[@]}" || passed=0
     DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --lib smoke::program_tests::docker_ || passed=0
     if ((passed)); then
         engine_times+=("$name: passed in $((SECONDS - started)) s")

@@ -408,6 +408,9 @@ pub struct CleanArgs {
     /// Only say what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only the leftovers of this recipe (found by its label).
+    #[arg(long, value_name = "RECIPE")]
+    pub recipe: Option<String>,
 }
 
 /// The end of `rdna1-images --help`: the exit codes and every environment variable read.
@@ -438,7 +441,7 @@ Environment:
   XDG_CACHE_HOME                   each base's folder list, read once, in $XDG_CACHE_HOME/rdna1-images
                                    (default ~/.cache/rdna1-images)
   XDG_STATE_HOME                   failed build logs go to $XDG_STATE_HOME/rdna1-images/logs
-                                   (default ~/.local/state/rdna1-images/logs)
+                                   (default ~/.local/state/rdna1-images/logs), run locks to .../locks
   RUST_LOG                         log filter (overrides -v/-q), e.g. rdna1_images=debug
 
 --json prints one document on stdout: {\"schema\": 1, \"command\", \"result\"} or, on failure,

@@ -14,3 +14,6 @@ pub const LOCK: &str = "io.github.rdna1-images.lock";
 pub const MANAGED: &str = "io.github.rdna1-images.managed";
 /// What a container is for: `smoke` or `run`.
 pub const ROLE: &str = "io.github.rdna1-images.role";
+/// Who created a container: `<host id>:<pid>:<boot id>-<start ticks>` (see
+/// [`crate::owner::Owner`]), so `clean` leaves a live run's containers alone.
+pub const OWNER: &str = "io.github.rdna1-images.owner";

@@ -19,6 +19,7 @@ pub mod index_client;
 pub mod labels;
 pub mod lock;
 pub mod out_folder;
+pub mod owner;
 pub mod pipeline;
 pub mod quote;
 pub mod recipe;

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "labels",
             "lock",
             "out_folder",
+            "owner",
             "quote",
             "recipe",
             "recipe_files",

@@ -82,7 +82,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
         Command::Check(a) => check(cli, a),
         Command::Build(a) => build(cli, a, &mut console).await,
         Command::Smoke(a) => smoke(cli, a, &mut console).await,
-        Command::Clean(a) => clean(a, &mut console).await,
+        Command::Clean(a) => crate::commands::clean::clean(a, &mut console).await,
         Command::Compat => crate::commands::compat::compat(&mut console).await,
         Command::Doctor(a) => doctor(cli, a).await,
         Command::Run(a) => run_cmd(cli, a, &mut console).await,
@@ -279,6 +279,8 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     let mut code = 0;
     for l in &loaded {
         console.begin(&l.recipe.name);
+        // Held through the build and its push: another run of this recipe waits.
+        let held = crate::commands::hold_recipe(&engine, &l.recipe.name, "build", console).await?;
         let mut o = match pipeline::build(&engine, l, &opts, console).await {
             Ok(o) => o,
             Err(e) => {
@@ -308,6 +310,8 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
                 }
             }
         }
+        // Built, pushed, its guards drained: the next run of this recipe may go.
+        held.release();
         if !a.json {
             print_build_outcome(&o);
         }
@@ -426,6 +430,7 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
     let level = resolve_level(a.level.into(), console)?;
     let engine = Engine::connect().await?;
     let (id, recipe) = recipe_of_image(&cat, &engine, &image).await?;
+    let _held = crate::commands::hold_recipe(&engine, &recipe.name, "smoke", console).await?;
     let result = pipeline::smoke_image(&engine, &id, &recipe, level, console).await?;
     if a.json {
         print_json(&result)?;
@@ -440,46 +445,6 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
         }
     }
     Ok(if result.passed { 0 } else { 1 })
-}
-
-async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {
-    let engine = Engine::connect().await?;
-    let containers = engine.managed_containers().await?;
-    let images = engine.managed_untagged_images().await?;
-    for (id, name, image) in &containers {
-        println!(
-            "{} container {} {name} (image {})",
-            if a.dry_run {
-                "would remove"
-            } else {
-                "removing"
-            },
-            pipeline::short_id(id),
-            pipeline::short_id(image)
-        );
-        if !a.dry_run {
-            engine.remove_container(id).await?;
-        }
-    }
-    for (id, size) in &images {
-        println!(
-            "{} untagged image {} ({} MB)",
-            if a.dry_run {
-                "would remove"
-            } else {
-                "removing"
-            },
-            pipeline::short_id(id),
-            size / 1_000_000
-        );
-        if !a.dry_run {
-            engine.remove_untagged(id).await?;
-        }
-    }
-    if containers.is_empty() && images.is_empty() {
-        console.note("nothing to clean");
-    }
-    Ok(0)
 }
 
 fn host_report() -> Result<crate::host::HostReport, Failure> {

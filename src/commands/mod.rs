@@ -16,6 +16,7 @@ use crate::smoke::Level;
 pub mod app;
 pub mod compat;
 pub mod lock;
+pub mod clean;
 pub mod registry;
 mod render_all;
 
@@ -176,4 +177,26 @@ pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Resul
             }
         }
     })
+}
+
+/// Holds the run lock of `recipe` on `engine` (see [`crate::owner::RunLock`]): a second run
+/// of the same recipe on the same engine waits here, saying for whom, so no run's guard,
+/// sweep or temporary name undoes another's. Dropped when the command is done with the
+/// recipe (or exits, however it ends).
+pub(crate) async fn hold_recipe(
+    engine: &crate::engine::Engine,
+    recipe: &str,
+    command: &str,
+    progress: &mut dyn crate::pipeline::Progress,
+) -> Result<crate::owner::RunLock, Failure> {
+    let what = format!("rdna1-images {command} {recipe}");
+    crate::owner::RunLock::acquire(&engine.host, recipe, &what, &mut |m| progress.note(m))
+        .await
+        .map_err(|e| Failure {
+            code: 3,
+            error: anyhow::anyhow!(
+                "cannot take the run lock of {recipe} in {}: {e}; the state folder must be writable (set XDG_STATE_HOME to move it)",
+                crate::owner::lock_dir().display()
+            ),
+        })
 }

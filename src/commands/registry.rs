@@ -35,6 +35,7 @@ pub async fn push(cli: &Cli, a: &cli::PushArgs, console: &mut Console) -> Outcom
     let loaded = crate::commands::load_locked(&catalog(cli), &a.recipe)?;
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
+    let _held = crate::commands::hold_recipe(&engine, &loaded.recipe.name, "push", console).await?;
     let o = distribute::push(&engine, &remote, &loaded, a.channel, console).await?;
     if a.json {
         print_json(&o)?;
@@ -66,6 +67,7 @@ pub async fn pull(cli: &Cli, a: &cli::PullArgs, console: &mut Console) -> Outcom
     };
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
+    let _held = crate::commands::hold_recipe(&engine, &loaded.recipe.name, "pull", console).await?;
     let o = distribute::pull(&engine, &remote, &loaded, &tag, console).await?;
     if a.json {
         print_json(&o)?;
@@ -139,6 +141,8 @@ pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> 
     };
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
+    let _held =
+        crate::commands::hold_recipe(&engine, &loaded.recipe.name, "promote", console).await?;
     let o = distribute::promote(
         &engine,
         &remote,

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use super::{ContainerGuard, Engine, EngineError};
 use crate::labels;
+use crate::owner::Owner;
 
 /// A container to run once.
 #[derive(Debug, Clone, Default)]
@@ -116,7 +117,14 @@ fn create_body(spec: &ContainerSpec, attach: Attach) -> ContainerCreateBody {
         // Empty: the image's own command (an interactive shell for `run` without one).
         cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(spec.labels.iter().cloned().collect::<HashMap<_, _>>()),
+        labels: Some(
+            spec.labels
+                .iter()
+                .cloned()
+                // The owner, on every container the tool creates: `clean` checks it is gone.
+                .chain([(labels::OWNER.to_string(), Owner::current().label())])
+                .collect::<HashMap<_, _>>(),
+        ),
         working_dir: spec.workdir.clone(),
         network_disabled: (spec.network.as_deref() == Some("none")).then_some(true),
         tty: tty.then_some(true),
@@ -299,13 +307,17 @@ impl Engine {
         }
     }
 
-    /// Containers the tool created (found by label), running or not: (id, name, image).
-    pub async fn managed_containers(&self) -> Result<Vec<(String, String, String)>, EngineError> {
-        let filters: HashMap<String, Vec<String>> = [(
-            "label".to_string(),
-            vec![format!("{}=true", labels::MANAGED)],
-        )]
-        .into();
+    /// Containers the tool created (found by label), running or not; only those of
+    /// `recipe` when given.
+    pub async fn managed_containers(
+        &self,
+        recipe: Option<&str>,
+    ) -> Result<Vec<ManagedContainer>, EngineError> {
+        let mut label = vec![format!("{}=true", labels::MANAGED)];
+        if let Some(r) = recipe {
+            label.push(format!("{}={r}", labels::RECIPE));
+        }
+        let filters: HashMap<String, Vec<String>> = [("label".to_string(), label)].into();
         let list = self
             .docker
             .list_containers(Some(
@@ -319,14 +331,41 @@ impl Engine {
         Ok(list
             .into_iter()
             .map(|c| {
-                (
-                    c.id.unwrap_or_default(),
-                    c.names.and_then(|n| n.first().cloned()).unwrap_or_default(),
-                    c.image.unwrap_or_default(),
-                )
+                let l = c.labels.unwrap_or_default();
+                ManagedContainer {
+                    id: c.id.unwrap_or_default(),
+                    name: c.names.and_then(|n| n.first().cloned()).unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    image_id: c.image_id.unwrap_or_default(),
+                    running: matches!(
+                        c.state,
+                        Some(
+                            bollard::models::ContainerSummaryStateEnum::RUNNING
+                                | bollard::models::ContainerSummaryStateEnum::RESTARTING
+                                | bollard::models::ContainerSummaryStateEnum::PAUSED
+                        )
+                    ),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    recipe: l.get(labels::RECIPE).cloned(),
+                    owner: l.get(labels::OWNER).cloned(),
+                }
             })
             .collect())
     }
+}
+
+/// A container the tool created, as `clean` sees it.
+#[derive(Debug, Clone)]
+pub struct ManagedContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub running: bool,
+    pub state: String,
+    pub recipe: Option<String>,
+    /// The [`crate::owner::Owner`] label (absent on containers of older versions).
+    pub owner: Option<String>,
 }
 
 /// Restores the terminal when dropped, also on errors and panics.

@@ -88,12 +88,25 @@ impl Engine {
         Ok(list.into_iter().map(|i| i.id).collect())
     }
 
-    /// Untagged images carrying the tool's label: failed candidates kept by a crash or an
-    /// interrupted run. (id, size)
-    pub async fn managed_untagged_images(&self) -> Result<Vec<(String, i64)>, EngineError> {
-        let label = format!("{}=true", crate::labels::MANAGED);
+    /// Untagged images carrying the tool's label (only `recipe`'s when given): failed
+    /// candidates kept by a crash or an interrupted run, or the candidates of a run under
+    /// way. (id, size, recipe label)
+    pub async fn managed_untagged_images(
+        &self,
+        recipe: Option<&str>,
+    ) -> Result<Vec<(String, i64, Option<String>)>, EngineError> {
+        let label = match recipe {
+            Some(r) => format!("{}={r}", crate::labels::RECIPE),
+            None => format!("{}=true", crate::labels::MANAGED),
+        };
         let list = self.untagged_with_label(label).await?;
-        Ok(list.into_iter().map(|i| (i.id, i.size)).collect())
+        Ok(list
+            .into_iter()
+            .map(|i| {
+                let recipe = i.labels.get(crate::labels::RECIPE).cloned();
+                (i.id, i.size, recipe)
+            })
+            .collect())
     }
 
     /// Tagged images carrying `label` (`key=value`): (tags, labels), e.g. the smoke reports.

@@ -21,7 +21,7 @@ use bollard::Docker;
 use crate::endpoint::{Endpoint, EnvView, Scheme};
 
 pub use build::{BuildEvent, BuildRequest};
-pub use container::{Attach, ContainerOutcome, ContainerSpec, MountSpec};
+pub use container::{Attach, ContainerOutcome, ContainerSpec, ManagedContainer, MountSpec};
 pub use guard::{ContainerGuard, ImageGuard, ScratchGuard, SweepGuard, TagGuard};
 pub use images::ImageSummary;
 pub use registry::TransferEvent;

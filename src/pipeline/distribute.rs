@@ -140,7 +140,8 @@ impl TransferPrinter {
 }
 
 /// Pushes `image` as `<repo>:<tag>`: a temporary local tag, the push, the tag removed again
-/// (the local repository stays `rdna1-images`).
+/// (the local repository stays `rdna1-images`). A `<repo>:<tag>` that existed before stays,
+/// naming the image it named.
 async fn push_one(
     engine: &Engine,
     remote: &Remote,
@@ -151,9 +152,15 @@ async fn push_one(
     let name = remote.repo.name();
     let reference = remote.repo.reference(tag);
     progress.note(&format!("pushing {reference}"));
+    // A name the user already had (a `docker pull` of it, say) is theirs: it stays, and
+    // names what it named before once the push is done.
+    let before = engine.image(&reference).await?.map(|i| i.id);
     engine.tag(image, &name, tag).await?;
     // The registry's name is local only while its push runs, however the push ends.
-    let temporary = TagGuard::new(engine, reference.clone());
+    let temporary = match &before {
+        None => Some(TagGuard::new(engine, reference.clone())),
+        Some(_) => None,
+    };
     // The test hook: the temporary tag is made, the push not started.
     crate::signals::pause_at("push").await;
     let started = Instant::now();
@@ -163,7 +170,15 @@ async fn push_one(
             printer.event(e, progress)
         })
         .await;
-    temporary.release().await?;
+    match (temporary, before) {
+        (Some(t), _) => t.release().await?,
+        (None, Some(was)) => {
+            if engine.image(&reference).await?.map(|i| i.id).as_deref() != Some(was.as_str()) {
+                engine.tag(&was, &name, tag).await?;
+            }
+        }
+        (None, None) => {}
+    }
     let digest = result?;
     let seconds = started.elapsed().as_secs_f64();
     progress.note(&format!(

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::context::{self, Prepared};
-use crate::engine::{BuildEvent, Engine, EngineError, ImageGuard, SweepGuard};
+use crate::engine::{Engine, EngineError, ImageGuard, SweepGuard};
 use crate::recipe::{Loaded, Recipe};
 use crate::smoke::{self, Level};
 
@@ -65,8 +65,23 @@ async fn build_guarded(
                     short_id(&existing.id),
                     recorded.map(Level::as_str).unwrap_or("no")
                 ));
-                outcome.tags = existing
-                    .tags
+                // The moving tag names the image of today's inputs after every build,
+                // skipped or not (a revert to earlier inputs moves it back).
+                let (moving, _) = tags(&r.name, &prepared.digest);
+                let moving_ref = format!("{REPOSITORY}:{moving}");
+                let mut names = existing.tags;
+                if !names.contains(&moving_ref) {
+                    let was = engine.image(&moving_ref).await?.map(|i| i.id);
+                    engine.tag(&existing.id, REPOSITORY, &moving).await?;
+                    progress.note(&format!(
+                        "moved {moving_ref} to image {} (today's inputs){}",
+                        short_id(&existing.id),
+                        was.map(|w| format!(", from {}", short_id(&w)))
+                            .unwrap_or_default()
+                    ));
+                    names.push(moving_ref);
+                }
+                outcome.tags = names
                     .into_iter()
                     .filter(|t| t.starts_with(&format!("{REPOSITORY}:")))
                     .collect();
@@ -81,7 +96,10 @@ async fn build_guarded(
             let result = smoke_image(engine, &existing.id, r, opts.level, progress).await?;
             // Tagged already, so a failure removes nothing: the image and its tags stay.
             let candidate = ImageGuard::new(engine, existing.id);
-            return judge_and_tag(engine, r, &prepared, candidate, result, outcome).await;
+            return judge_and_tag(
+                engine, r, &prepared, candidate, result, None, outcome, progress,
+            )
+            .await;
         }
     }
     let mut pulled = None;
@@ -121,13 +139,9 @@ async fn build_guarded(
             let built = build_image(engine, r, &prepared, opts, progress).await?;
             let build_time = started.elapsed().as_secs_f64();
             progress.stage(Stage::Build, build_time);
-            if opts.level != Level::Skip && !opts.verify_reproducible {
-                return smoke_beside_normalise(
-                    engine, loaded, &prepared, built, opts, outcome, started, build_time, progress,
-                )
-                .await;
-            }
-            // The engine's image carries build times; the one tested, tagged and pushed does not.
+            // The engine's image carries build times; the one tested, tagged and pushed does
+            // not. Normalise first, then test the normalised candidate: the container of the
+            // smoke test runs the very image that gets tagged, pushed and recorded as tested.
             progress.stage_started(Stage::Normalise, &r.name);
             let (norm, candidate) = normalise::normalise(engine, r, built, progress).await?;
             progress.stage(Stage::Normalise, norm.seconds);
@@ -166,7 +180,17 @@ async fn build_guarded(
     }
     let result = smoke_image(engine, &image_id, r, opts.level, progress).await?;
     let tagging = Instant::now();
-    let tagged = judge_and_tag(engine, r, &prepared, candidate, result, outcome).await;
+    let tagged = judge_and_tag(
+        engine,
+        r,
+        &prepared,
+        candidate,
+        result,
+        normalised.as_ref(),
+        outcome,
+        progress,
+    )
+    .await;
     progress.stage(Stage::Tag, tagging.elapsed().as_secs_f64());
     let mut tagged = tagged?;
     if let Some(name) = pulled_name {
@@ -179,84 +203,23 @@ async fn build_guarded(
     Ok(tagged)
 }
 
-/// Collects notes while another task owns the console, to print them in order afterwards.
-#[derive(Default)]
-struct Deferred {
-    notes: Vec<String>,
-}
-
-impl Progress for Deferred {
-    fn build(&mut self, _event: &BuildEvent) {}
-    fn smoke_line(&mut self, _line: &str) {}
-    fn note(&mut self, message: &str) {
-        self.notes.push(message.to_string());
-    }
-}
-
-/// The smoke test runs on the engine's image while the normalised one is made from it: the
-/// normalised image differs only in times and tar dialect (checked by
-/// [`crate::reproduce::same_but_for_time`] and the rewrite's construction), so the tested
-/// files and config are the tagged ones, and the wall time is the longer of the two instead
-/// of their sum.
-#[allow(clippy::too_many_arguments)]
-async fn smoke_beside_normalise(
-    engine: &Engine,
-    loaded: &Loaded,
-    prepared: &Prepared,
-    built: ImageGuard,
-    opts: &BuildOptions,
-    mut outcome: BuildOutcome,
-    started: Instant,
-    build_time: f64,
-    progress: &mut dyn Progress,
-) -> Result<BuildOutcome, EngineError> {
-    let r = &loaded.recipe;
-    let mut deferred = Deferred::default();
-    let (norm, smoke) = tokio::join!(
-        normalise::normalise_beside_smoke(engine, r, built.id(), &mut deferred),
-        smoke_image(engine, built.id(), r, opts.level, progress)
-    );
-    for n in &deferred.notes {
-        progress.note(n);
-    }
-    if let Ok((n, _)) = &norm {
-        progress.stage(Stage::Normalise, n.seconds);
-    }
-    let (norm, candidate) = norm.inspect_err(|_| {
-        progress.note(&format!(
-            "normalise failed: the built candidate {} is removed",
-            short_id(built.id())
-        ))
-    })?;
-    if built.id() == candidate.id() {
-        let _ = built.keep();
-    } else {
-        built.release().await?;
-    }
-    let image_id = candidate.id().to_string();
-    outcome.build_seconds = Some(started.elapsed().as_secs_f64());
-    tracing::debug!(
-        "timing: build {build_time:.2} s, normalise {:.2} s beside the smoke test {:.2} s, both done at {:.2} s",
-        norm.seconds,
-        smoke.as_ref().map(|s| s.container_seconds).unwrap_or(0.0),
-        started.elapsed().as_secs_f64()
-    );
-    outcome.image_id = Some(image_id.clone());
-    outcome.layers = norm.normalised.diff_ids();
-    let tagging = Instant::now();
-    let tagged = judge_and_tag(engine, r, prepared, candidate, smoke?, outcome).await;
-    progress.stage(Stage::Tag, tagging.elapsed().as_secs_f64());
-    tagged
-}
-
 /// Tags a passed candidate (or removes a failed one) and records the level it passed.
+///
+/// `<recipe>-<digest12>` names the last passed build of these inputs: a forced rebuild
+/// whose floating inputs (system packages, anything the recipe leaves unpinned) moved gives
+/// another image, and the tag moves to it with the drift reported, layer by layer and file
+/// by file (`normalised` is the new image's analysis; the old image is read again for it).
+/// The replaced image goes unless something else still names it.
+#[allow(clippy::too_many_arguments)]
 async fn judge_and_tag(
     engine: &Engine,
     r: &Recipe,
     prepared: &Prepared,
     candidate: ImageGuard,
     result: SmokeResult,
+    normalised: Option<&crate::reproduce::Normalised>,
     mut outcome: BuildOutcome,
+    progress: &mut dyn Progress,
 ) -> Result<BuildOutcome, EngineError> {
     let (moving, pinned) = tags(&r.name, &prepared.digest);
     let image_id = candidate.id().to_string();
@@ -270,6 +233,15 @@ async fn judge_and_tag(
     }
     // The test hook: passed, nothing tagged yet.
     crate::signals::pause_at("tag").await;
+    let pinned_ref = format!("{REPOSITORY}:{pinned}");
+    let replaced = engine
+        .image(&pinned_ref)
+        .await?
+        .map(|i| i.id)
+        .filter(|old| *old != image_id);
+    if let Some(old) = &replaced {
+        drift_note(engine, r, &pinned_ref, old, &image_id, normalised, progress).await;
+    }
     // The immutable tag first: if the moving tag fails after it, a rerun skips the build.
     for t in [&pinned, &moving] {
         engine.tag(&image_id, REPOSITORY, t).await?;
@@ -281,6 +253,44 @@ async fn judge_and_tag(
         // The level it passed, beside it, for `push` and for pullers.
         distribute::record_pass(engine, &r.name, &prepared.digest, &image_id, passed).await?;
     }
+    if let Some(old) = replaced {
+        // No tag of ours names it now: it goes, unless a container or another name holds it.
+        engine.remove_untagged(&old).await?;
+    }
     outcome.status = BuildStatus::Passed;
     Ok(outcome)
+}
+
+/// Says that the same inputs gave another image than the one `pinned_ref` names, and how
+/// they differ: the old image is analysed as the new one was (its layers are already
+/// normalised, so nothing new is loaded) and the two compared with
+/// [`crate::reproduce::compare`]. A comparison that cannot be made is said, not fatal.
+async fn drift_note(
+    engine: &Engine,
+    r: &Recipe,
+    pinned_ref: &str,
+    old: &str,
+    new: &str,
+    normalised: Option<&crate::reproduce::Normalised>,
+    progress: &mut dyn Progress,
+) {
+    progress.note(&format!(
+        "drift: the same inputs gave another image; {pinned_ref} moves from {} to {} (a floating input changed: a system package, or anything the recipe leaves unpinned)",
+        short_id(old),
+        short_id(new)
+    ));
+    let Some(new_n) = normalised else {
+        return;
+    };
+    match normalise::read_normalised(engine, r, old, progress).await {
+        Ok(old_n) => {
+            let c = crate::reproduce::compare(&old_n, new_n);
+            progress.note(&format!("drift of {pinned_ref}, old build first:\n{c}"));
+        }
+        Err(e) => progress.note(&format!(
+            "drift: could not compare {} with {}: {e}",
+            short_id(old),
+            short_id(new)
+        )),
+    }
 }

@@ -75,15 +75,22 @@ pub async fn normalise(
     Ok((n, normalised))
 }
 
-/// [`normalise`] while a smoke test runs on `built`: the built image stays (its container
-/// holds it) and the caller removes it once both are done.
-pub async fn normalise_beside_smoke(
+/// The analysis of an image that is already normalised (an earlier build of the same
+/// inputs), for the drift report: its layers come out as they are, so the result is the
+/// same image. Anything new it loaded (it should not) is removed.
+pub async fn read_normalised(
     engine: &Engine,
     r: &Recipe,
-    built: &str,
+    image: &str,
     progress: &mut dyn Progress,
-) -> Result<(Normalisation, ImageGuard), EngineError> {
-    normalise_inner(engine, r, built, progress).await
+) -> Result<crate::reproduce::Normalised, EngineError> {
+    let (n, guard) = normalise_inner(engine, r, image, progress).await?;
+    if guard.id() == image {
+        let _ = guard.keep();
+    } else {
+        guard.release().await?;
+    }
+    Ok(n.normalised)
 }
 
 /// A blocking reader that stops when the run is cancelled, so a cancelled `docker save`

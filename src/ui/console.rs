@@ -251,14 +251,7 @@ impl Console {
                 .map(|(_, t)| t)
                 .sum();
             if self.stages.iter().any(|(s, _)| *s == stage) {
-                let beside = if stage == Stage::Normalise
-                    && self.stages.iter().any(|(s, _)| *s == Stage::Smoke)
-                {
-                    " (beside the smoke test)"
-                } else {
-                    ""
-                };
-                parts.push(format!("{} {}{beside}", stage.name(), secs(t)));
+                parts.push(format!("{} {}", stage.name(), secs(t)));
             }
         }
         self.clear_live_line();
@@ -575,9 +568,7 @@ mod tests {
         let s = c.summary().unwrap();
         assert!(s.starts_with("fixture: "), "{s}");
         assert!(
-            s.ends_with(
-                "in total: build 8.0 s, normalise 1.0 s (beside the smoke test), smoke 2.5 s, tag 0.0 s"
-            ),
+            s.ends_with("in total: build 8.0 s, normalise 1.0 s, smoke 2.5 s, tag 0.0 s"),
             "{s}"
         );
         assert!(buf.text().contains(&s));
