@@ -14,9 +14,9 @@ use crate::recipe::{Catalog, LookupError, RecipeError};
 use crate::smoke::Level;
 
 pub mod app;
+pub mod clean;
 pub mod compat;
 pub mod lock;
-pub mod clean;
 pub mod registry;
 mod render_all;
 
