@@ -12,3 +12,5 @@ pub const HSA_OVERRIDE: &str = "io.github.rdna1-images.hsa-override";
 pub const MANAGED: &str = "io.github.rdna1-images.managed";
 /// What a container is for: `smoke` or `run`.
 pub const ROLE: &str = "io.github.rdna1-images.role";
+/// On an app image: the stack recipe it was built on.
+pub const STACK: &str = "io.github.rdna1-images.stack";

@@ -17,10 +17,12 @@ use crate::values::{
 };
 use crate::yaml_paths::PathIndex;
 
+pub mod app;
 mod catalog;
 mod parse;
 mod validate;
 
+pub use app::{AppRecipe, LoadedApp};
 pub use catalog::*;
 pub use parse::*;
 pub use validate::*;
