@@ -75,6 +75,9 @@ pub async fn run(cli: Cli) -> Outcome {
 
 async fn dispatch(cli: &Cli) -> Outcome {
     let mut console = Console::new(cli.quiet, cli.verbose);
+    if let Some(o) = crate::commands::apps::dispatch(cli, &mut console).await {
+        return o;
+    }
     match &cli.command {
         Command::List(a) => list(cli, a.json),
         Command::Render(a) => render_cmd(cli, a),
@@ -116,7 +119,7 @@ struct ListRow {
     description: String,
 }
 
-fn list(cli: &Cli, json: bool) -> Outcome {
+pub(crate) fn list(cli: &Cli, json: bool) -> Outcome {
     let cat = catalog(cli);
     let mut rows = Vec::new();
     for loaded in cat.load_all()? {
@@ -191,7 +194,7 @@ fn files_under(dir: &Path, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
+pub(crate) fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
     let cat = catalog(cli);
     if let Some(name) = &a.recipe {
         let loaded = cat.load(name)?;
@@ -263,7 +266,7 @@ struct CheckRow {
     unpinned: Vec<String>,
 }
 
-fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
+pub(crate) fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
     let cat = catalog(cli);
     let mut rows = Vec::new();
     let names = cat.names()?;
@@ -403,7 +406,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     Ok(code)
 }
 
-fn print_build_outcome(o: &pipeline::BuildOutcome) {
+pub(crate) fn print_build_outcome(o: &pipeline::BuildOutcome) {
     let mut out = std::io::stdout().lock();
     if let Some(s) = &o.smoke {
         let _ = writeln!(out, "{}", s.table);
@@ -619,7 +622,7 @@ async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {
     Ok(0)
 }
 
-fn host_report() -> Result<crate::host::HostReport, Failure> {
+pub(crate) fn host_report() -> Result<crate::host::HostReport, Failure> {
     let root = crate::host::HostRoot::from_env().map_err(|e| Failure {
         code: 3,
         error: anyhow::anyhow!("cannot read this host's identity: {e}"),

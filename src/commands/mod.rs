@@ -14,6 +14,7 @@ use crate::recipe::{Catalog, LookupError, RecipeError};
 use crate::smoke::Level;
 
 pub mod app;
+pub mod apps;
 pub mod registry;
 
 /// An error with the exit code the CLI contract gives it.

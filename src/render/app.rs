@@ -22,13 +22,15 @@ pub const APP_DIR: &str = "/opt/app";
 pub const STACK_ARG: &str = "STACK_IMAGE";
 /// The app's user (not root): uid and gid.
 pub const APP_UID: u64 = 1000;
+/// The local repository (the pipeline's `REPOSITORY`; the core may not import it).
+pub const REPOSITORY: &str = "rdna1-images";
 
 pub const APP_BUILD: &str = include_str!("../smoke/app_build.py");
 pub const APP_CHECKS: &str = include_str!("../smoke/app_checks.py");
 
 /// The stack's local moving tag: what the build resolves to an image id.
 pub fn stack_tag(l: &LoadedApp) -> String {
-    format!("{}:{}", crate::pipeline::REPOSITORY, l.app.stack)
+    format!("{}:{}", REPOSITORY, l.app.stack)
 }
 
 /// The recipe the pipeline's stages see for an app: the stack's (its Python, smoke spec,
@@ -158,7 +160,7 @@ pub fn dockerfile(l: &LoadedApp) -> String {
     out.lit("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]");
     out.lit("ARG SOURCE_DATE_EPOCH");
     // The stack's image may end with a non-root user; installing needs root.
-    out.lit("USER root");
+    out.lit("USER 0");
     out.lits(&["COPY app/ ", "/opt/rdna1-images/app/"]);
     let py = || Command::default().word(&stack.python.bin);
     let guard = |what: &'static str| {
@@ -227,8 +229,8 @@ pub fn dockerfile(l: &LoadedApp) -> String {
     out.lits(&["WORKDIR ", APP_DIR]);
     out.number("USER", APP_UID);
     out.number("EXPOSE", u64::from(a.serve.port));
-    let cmd = command(l, None);
-    let cmd: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
+    // The bare command: `run` and the smoke test add the flags of the GPU or the CPU.
+    let cmd: Vec<&str> = a.serve.command.iter().map(|s| s.as_str()).collect();
     out.exec("CMD", &cmd);
     out.into_string()
 }
