@@ -17,17 +17,34 @@ use crate::render::app::{as_recipe, prepare, stack_tag};
 use crate::run_plan::{self, RunOptions};
 use crate::smoke::{self, app_checks, Level};
 
-/// The stack image an app builds on: the id its local tag names. The tag is set only after
-/// a passed smoke test, so the id names a tested image.
-pub async fn stack_image(engine: &Engine, l: &LoadedApp) -> Result<String, EngineError> {
+/// The stack image an app builds on: the id its local tag names, and the tag of that image
+/// that never moves (`<stack>-<digest12>`). Both tags are set only after a passed smoke
+/// test, so they name a tested image.
+pub async fn stack_image(engine: &Engine, l: &LoadedApp) -> Result<(String, String), EngineError> {
     let tag = stack_tag(l);
-    match engine.image(&tag).await? {
-        Some(s) => Ok(s.id),
-        None => Err(EngineError::Api {
-            what: format!("app {}", l.app.name),
+    let what = || format!("app {}", l.app.name);
+    let Some(s) = engine.image(&tag).await? else {
+        return Err(EngineError::Api {
+            what: what(),
             detail: format!(
                 "no {tag} here: the app builds on the stack image that passed its smoke test. Run `rdna1-images build {}` (or `pull {}`) first",
                 l.app.stack, l.app.stack
+            ),
+        });
+    };
+    let prefix = format!("{tag}-");
+    let pinned = s.tags.iter().find(|t| {
+        t.strip_prefix(&prefix)
+            .is_some_and(|d| d.len() == 12 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    match pinned {
+        Some(p) => Ok((s.id, p.clone())),
+        None => Err(EngineError::Api {
+            what: what(),
+            detail: format!(
+                "{tag} (image {}) has no {prefix}<digest12> tag, so it is not an image this tool tested: run `rdna1-images build {}` first",
+                short_id(&s.id),
+                l.app.stack
             ),
         }),
     }
@@ -56,8 +73,8 @@ async fn build_guarded(
     progress: &mut dyn Progress,
     sweep: &mut Option<SweepGuard>,
 ) -> Result<BuildOutcome, EngineError> {
-    let stack_id = stack_image(engine, l).await?;
-    let prepared = prepare(l, &stack_id);
+    let (stack_id, stack_ref) = stack_image(engine, l).await?;
+    let prepared = prepare(l, &stack_id, &stack_ref);
     let r = as_recipe(l);
     *sweep = Some(SweepGuard::new(engine, prepared.digest.hex()));
     let (_, pinned) = tags(&r.name, &prepared.digest);
@@ -93,37 +110,42 @@ async fn build_guarded(
     progress.stage_started(Stage::Build, &r.name);
     let built = build_image(engine, &r, &prepared, opts, progress).await?;
     progress.stage(Stage::Build, started.elapsed().as_secs_f64());
-    progress.stage_started(Stage::Normalise, &r.name);
-    let (norm, candidate) = normalise::normalise(engine, &r, built, progress).await?;
-    progress.stage(Stage::Normalise, norm.seconds);
     outcome.build_seconds = Some(started.elapsed().as_secs_f64());
-    outcome.layers = norm.normalised.diff_ids();
-    let image_id = candidate.id().to_string();
-    outcome.image_id = Some(image_id.clone());
     if opts.level == Level::Skip {
         progress.note(&format!(
             "smoke test SKIPPED (--smoke skip): app image {} is NOT tagged",
-            short_id(&image_id)
+            short_id(built.id())
         ));
         outcome.status = BuildStatus::Untested;
-        let _ = candidate.keep();
+        outcome.image_id = Some(built.keep());
         return Ok(outcome);
     }
+    // The tests run on the engine's image, and only a passed one is normalised (it differs
+    // from the normalised image in times and tar dialect only; see pipeline::normalise):
+    // a failing app costs no normalise.
     // 1. The stack's suite in the app image.
     progress.note("the stack's smoke test again, inside the app image");
-    let mut result = smoke_image(engine, &image_id, &r, opts.level, progress).await?;
+    let mut result = smoke_image(engine, built.id(), &r, opts.level, progress).await?;
     // 2-4. The app's own checks, even after a stack failure (the table shows both).
-    let (passed, findings, table) = app_smoke(engine, &image_id, l, opts.level, progress).await?;
+    let (passed, findings, table) = app_smoke(engine, built.id(), l, opts.level, progress).await?;
     result.passed = result.passed && passed;
     result.findings.extend(findings);
     result.table = format!("{}\n{table}", result.table);
+    let passed = result.passed;
     outcome.smoke = Some(result);
-    let passed = outcome.smoke.as_ref().is_some_and(|s| s.passed);
     if !passed {
         outcome.status = BuildStatus::Failed;
-        outcome.candidate_removed = candidate.release().await?;
+        outcome.image_id = Some(built.id().to_string());
+        // The candidate goes; a previous good app image keeps its tags.
+        outcome.candidate_removed = built.release().await?;
         return Ok(outcome);
     }
+    progress.stage_started(Stage::Normalise, &r.name);
+    let (norm, candidate) = normalise::normalise(engine, &r, built, progress).await?;
+    progress.stage(Stage::Normalise, norm.seconds);
+    outcome.layers = norm.normalised.diff_ids();
+    let image_id = candidate.id().to_string();
+    outcome.image_id = Some(image_id.clone());
     let (moving, pinned) = tags(&r.name, &prepared.digest);
     for t in [&pinned, &moving] {
         engine.tag(&image_id, REPOSITORY, t).await?;

@@ -183,7 +183,10 @@ pub fn dockerfile(l: &LoadedApp) -> String {
     }
     install = install
         .lit(" -c /opt/rdna1-images/app/constraints.txt -r /opt/rdna1-images/app/requirements.txt");
-    out.run(None, &[guard("before"), install, guard("after")]);
+    // An app with no packages of its own (the test app) needs no pip at all.
+    if !a.python_packages.is_empty() {
+        out.run(None, &[guard("before"), install, guard("after")]);
+    }
     match &a.source {
         AppSource::Git { .. } => out.lits(&["COPY --from=source /src/app/ ", APP_DIR, "/"]),
         AppSource::Files(_) => out.lits(&["COPY source/ ", APP_DIR, "/"]),
@@ -288,10 +291,12 @@ pub fn context(l: &LoadedApp) -> Context {
     }
 }
 
-/// Packs and digests an app for one stack image (`stack_id`, `sha256:<hex>`). The digest
-/// covers the context, the stack image id, and both smoke specs (the stack's suite runs
-/// again in the app image).
-pub fn prepare(l: &LoadedApp, stack_id: &str) -> Prepared {
+/// Packs and digests an app for one stack image: `stack_id` (`sha256:<hex>`) and
+/// `stack_ref`, the stack's tag that never moves (`rdna1-images:<stack>-<digest12>`), which
+/// the build's FROM uses (BuildKit resolves a tag from the local store, an image id it
+/// would look up on Docker Hub). The digest covers the context, the stack image id, and
+/// both smoke specs (the stack's suite runs again in the app image).
+pub fn prepare(l: &LoadedApp, stack_id: &str, stack_ref: &str) -> Prepared {
     let context = context(l);
     let tar = context.tar();
     let mut build_args = BTreeMap::new();
@@ -299,7 +304,7 @@ pub fn prepare(l: &LoadedApp, stack_id: &str) -> Prepared {
         "SOURCE_DATE_EPOCH".to_string(),
         l.app.source_date_epoch.to_string(),
     );
-    build_args.insert(STACK_ARG.to_string(), stack_id.to_string());
+    build_args.insert(STACK_ARG.to_string(), stack_ref.to_string());
     let base = format!("{}@{stack_id}", stack_tag(l));
     let spec = format!(
         "{}\n{}",
