@@ -357,12 +357,12 @@ mod tests {
     #[test]
     fn a_new_stack_image_is_a_new_app_digest() {
         let l = Catalog::embedded().load_app("comfyui").unwrap();
-        let a = prepare(&l, &format!("sha256:{}", "a".repeat(64)));
-        let b = prepare(&l, &format!("sha256:{}", "b".repeat(64)));
+        let r = "rdna1-images:therock-0123456789ab";
+        let a = prepare(&l, &format!("sha256:{}", "a".repeat(64)), r);
+        let b = prepare(&l, &format!("sha256:{}", "b".repeat(64)), r);
         assert_ne!(a.digest, b.digest);
-        assert_eq!(
-            a.digest,
-            prepare(&l, &format!("sha256:{}", "a".repeat(64))).digest
-        );
+        let again = prepare(&l, &format!("sha256:{}", "a".repeat(64)), r);
+        assert_eq!(a.digest, again.digest);
+        assert_eq!(a.build_args["STACK_IMAGE"], r);
     }
 }
