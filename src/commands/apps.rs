@@ -78,7 +78,7 @@ fn list(cli: &Cli, cat: &Catalog, json: bool) -> Outcome {
 /// The files `render --write` commits for an app, as for a stack: `<name>.Dockerfile` and
 /// the rest of its context under `<name>/`.
 fn rendered_files(l: &LoadedApp) -> Vec<(String, Vec<u8>)> {
-    let ctx = render_app::context(l);
+    let ctx = crate::context::app::context(l);
     let name = &l.app.name;
     ctx.files
         .into_iter()

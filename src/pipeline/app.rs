@@ -7,15 +7,17 @@
 
 use std::time::{Duration, Instant};
 
+use crate::context::app::prepare;
 use crate::engine::{ContainerSpec, Engine, EngineError, SweepGuard};
 use crate::host::HostRoot;
 use crate::labels;
 use crate::pipeline::types::*;
 use crate::pipeline::{build_image, distribute, normalise, smoke_image};
 use crate::recipe::app::LoadedApp;
-use crate::render::app::{as_recipe, prepare, stack_tag};
+use crate::render::app::checks as app_checks;
+use crate::render::app::{as_recipe, stack_tag};
 use crate::run_plan::{self, RunOptions};
-use crate::smoke::{self, app_checks, Level};
+use crate::smoke::{self, Level};
 
 /// The stack image an app builds on: the id its local tag names, and the tag of that image
 /// that never moves (`<stack>-<digest12>`). Both tags are set only after a passed smoke

@@ -15,7 +15,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub mod app_checks;
 mod judge;
 #[cfg(test)]
 mod program_tests;

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{command, APP_DIR};
 use crate::recipe::app::LoadedApp;
-use crate::render::app::{command, APP_DIR};
 use crate::smoke::Level;
 
 /// The line `app_checks.py` prints its report on.
