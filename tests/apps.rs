@@ -101,7 +101,12 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
     let rest = &t[t.find("source_date_epoch").unwrap()..];
     let t = format!("{}{rest}", &t[..cut])
         .replace("case_timeout_s: 60\n", "case_timeout_s: 600\n")
-        .replace("container_timeout_s: 300\n", "container_timeout_s: 900\n");
+        .replace("container_timeout_s: 300\n", "container_timeout_s: 900\n")
+        // True of the test base's Debian 12 (PEP 668): the evil app's pip must be told.
+        .replace(
+            "  bin: python3\n",
+            "  bin: python3\n  externally_managed: true\n",
+        );
     sb.write(&stack, &t);
     let apps = sb.dir.path().join("apps");
     std::fs::create_dir_all(&apps).unwrap();
