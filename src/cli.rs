@@ -398,6 +398,17 @@ pub struct RunArgs {
     /// choices as `build --network`, checked before anything starts).
     #[arg(long, value_enum, default_value = "default")]
     pub network: BuildNetwork,
+    /// Apps: the host address the app's port is published on (default 127.0.0.1, this
+    /// machine only; anything else lets others reach the app, and is said loudly).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub listen: std::net::IpAddr,
+    /// Apps: the host port (default: the app's own).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Apps: the host folder holding the app's data folders (default
+    /// $XDG_DATA_HOME/rdna1-images/<app>, else ~/.local/share/rdna1-images/<app>).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<std::path::PathBuf>,
     /// The command to run (default: the image's shell).
     #[arg(last = true)]
     pub cmd: Vec<String>,

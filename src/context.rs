@@ -13,6 +13,8 @@ use crate::recipe::{Loaded, PyTorch, RecipeError};
 use crate::render;
 use crate::smoke;
 
+pub mod app;
+
 /// The files of a build context, by path inside the context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {

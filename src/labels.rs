@@ -17,3 +17,5 @@ pub const ROLE: &str = "io.github.rdna1-images.role";
 /// Who created a container: `<host id>:<pid>:<boot id>-<start ticks>` (see
 /// [`crate::owner::Owner`]), so `clean` leaves a live run's containers alone.
 pub const OWNER: &str = "io.github.rdna1-images.owner";
+/// On an app image: the stack recipe it was built on.
+pub const STACK: &str = "io.github.rdna1-images.stack";

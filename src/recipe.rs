@@ -17,12 +17,14 @@ use crate::values::{
 };
 use crate::yaml_paths::PathIndex;
 
+pub mod app;
 mod catalog;
 mod guards;
 mod parse;
 mod validate;
 mod yaml_guard;
 
+pub use app::{AppRecipe, LoadedApp};
 pub use catalog::*;
 pub use parse::*;
 pub use validate::*;

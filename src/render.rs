@@ -14,6 +14,8 @@ use crate::values::{AptPackage, CommitId, GitUrl, RelPath};
 
 use crate::labels;
 
+pub mod app;
+
 /// Where tool files live inside images.
 pub const TOOL_DIR: &str = "/opt/rdna1-images";
 

@@ -76,6 +76,9 @@ pub async fn run(cli: Cli) -> Outcome {
 
 async fn dispatch(cli: &Cli) -> Outcome {
     let mut console = Console::new(cli.quiet, cli.verbose);
+    if let Some(o) = crate::commands::apps::dispatch(cli, &mut console).await {
+        return o;
+    }
     match &cli.command {
         Command::List(a) => list(cli, a.json),
         Command::Render(a) => render_cmd(cli, a),
@@ -126,7 +129,7 @@ fn misnamed_message(file: &str) -> String {
     )
 }
 
-fn list(cli: &Cli, json: bool) -> Outcome {
+pub(crate) fn list(cli: &Cli, json: bool) -> Outcome {
     let cat = catalog(cli);
     for f in cat.misnamed() {
         eprintln!("warning: {}", misnamed_message(&f));
@@ -173,7 +176,7 @@ fn list(cli: &Cli, json: bool) -> Outcome {
     Ok(0)
 }
 
-fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
+pub(crate) fn render_cmd(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
     if let Some(name) = &a.recipe {
         let loaded = load_locked(&catalog(cli), name)?;
         print!("{}", render::dockerfile(&loaded.recipe));
@@ -190,7 +193,7 @@ struct CheckRow {
     unpinned: Vec<String>,
 }
 
-fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
+pub(crate) fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
     let cat = catalog(cli);
     let mut rows = Vec::new();
     let names = cat.names()?;
@@ -324,7 +327,7 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     Ok(code)
 }
 
-fn print_build_outcome(o: &pipeline::BuildOutcome) {
+pub(crate) fn print_build_outcome(o: &pipeline::BuildOutcome) {
     let mut out = std::io::stdout().lock();
     if let Some(s) = &o.smoke {
         let _ = writeln!(out, "{}", s.table);
@@ -447,7 +450,7 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
     Ok(if result.passed { 0 } else { 1 })
 }
 
-fn host_report() -> Result<crate::host::HostReport, Failure> {
+pub(crate) fn host_report() -> Result<crate::host::HostReport, Failure> {
     let root = crate::host::HostRoot::from_env().map_err(|e| Failure {
         code: 3,
         error: anyhow::anyhow!("cannot read this host's identity: {e}"),

@@ -14,6 +14,7 @@ use crate::recipe::{Catalog, LookupError, RecipeError};
 use crate::smoke::Level;
 
 pub mod app;
+pub mod apps;
 pub mod clean;
 pub mod compat;
 pub mod lock;

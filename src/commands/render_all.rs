@@ -40,11 +40,20 @@ pub(crate) fn render_all(cli: &Cli, a: &cli::RenderArgs) -> Outcome {
         Err(_) if !a.write && std::fs::symlink_metadata(&a.out).is_err() => None,
         Err(e) => return Err(planted(e)),
     };
-    let mut drift = Vec::new();
+    // Stacks and apps: each recipe's files, and the recipe file they come from.
+    let mut items = Vec::new();
     for loaded in crate::commands::load_all_locked(&cat)? {
         let loaded = loaded?;
-        let name = loaded.recipe.name.to_string();
-        let want = rendered_files(&loaded)?;
+        items.push((loaded.recipe.name.to_string(), rendered_files(&loaded)?));
+    }
+    for l in crate::commands::apps::load_apps(&cat)? {
+        items.push((
+            l.app.name.to_string(),
+            crate::commands::apps::rendered_files(&l),
+        ));
+    }
+    let mut drift = Vec::new();
+    for (name, want) in items {
         let Some(out) = &out else {
             for (path, _) in &want {
                 drift.push(format!("{shown}/{}: missing", escape::value(path)));

@@ -39,6 +39,10 @@ pub struct ContainerSpec {
     pub timeout: Option<Duration>,
     /// A tiny init as PID 1: reaps zombies and passes signals on.
     pub init: bool,
+    /// Published ports: (host address, host port, container port), TCP.
+    pub ports: Vec<(String, u16, u16)>,
+    /// `uid:gid` to run as, instead of the image's user.
+    pub user: Option<String>,
 }
 
 /// A host folder or a named volume (created by the engine when missing) in the container.
@@ -108,6 +112,18 @@ fn create_body(spec: &ContainerSpec, attach: Attach) -> ContainerCreateBody {
             .then(|| spec.mounts.iter().map(MountSpec::to_engine).collect()),
         network_mode: spec.network.clone(),
         init: spec.init.then_some(true),
+        port_bindings: (!spec.ports.is_empty()).then(|| {
+            spec.ports
+                .iter()
+                .map(|(ip, host, inside)| {
+                    let binding = bollard::models::PortBinding {
+                        host_ip: Some(ip.clone()),
+                        host_port: Some(host.to_string()),
+                    };
+                    (format!("{inside}/tcp"), Some(vec![binding]))
+                })
+                .collect()
+        }),
         // Kept off: with it on, logs and inspect 404 right after exit. We remove ourselves.
         auto_remove: Some(false),
         ..Default::default()
@@ -126,6 +142,13 @@ fn create_body(spec: &ContainerSpec, attach: Attach) -> ContainerCreateBody {
                 .collect::<HashMap<_, _>>(),
         ),
         working_dir: spec.workdir.clone(),
+        user: spec.user.clone(),
+        exposed_ports: (!spec.ports.is_empty()).then(|| {
+            spec.ports
+                .iter()
+                .map(|(_, _, inside)| format!("{inside}/tcp"))
+                .collect()
+        }),
         network_disabled: (spec.network.as_deref() == Some("none")).then_some(true),
         tty: tty.then_some(true),
         open_stdin: stdin.then_some(true),

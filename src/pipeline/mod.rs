@@ -9,6 +9,7 @@ use crate::engine::{Engine, EngineError, ImageGuard, SweepGuard};
 use crate::recipe::{Loaded, Recipe};
 use crate::smoke::{self, Level};
 
+pub mod app;
 pub mod build_stage;
 pub mod distribute;
 pub mod normalise;

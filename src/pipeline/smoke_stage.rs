@@ -53,6 +53,8 @@ pub fn container_spec(plan: &RunPlan) -> ContainerSpec {
         network: plan.network.clone(),
         timeout: None,
         init: plan.init,
+        ports: vec![],
+        user: None,
     }
 }
 

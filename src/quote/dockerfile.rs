@@ -223,6 +223,22 @@ impl Dockerfile {
         self.0.push('\n');
     }
 
+    /// An instruction in exec (JSON array) form, e.g. `CMD`; each value is one JSON string.
+    pub fn exec(&mut self, instr: &'static str, args: &[&str]) {
+        self.0.push_str(instr);
+        self.0.push(' ');
+        self.0.push_str(&json_array(args));
+        self.0.push('\n');
+    }
+
+    /// An instruction with one number, e.g. `EXPOSE 8188`.
+    pub fn number(&mut self, instr: &'static str, n: u64) {
+        self.0.push_str(instr);
+        self.0.push(' ');
+        self.0.push_str(&n.to_string());
+        self.0.push('\n');
+    }
+
     pub fn into_string(self) -> String {
         self.0
     }

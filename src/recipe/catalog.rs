@@ -27,8 +27,18 @@ impl Catalog {
         }
     }
 
-    /// Recipe names, sorted.
+    /// Stack recipe names, sorted (app recipes in the same folder: [`Catalog::app_names`]).
     pub fn names(&self) -> Result<Vec<String>, LookupError> {
+        let apps = self.app_names()?;
+        Ok(self
+            .all_names()?
+            .into_iter()
+            .filter(|n| !apps.contains(n))
+            .collect())
+    }
+
+    /// Every recipe name in the folder, stacks and apps, sorted.
+    pub(super) fn all_names(&self) -> Result<Vec<String>, LookupError> {
         let mut names: Vec<String> = match &self.source {
             Origin::Embedded => EMBEDDED.iter().map(|(n, _)| n.to_string()).collect(),
             Origin::Dir(dir) => std::fs::read_dir(dir)

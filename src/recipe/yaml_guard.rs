@@ -161,7 +161,11 @@ pub(super) fn guard(file: &str, text: &str) -> Result<Quoted, RecipeError> {
 
 /// Refuses a quoted scalar that the recipe read as a number or boolean (YAML 1.2: a quoted
 /// scalar is a string).
-pub(super) fn quoted_typed(file: &str, r: &Recipe, quoted: &Quoted) -> Result<(), RecipeError> {
+pub(super) fn quoted_typed(
+    file: &str,
+    r: &impl serde::Serialize,
+    quoted: &Quoted,
+) -> Result<(), RecipeError> {
     if quoted.is_empty() {
         return Ok(());
     }
