@@ -486,15 +486,24 @@ pub async fn pull(
     let theirs = image.labels.get(labels::INPUT_DIGEST).cloned();
     let ours = prepared.digest.hex();
     let same = theirs.as_deref() == Some(ours.as_str());
-    let tested = match theirs.as_deref().filter(|d| d.len() >= 12) {
-        Some(d) => registry_report(engine, remote, &r.name, &d[..12], &image.id, progress).await?,
+    let their_digest = match promote::label_digest(&reference, theirs.as_ref()) {
+        Ok(d) => d,
+        Err(e) => {
+            pulled.release().await?;
+            return Err(e);
+        }
+    };
+    let tested = match &their_digest {
+        Some(d) => {
+            registry_report(engine, remote, &r.name, &d.short(), &image.id, progress).await?
+        }
         None => None,
     };
     let mut tags = vec![];
     engine.tag(&image.id, REPOSITORY, &r.name).await?;
     tags.push(format!("{REPOSITORY}:{}", r.name));
-    if let (Some(d), Some(_)) = (theirs.as_deref(), &tested) {
-        let t = format!("{}-{}", r.name, &d[..12]);
+    if let (Some(d), Some(_)) = (&their_digest, &tested) {
+        let t = format!("{}-{}", r.name, d.short());
         engine.tag(&image.id, REPOSITORY, &t).await?;
         tags.push(format!("{REPOSITORY}:{t}"));
     }
