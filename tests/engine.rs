@@ -353,6 +353,11 @@ fn a_container_that_ignores_sigkill_ends_the_run_with_exit_1_naming_it() {
     }
     let mut sb = Sandbox::new();
     let name = sb.recipe("fixture-container-timeout");
+    // The smoke test runs beside the normalise, and the run ends when both have: the first
+    // normalise of a base on an engine hands the whole base over (minutes), so that is done
+    // first, without the proxy, to time only the container here.
+    let o = sb.cmd(&["build", &name, "--smoke", "skip", "--no-pull"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let proxy = KillHidingProxy::start();
     let mut c = std::process::Command::new(BIN);
     c.env("RDNA1_IMAGES_BUILD_NETWORK", "none")
@@ -444,4 +449,30 @@ fn a_container_that_ignores_sigkill_ends_the_run_with_exit_1_naming_it() {
             .success(),
         "tagged although its smoke test never ended"
     );
+}
+
+/// A base the engine cannot fetch (its registry refuses the connection, as an engine
+/// without DNS or behind a missing proxy fails) is the environment: exit 3, with what to
+/// do, not "the job failed" with BuildKit's raw dial error.
+#[test]
+fn a_base_the_engine_cannot_fetch_exits_3_with_advice() {
+    if !require_docker("base_cannot_be_fetched") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let name = sb.recipe("fixture-unreachable-base");
+    let o = sb.cmd(&["build", &name, "--smoke", "cpu", "--no-pull"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("could not fetch the base image"), "{out}");
+    assert!(out.contains("127.0.0.1:9/rdna1-unreachable/base"), "{out}");
+    assert!(
+        out.contains("registry-mirrors") && out.contains("docker pull"),
+        "{out}"
+    );
+    // The cause stays in the message.
+    assert!(out.contains("connection refused"), "{out}");
+    let o = sb.cmd(&["build", &name, "--smoke", "cpu", "--no-pull", "--json"]);
+    let doc = json_document(&o);
+    assert_eq!(doc["error"]["class"], "environment", "{doc:#}");
 }
