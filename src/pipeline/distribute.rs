@@ -151,9 +151,11 @@ async fn push_one(
     let name = remote.repo.name();
     let reference = remote.repo.reference(tag);
     progress.note(&format!("pushing {reference}"));
-    engine.tag(image, &name, tag).await?;
-    // The registry's name is local only while its push runs, however the push ends.
+    // The registry's name is local only while its push runs, however the push ends. The
+    // guard comes first: a Ctrl-C while the tag request is under way drops that request,
+    // but the engine may still make the name, and then nothing would take it away.
     let temporary = TagGuard::new(engine, reference.clone());
+    engine.tag(image, &name, tag).await?;
     // The test hook: the temporary tag is made, the push not started.
     crate::signals::pause_at("push").await;
     let started = Instant::now();

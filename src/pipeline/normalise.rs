@@ -362,9 +362,10 @@ async fn by_push(
             skip_unknown: cached.is_some(),
             ..Policy::default()
         });
-        engine.tag(base, &repo, "base").await?;
-        // The base keeps names of its own: this one just goes.
+        // The base keeps names of its own: this one just goes (guarded before the tag
+        // request, which a Ctrl-C may drop after the engine has made the name).
         let name = TagGuard::new(engine, format!("{repo}:base"));
+        engine.tag(base, &repo, "base").await?;
         let pushed = push_to_sink(engine, &sink, "base").await;
         name.release().await?;
         pushed.map_err(|e| fail(e.to_string()))?;
