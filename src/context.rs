@@ -39,6 +39,11 @@ impl InputDigest {
     pub fn hex(&self) -> String {
         crate::hex::encode(self.0)
     }
+    /// Parses the 64 lowercase hex digits of [`InputDigest::hex`] (as an image's input
+    /// digest label carries them, maybe with `sha256:` before): None for anything else.
+    pub fn from_hex(text: &str) -> Option<InputDigest> {
+        crate::hex::decode_sha256(text.strip_prefix("sha256:").unwrap_or(text)).map(InputDigest)
+    }
     /// The 12 hex digits used in the immutable tag `<recipe>-<digest12>`.
     pub fn short(&self) -> String {
         self.hex()[..12].to_string()

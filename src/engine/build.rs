@@ -38,6 +38,58 @@ pub enum BuildEvent {
     Message(String),
 }
 
+/// What the engine says when it cannot reach a registry: Go's dialer and resolver, TLS
+/// and proxy errors, as BuildKit passes them on.
+const NETWORK_FAILURES: [&str; 10] = [
+    "dial tcp",
+    "no such host",
+    "connection refused",
+    "i/o timeout",
+    "network is unreachable",
+    "TLS handshake timeout",
+    "connection reset by peer",
+    "server misbehaving",
+    "proxyconnect",
+    "Client.Timeout exceeded",
+];
+
+/// Whether a build failed because the engine could not fetch the base image: the failing
+/// step is the base's (BuildKit's `[internal] load metadata for <base>`, or a `FROM` step
+/// pulling it) and the cause is the network. Returns the base reference when the message
+/// names it. A RUN step's own network failure is the recipe's job, and stays exit 1.
+pub(crate) fn base_fetch_failure(message: &str) -> Option<Option<String>> {
+    const METADATA: &str = "load metadata for ";
+    let step = message.split(": ").next().unwrap_or_default();
+    let about_base = step.contains(METADATA)
+        || step
+            .split_once("] ")
+            .is_some_and(|(_, rest)| rest.starts_with("FROM "))
+        || message.contains("failed to resolve source metadata")
+        || message.contains("failed to create LLB definition");
+    if !about_base || !NETWORK_FAILURES.iter().any(|n| message.contains(n)) {
+        return None;
+    }
+    Some(
+        step.split_once(METADATA)
+            .map(|(_, base)| base.trim().to_string())
+            .filter(|b| !b.is_empty()),
+    )
+}
+
+/// What to do when the engine cannot fetch the base.
+pub(crate) fn base_fetch_advice(base: Option<&str>) -> String {
+    let pull = match base {
+        Some(b) => format!("`docker pull {b}`"),
+        None => {
+            "`docker pull` the recipe's pinned base (`rdna1-images render <recipe>` shows its FROM)"
+                .into()
+        }
+    };
+    format!(
+        "This is the engine's network, not the recipe: check that the Docker daemon can resolve and reach the registry (its own proxy settings, not this shell's: HTTP(S)_PROXY in the daemon's environment or `proxies` in daemon.json), configure a registry mirror (`registry-mirrors` in daemon.json), or fetch the base first where it can be fetched: {pull}, then build again."
+    )
+}
+
 /// Per-vertex state, so each step is announced once and its output is attributed.
 #[derive(Default)]
 struct Vertices {
@@ -132,6 +184,13 @@ impl Engine {
             } else {
                 format!("{message}\n  last output:\n    {tail}")
             };
+            if let Some(base) = base_fetch_failure(&message) {
+                return EngineError::BaseUnreachable {
+                    what: req.what.to_string(),
+                    base,
+                    message,
+                };
+            }
             EngineError::Build {
                 what: req.what.to_string(),
                 message,
@@ -237,6 +296,43 @@ impl Engine {
             what: req.what.to_string(),
             message: "the engine finished without reporting an image id".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod base_fetch_tests {
+    use super::*;
+
+    #[test]
+    fn a_base_the_engine_cannot_reach_is_the_environment_and_a_failing_run_step_is_not() {
+        // Docker 20.10 and 28.5 (classic and containerd stores), on a closed loopback port.
+        let refused = r#"[internal] load metadata for 127.0.0.1:9/x/base:pinned@sha256:0123: failed to do request: Head "https://127.0.0.1:9/v2/x/base/manifests/sha256:0123": dial tcp 127.0.0.1:9: connect: connection refused"#;
+        assert_eq!(
+            base_fetch_failure(refused),
+            Some(Some("127.0.0.1:9/x/base:pinned@sha256:0123".into()))
+        );
+        // The issue's report: an engine without DNS.
+        let dns = r#"failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to do request: Head "https://registry.example/v2/library/ubuntu/manifests/sha256:ab": dial tcp: lookup registry.example on 10.0.0.1:53: no such host"#;
+        assert_eq!(base_fetch_failure(dns), Some(None));
+        let from = r#"[1/4] FROM registry.example/library/ubuntu:jammy@sha256:ab: failed to copy: httpReadSeeker: failed open: failed to do request: Get "https://blobs.example/x": net/http: TLS handshake timeout"#;
+        assert!(base_fetch_failure(from).is_some());
+        // A RUN step whose own download fails is the job's failure.
+        let run = r#"[2/4] RUN pip download torch: process "/bin/sh -c pip download torch" did not complete successfully: exit code: 1
+  last output:
+    dial tcp: lookup files.example on 127.0.0.53:53: no such host"#;
+        assert_eq!(base_fetch_failure(run), None);
+        // A base that does not exist is not the network.
+        let missing = "[internal] load metadata for registry.example/library/nosuch:1: registry.example/library/nosuch:1: not found";
+        assert_eq!(base_fetch_failure(missing), None);
+        let advice = base_fetch_advice(Some("127.0.0.1:9/x/base:pinned@sha256:0123"));
+        assert!(
+            advice.contains("proxy") && advice.contains("registry-mirrors"),
+            "{advice}"
+        );
+        assert!(
+            advice.contains("`docker pull 127.0.0.1:9/x/base:pinned@sha256:0123`"),
+            "{advice}"
+        );
     }
 }
 

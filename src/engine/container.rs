@@ -15,6 +15,73 @@ use super::{ContainerGuard, Engine, EngineError};
 use crate::labels;
 use crate::owner::Owner;
 
+/// How long a container has, from the SIGKILL its hard timeout sends (the kill request
+/// included), to be gone; after that the run gives up on it. A process stuck in the driver
+/// (uninterruptible sleep) outlives any signal, and the engine answers neither the kill nor
+/// a forced remove while it waits for that process's exit.
+const KILL_GRACE: Duration = Duration::from_secs(15);
+
+/// The longest a remove request may take: a forced remove kills first (see [`KILL_GRACE`]).
+const REMOVE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The most of a container's stdout, and of its stderr, kept in memory: the first and the
+/// last half of it, with what was left out between them said in place.
+const OUTPUT_LIMIT: usize = 8 << 20;
+
+/// A container's stream, kept within [`OUTPUT_LIMIT`]: its head and its tail.
+struct CappedOutput {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    left_out: u64,
+    limit: usize,
+}
+
+impl CappedOutput {
+    fn new(limit: usize) -> Self {
+        CappedOutput {
+            head: Vec::new(),
+            tail: Default::default(),
+            left_out: 0,
+            limit,
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) {
+        let half = self.limit / 2;
+        let room = half.saturating_sub(self.head.len()).min(bytes.len());
+        self.head.extend_from_slice(&bytes[..room]);
+        bytes = &bytes[room..];
+        let keep = self.limit - half;
+        if bytes.len() > keep {
+            self.left_out += (self.tail.len() + bytes.len() - keep) as u64;
+            self.tail.clear();
+            bytes = &bytes[bytes.len() - keep..];
+        }
+        let over = (self.tail.len() + bytes.len()).saturating_sub(keep);
+        self.tail.drain(..over);
+        self.left_out += over as u64;
+        self.tail.extend(bytes);
+    }
+
+    fn into_string(self) -> String {
+        let mut all = self.head;
+        if self.left_out > 0 {
+            all.extend_from_slice(
+                format!("\n[... {} bytes left out ...]\n", self.left_out).as_bytes(),
+            );
+        }
+        all.extend(self.tail);
+        String::from_utf8_lossy(&all).into_owned()
+    }
+}
+
+/// How [`Engine::drive`] ended.
+enum Driven {
+    Ended(ContainerOutcome),
+    /// Still running [`KILL_GRACE`] after its SIGKILL: the run gives up on it.
+    Stuck(EngineError),
+}
+
 /// A container to run once.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerSpec {
@@ -200,7 +267,16 @@ impl Engine {
         // Always removed, also when start failed (a missing device fails at start and would
         // otherwise leave the container behind), and by the guard when this is cancelled.
         let guard = ContainerGuard::new(self, created.id);
-        let result = self.drive(guard.id(), spec, on_stderr).await;
+        let result = match self.drive(guard.id(), spec, on_stderr).await {
+            Ok(Driven::Ended(outcome)) => Ok(outcome),
+            Ok(Driven::Stuck(e)) => {
+                // Left running and labelled: `clean` (or a reboot) removes it later. A
+                // remove now would only wait on the engine as the kill did.
+                guard.keep();
+                return Err(e);
+            }
+            Err(e) => Err(e),
+        };
         let removed = guard.release().await;
         let outcome = result?;
         removed?;
@@ -212,7 +288,7 @@ impl Engine {
         id: &str,
         spec: &ContainerSpec,
         on_stderr: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<ContainerOutcome, EngineError> {
+    ) -> Result<Driven, EngineError> {
         let what = || format!("container of {}", spec.image);
         self.docker
             .start_container(id, None)
@@ -239,8 +315,8 @@ impl Engine {
                     .build(),
             ),
         );
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
+        let mut stdout = CappedOutput::new(OUTPUT_LIMIT);
+        let mut stderr = CappedOutput::new(OUTPUT_LIMIT);
         let mut err_line = Vec::new();
         // No limit: a deadline far beyond any session.
         let deadline = tokio::time::sleep(
@@ -255,13 +331,18 @@ impl Engine {
         while !(logs_done && wait_done) {
             tokio::select! {
                 item = logs.next(), if !logs_done => match item {
-                    Some(Ok(LogOutput::StdOut { message })) => stdout.extend_from_slice(&message),
+                    Some(Ok(LogOutput::StdOut { message })) => stdout.push(&message),
                     Some(Ok(LogOutput::StdErr { message })) => {
-                        stderr.extend_from_slice(&message);
+                        stderr.push(&message);
                         err_line.extend_from_slice(&message);
                         while let Some(i) = err_line.iter().position(|b| *b == b'\n') {
                             let line: Vec<u8> = err_line.drain(..=i).collect();
                             on_stderr(String::from_utf8_lossy(&line).trim_end());
+                        }
+                        // A line without an end is shown in pieces, not kept whole.
+                        if err_line.len() > 64 * 1024 {
+                            on_stderr(String::from_utf8_lossy(&err_line).trim_end());
+                            err_line.clear();
                         }
                     }
                     Some(Ok(_)) => {}
@@ -271,12 +352,27 @@ impl Engine {
                     wait_done = true;
                     exit_code = Some(wait_status(w, &what())?);
                 },
-                _ = &mut deadline, if !timed_out => {
+                // The hard timeout, and then the kill's grace: the deadline stays armed
+                // after the kill, so a container that outlives its SIGKILL cannot hold the
+                // run (a kill the engine never answers counts against the grace too).
+                _ = &mut deadline => {
+                    if timed_out {
+                        if wait_done {
+                            // It is gone; only its log stream did not end: keep what came.
+                            break;
+                        }
+                        return Ok(Driven::Stuck(stuck(id, &what(), spec.timeout)));
+                    }
                     timed_out = true;
-                    self.kill(id).await;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
+                    if let Err(e) = self.kill(id).await {
+                        tracing::warn!("{e}");
+                    }
                 },
                 _ = cancel.cancelled() => {
-                    self.kill(id).await;
+                    if let Err(e) = self.kill(id).await {
+                        tracing::warn!("{e}");
+                    }
                     return Err(EngineError::Interrupted { what: what() });
                 }
             }
@@ -284,49 +380,70 @@ impl Engine {
         if timed_out {
             exit_code = None;
         }
-        Ok(ContainerOutcome {
+        Ok(Driven::Ended(ContainerOutcome {
             exit_code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout: stdout.into_string(),
+            stderr: stderr.into_string(),
             timed_out,
             seconds: started.elapsed().as_secs_f64(),
-        })
+        }))
     }
 
-    async fn kill(&self, id: &str) {
-        let _ = self
-            .docker
-            .kill_container(
-                id,
-                Some(
-                    KillContainerOptionsBuilder::default()
-                        .signal("SIGKILL")
-                        .build(),
+    /// SIGKILL, bounded by [`KILL_GRACE`]: the engine answers a kill only once the process
+    /// has exited, which a process stuck in the kernel never does.
+    async fn kill(&self, id: &str) -> Result<(), EngineError> {
+        let kill = self.docker.kill_container(
+            id,
+            Some(
+                KillContainerOptionsBuilder::default()
+                    .signal("SIGKILL")
+                    .build(),
+            ),
+        );
+        match tokio::time::timeout(KILL_GRACE, kill).await {
+            Ok(Ok(())) => Ok(()),
+            // Already gone or stopped: nothing to kill.
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            })) => Ok(()),
+            Ok(Err(e)) => Err(EngineError::api(format!("killing container {id}"), e)),
+            Err(_) => Err(EngineError::Api {
+                what: format!("killing container {id}"),
+                detail: format!(
+                    "the engine did not answer within {} s",
+                    KILL_GRACE.as_secs()
                 ),
-            )
-            .await;
+            }),
+        }
     }
 
-    /// Force-removes a container (and its anonymous volumes).
+    /// Force-removes a container (and its anonymous volumes), waiting at most
+    /// [`REMOVE_LIMIT`]: a forced remove kills first, and the engine does not answer while
+    /// a process in the container will not die.
     pub async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
-        match self
-            .docker
-            .remove_container(
-                id,
-                Some(
-                    RemoveContainerOptionsBuilder::default()
-                        .force(true)
-                        .v(true)
-                        .build(),
-                ),
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
+        let remove = self.docker.remove_container(
+            id,
+            Some(
+                RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        );
+        match tokio::time::timeout(REMOVE_LIMIT, remove).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(EngineError::api(format!("removing container {id}"), e)),
+            })) => Ok(()),
+            Ok(Err(e)) => Err(EngineError::api(format!("removing container {id}"), e)),
+            Err(_) => Err(EngineError::Api {
+                what: format!("removing container {id}"),
+                detail: format!(
+                    "the engine did not answer within {} s (a process in it may be stuck in the kernel): it is left, labelled; `rdna1-images clean` removes it once it can be killed",
+                    REMOVE_LIMIT.as_secs()
+                ),
+            }),
         }
     }
 
@@ -389,6 +506,18 @@ pub struct ManagedContainer {
     pub recipe: Option<String>,
     /// The [`crate::owner::Owner`] label (absent on containers of older versions).
     pub owner: Option<String>,
+}
+
+/// The error of a container that outlived its SIGKILL by [`KILL_GRACE`].
+fn stuck(id: &str, what: &str, timeout: Option<Duration>) -> EngineError {
+    EngineError::Api {
+        what: format!("{what} (container {id})"),
+        detail: format!(
+            "it passed its hard limit of {} s and was still running {} s after SIGKILL: a process in it is stuck where no signal reaches it (on a GPU, usually the driver: see `dmesg`). The run gives up on it. The container is left, labelled; once it can be killed (a reboot may be needed), `rdna1-images clean` or `docker rm -f {id}` removes it",
+            timeout.map(|t| t.as_secs()).unwrap_or_default(),
+            KILL_GRACE.as_secs()
+        ),
+    }
 }
 
 /// Restores the terminal when dropped, also on errors and panics.
@@ -491,7 +620,9 @@ impl Engine {
                         continue;
                     }
                     _ = cancel.cancelled() => {
-                        self.kill(&id).await;
+                        if let Err(e) = self.kill(&id).await {
+                            tracing::warn!("{e}");
+                        }
                         stdin_task.abort();
                         return Err(EngineError::Interrupted { what: what() });
                     }
@@ -580,5 +711,31 @@ mod wait_tests {
             code: 3,
         };
         assert_eq!(wait_status(Some(Err(failed)), "c").unwrap(), 3);
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::CappedOutput;
+
+    #[test]
+    fn output_past_the_limit_keeps_head_and_tail_and_says_what_was_left_out() {
+        let mut o = CappedOutput::new(100);
+        for i in 0..1000u32 {
+            o.push(format!("{:04}\n", i).as_bytes());
+        }
+        let s = o.into_string();
+        assert!(s.starts_with("0000\n0001\n"), "{s}");
+        assert!(s.ends_with("0998\n0999\n"), "{s}");
+        assert!(s.contains("[... 4900 bytes left out ...]"), "{s}");
+        assert!(s.len() < 100 + 40, "{}", s.len());
+        // One chunk bigger than the whole limit.
+        let mut o = CappedOutput::new(10);
+        o.push(b"abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(o.into_string(), "abcde\n[... 16 bytes left out ...]\nvwxyz");
+        // Within the limit: all of it, as it came.
+        let mut o = CappedOutput::new(100);
+        o.push(b"{\"report\": 1}\n");
+        assert_eq!(o.into_string(), "{\"report\": 1}\n");
     }
 }

@@ -386,6 +386,12 @@ impl ContainerGuard {
         self.id.as_deref().unwrap_or_default()
     }
 
+    /// The container stays: one the run gave up on (it would not die), left labelled for
+    /// `clean`.
+    pub fn keep(mut self) {
+        self.id = None;
+    }
+
     /// Force-removes the container now.
     pub async fn release(mut self) -> Result<(), EngineError> {
         match self.id.take() {

@@ -43,6 +43,14 @@ pub enum EngineError {
     Build { what: String, message: String },
     #[error("{what}: {detail}")]
     Api { what: String, detail: String },
+    /// The engine could not reach the base image's registry (DNS, a refused or cut
+    /// connection, a proxy): the environment, not the recipe (exit 3).
+    #[error("build of {what}: the engine could not fetch the base image{}: {message}\n  {}", base.as_deref().map(|b| format!(" {b}")).unwrap_or_default(), build::base_fetch_advice(base.as_deref()))]
+    BaseUnreachable {
+        what: String,
+        base: Option<String>,
+        message: String,
+    },
     #[error("{what}: {detail}\n  {}", class.advice())]
     Registry {
         what: String,
@@ -60,7 +68,9 @@ impl EngineError {
     /// The CLI contract's exit code: 3 for the environment, 130 interrupted, 1 the job.
     pub fn exit_code(&self) -> i32 {
         match self {
-            EngineError::Unreachable { .. } | EngineError::Endpoint(_) => 3,
+            EngineError::Unreachable { .. }
+            | EngineError::Endpoint(_)
+            | EngineError::BaseUnreachable { .. } => 3,
             EngineError::Interrupted { .. } => 130,
             EngineError::Input(_) => 2,
             EngineError::Build { .. } | EngineError::Api { .. } => 1,

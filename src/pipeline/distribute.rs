@@ -155,12 +155,14 @@ async fn push_one(
     // A name the user already had (a `docker pull` of it, say) is theirs: it stays, and
     // names what it named before once the push is done.
     let before = engine.image(&reference).await?.map(|i| i.id);
-    engine.tag(image, &name, tag).await?;
-    // The registry's name is local only while its push runs, however the push ends.
+    // The registry's name is local only while its push runs, however the push ends. The
+    // guard comes first: a Ctrl-C while the tag request is under way drops that request,
+    // but the engine may still make the name, and then nothing would take it away.
     let temporary = match &before {
         None => Some(TagGuard::new(engine, reference.clone())),
         Some(_) => None,
     };
+    engine.tag(image, &name, tag).await?;
     // The test hook: the temporary tag is made, the push not started.
     crate::signals::pause_at("push").await;
     let started = Instant::now();
@@ -502,15 +504,24 @@ pub async fn pull(
     let theirs = image.labels.get(labels::INPUT_DIGEST).cloned();
     let ours = prepared.digest.hex();
     let same = theirs.as_deref() == Some(ours.as_str());
-    let tested = match theirs.as_deref().filter(|d| d.len() >= 12) {
-        Some(d) => registry_report(engine, remote, &r.name, &d[..12], &image.id, progress).await?,
+    let their_digest = match promote::label_digest(&reference, theirs.as_ref()) {
+        Ok(d) => d,
+        Err(e) => {
+            pulled.release().await?;
+            return Err(e);
+        }
+    };
+    let tested = match &their_digest {
+        Some(d) => {
+            registry_report(engine, remote, &r.name, &d.short(), &image.id, progress).await?
+        }
         None => None,
     };
     let mut tags = vec![];
     engine.tag(&image.id, REPOSITORY, &r.name).await?;
     tags.push(format!("{REPOSITORY}:{}", r.name));
-    if let (Some(d), Some(_)) = (theirs.as_deref(), &tested) {
-        let t = format!("{}-{}", r.name, &d[..12]);
+    if let (Some(d), Some(_)) = (&their_digest, &tested) {
+        let t = format!("{}-{}", r.name, d.short());
         engine.tag(&image.id, REPOSITORY, &t).await?;
         tags.push(format!("{REPOSITORY}:{t}"));
     }

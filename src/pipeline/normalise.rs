@@ -95,17 +95,32 @@ pub async fn read_normalised(
 
 /// A blocking reader that stops when the run is cancelled, so a cancelled `docker save`
 /// does not go on spooling into the scratch folder on its blocking thread.
-struct StopOnCancel<R>(R);
+///
+/// It ends the read with an error of kind `Other` carrying [`Cancelled`]: never
+/// `Interrupted`, which `io::copy`, `read_exact` and `read_to_end` retry by contract, so
+/// the reading thread would spin until the process exits.
+struct StopOnCancel<R> {
+    inner: R,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl<R> StopOnCancel<R> {
+    fn new(inner: R, cancel: tokio_util::sync::CancellationToken) -> Self {
+        StopOnCancel { inner, cancel }
+    }
+}
+
+/// The cause of the error a cancelled [`StopOnCancel`] ends its read with.
+#[derive(Debug, thiserror::Error)]
+#[error("the run was cancelled")]
+pub struct Cancelled;
 
 impl<R: std::io::Read> std::io::Read for StopOnCancel<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if crate::signals::cancelled() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "interrupted",
-            ));
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other(Cancelled));
         }
-        self.0.read(buf)
+        self.inner.read(buf)
     }
 }
 
@@ -292,7 +307,7 @@ async fn by_save(
     scratch: &std::sync::Arc<ScratchGuard>,
     timings: &mut Timings,
 ) -> Result<SavedImage, EngineError> {
-    let reader = StopOnCancel(engine.save_reader(built));
+    let reader = StopOnCancel::new(engine.save_reader(built), crate::signals::token());
     // The blocking task holds the folder too: it goes when the last of the two lets go.
     let held = scratch.clone();
     let task_plan = plan.clone();
@@ -354,9 +369,10 @@ async fn by_push(
             skip_unknown: cached.is_some(),
             ..Policy::default()
         });
-        engine.tag(base, &repo, "base").await?;
-        // The base keeps names of its own: this one just goes.
+        // The base keeps names of its own: this one just goes (guarded before the tag
+        // request, which a Ctrl-C may drop after the engine has made the name).
         let name = TagGuard::new(engine, format!("{repo}:base"));
+        engine.tag(base, &repo, "base").await?;
         let pushed = push_to_sink(engine, &sink, "base").await;
         name.release().await?;
         pushed.map_err(|e| fail(e.to_string()))?;
@@ -553,4 +569,74 @@ pub async fn verify(
     }
     progress.note(&c.to_string());
     Ok(c)
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// An endless save stream.
+    struct Endless;
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            buf.fill(0);
+            Ok(buf.len())
+        }
+    }
+
+    /// utime + stime of thread `tid` of this process, in clock ticks; None once it is gone.
+    fn cpu_ticks(tid: &str) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        // Fields after the `(comm)`, which may hold spaces: state is the 3rd field overall.
+        let rest = &s[s.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    }
+
+    #[test]
+    fn a_cancelled_save_ends_the_copy_and_its_thread_uses_no_cpu() {
+        let (tx, rx) = mpsc::channel();
+        let token = tokio_util::sync::CancellationToken::new();
+        let cancel = token.clone();
+        std::thread::spawn(move || {
+            let me = std::fs::read_link("/proc/thread-self").unwrap();
+            let tid = me.file_name().unwrap().to_string_lossy().into_owned();
+            tx.send(Err(tid)).unwrap();
+            let mut r = StopOnCancel::new(Endless, cancel);
+            // A first read goes through; then the run is cancelled.
+            let mut buf = [1u8; 8];
+            assert_eq!(r.read(&mut buf).unwrap(), 8);
+            tx.send(Err("read".into())).unwrap();
+            let copied = std::io::copy(&mut r, &mut std::io::sink());
+            let _ = tx.send(Ok(copied));
+        });
+        let Ok(Err(tid)) = rx.recv() else { panic!() };
+        assert_eq!(rx.recv().unwrap().unwrap_err(), "read");
+        token.cancel();
+        let ended = rx.recv_timeout(Duration::from_secs(3));
+        // Measured either way: what the reading thread burns after the cancellation.
+        let before = cpu_ticks(&tid);
+        std::thread::sleep(Duration::from_millis(1000));
+        let after = cpu_ticks(&tid);
+        let burnt = match (before, after) {
+            (Some(b), Some(a)) => a - b,
+            _ => 0,
+        };
+        let copied = ended.unwrap_or_else(|_| {
+            panic!("io::copy still running 3 s after the cancellation; its thread used {burnt} clock ticks of CPU in the next second")
+        });
+        let e = copied
+            .unwrap()
+            .expect_err("a cancelled save must end in an error");
+        assert_ne!(e.kind(), std::io::ErrorKind::Interrupted);
+        assert!(
+            e.get_ref().is_some_and(|c| c.is::<Cancelled>()),
+            "the error says why: {e:?}"
+        );
+        assert_eq!(burnt, 0, "the reading thread still uses CPU");
+    }
 }

@@ -2,15 +2,29 @@
 
 use super::*;
 
+/// The most `--password-stdin` reads (registry tokens are a few KiB at most).
+const PASSWORD_LIMIT: u64 = 64 * 1024;
+
 /// Resolves the registry and its credentials: the tool's environment variables (password
 /// from `--password-stdin` or the environment), else the Docker config and its credential
 /// helpers (blocking: run off the async threads).
 pub async fn remote(repo: &str, password_stdin: bool) -> Result<Remote, DistError> {
     let repo = Repository::parse(repo)?;
     let stdin = if password_stdin {
+        // tokio's stdin reads on a blocking thread, so this await is a point where the
+        // run's cancellation (`app::run`'s race) can end it: a Ctrl-C while stdin stays
+        // open exits 130 at once. A blocking read here held the runtime's thread instead.
+        // Bounded: a password is short, and stdin may be a file of any size.
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+        let mut limited = tokio::io::AsyncReadExt::take(tokio::io::stdin(), PASSWORD_LIMIT + 1);
+        tokio::io::AsyncReadExt::read_to_string(&mut limited, &mut s)
+            .await
             .map_err(|e| DistError::Input(format!("--password-stdin: cannot read stdin: {e}")))?;
+        if s.len() as u64 > PASSWORD_LIMIT {
+            return Err(DistError::Input(format!(
+                "--password-stdin: more than {PASSWORD_LIMIT} bytes on stdin: pipe only the password or token"
+            )));
+        }
         Some(s)
     } else {
         None

@@ -82,15 +82,27 @@ pub async fn promote(
         .await?;
     progress.note(&format!("pulling {nightly}"));
     let (image, _, pulled) = pull_checked(engine, remote, &r.name, &digest, progress).await?;
-    let theirs = image
-        .labels
-        .get(labels::INPUT_DIGEST)
-        .cloned()
-        .unwrap_or_default();
-    if theirs != prepared.digest.hex() {
+    // The digest the report and the stable tags are recorded under is the one the image
+    // carries: a label that is missing or not a digest stops here, before anything moves.
+    let label = image.labels.get(labels::INPUT_DIGEST);
+    let theirs = match label_digest(&nightly, label) {
+        Ok(Some(d)) => d,
+        other => {
+            pulled.release().await?;
+            engine.remove_untagged(&image.id).await?;
+            return Err(other.err().unwrap_or_else(|| {
+                DistError::Job(format!(
+                    "{nightly} has no {} label: promote records the pass under the input digest the image was built from; promote a nightly that rdna1-images built",
+                    labels::INPUT_DIGEST
+                ))
+            }));
+        }
+    };
+    let digest = theirs;
+    if theirs != prepared.digest {
         progress.note(&format!(
             "note: {nightly} was built from a different recipe version (input digest {}, the local recipe's is {}); it is judged against the local recipe's smoke spec",
-            theirs,
+            theirs.hex(),
             prepared.digest.hex()
         ));
     }
@@ -122,15 +134,6 @@ pub async fn promote(
         engine.remove_untagged(&image.id).await?;
         return Ok(outcome);
     }
-    let digest = if theirs.len() == 64 {
-        let mut b = [0u8; 32];
-        for (i, chunk) in b.iter_mut().enumerate() {
-            *chunk = u8::from_str_radix(&theirs[2 * i..2 * i + 2], 16).unwrap_or(0);
-        }
-        InputDigest(b)
-    } else {
-        prepared.digest
-    };
     let report_ref = record_pass(engine, &r.name, &digest, &image.id, &result).await?;
     outcome.tags.push(
         push_one(
@@ -157,4 +160,56 @@ pub async fn promote(
     pulled.release().await?;
     engine.remove_untagged(&image.id).await?;
     Ok(outcome)
+}
+
+/// The input digest label of the image at `reference`, parsed: None when there is none, a
+/// clear error when it is not 64 lowercase hex digits (short, malformed, non-ASCII: what a
+/// registry hands us is never sliced by byte index). The label is shown escaped and cut.
+pub(super) fn label_digest(
+    reference: &str,
+    label: Option<&String>,
+) -> Result<Option<InputDigest>, DistError> {
+    let Some(text) = label else {
+        return Ok(None);
+    };
+    InputDigest::from_hex(text).map(Some).ok_or_else(|| {
+        let shown: String = text.chars().take(80).collect();
+        let cut = if shown.len() < text.len() { "..." } else { "" };
+        DistError::Job(format!(
+            "{reference}: its {} label {shown:?}{cut} is not an input digest (64 lowercase hex digits): the image was not built by rdna1-images or its labels were changed; it is not used",
+            labels::INPUT_DIGEST
+        ))
+    })
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn malformed_short_and_non_ascii_labels_are_clear_errors_not_panics() {
+        let good = "ab".repeat(32);
+        assert_eq!(
+            label_digest("r:t", Some(&good)).unwrap().unwrap().hex(),
+            good
+        );
+        assert!(label_digest("r:t", None).unwrap().is_none());
+        for bad in [
+            "".to_string(),
+            "abc".to_string(),
+            "zz".repeat(32),
+            format!("a{}b", "é".repeat(31)),
+            format!("a{}", "é".repeat(7)),
+            "x".repeat(500),
+        ] {
+            let e = label_digest("reg/repo:tag", Some(&bad)).unwrap_err();
+            assert_eq!(e.exit_code(), 1);
+            let m = e.to_string();
+            assert!(
+                m.contains("reg/repo:tag") && m.contains("is not an input digest"),
+                "{m}"
+            );
+            assert!(m.len() < 400, "the label is cut: {m}");
+        }
+    }
 }
