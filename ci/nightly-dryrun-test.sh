@@ -94,7 +94,7 @@ check "absent: exit 0" rc_is absent 0
 check "absent: status=pushed" test "$(output absent status)" = pushed
 check "absent: $tag is in the registry" has_tag "$tag"
 check "absent: the ref names a manifest digest" grep -Eq "^ref=$RDNA1_IMAGES_REGISTRY@sha256:[0-9a-f]{64}$" "$work/absent/github-output"
-check "absent: the smoke table is in the step summary" grep -q '^| medium | ok |' "$work/absent/step-summary"
+check "absent: the smoke table is in the step summary" grep -q '^| medium | pass |' "$work/absent/step-summary"
 check "absent: the JSON report is kept" report_passed "$work/absent/out/report.json"
 
 # 2 present: the registry alone decides (the local image is gone)
