@@ -412,7 +412,7 @@ impl Drop for WheelServer {
 }
 
 #[test]
-fn lock_pins_the_base_by_registry_digest_and_hashes_wheels_keeping_comments() {
+fn lock_pins_the_base_digest_and_wheel_hashes_in_the_lock_leaving_the_recipe() {
     if !require_docker("lock") {
         return;
     }
@@ -457,12 +457,14 @@ fn lock_pins_the_base_by_registry_digest_and_hashes_wheels_keeping_comments() {
         .replace("name: fixture-ok\n", &format!("name: {name}\n"))
         .replace(
             "  image: rdna1-test-base:bookworm\n  unpinned_reason: local test image made by ci/test-base.sh, never pulled\n",
-            &format!("  # pinned by `lock`\n  image: {base}  # the tag people read\n"),
+            // The digest is the lock's (`<name>.lock`, issue 23): a recipe that loads needs a
+            // digest or a reason, and `lock` pins it there, never in the recipe.
+            &format!("  # pinned by `lock`\n  image: {base}  # the tag people read\n  unpinned_reason: its digest is in lock-fixture.lock\n  glibc: \"2.36\"\n"),
         )
         .replace(
             "pytorch:\n  preinstalled:\n    version: 1.13.0a0  # Debian python3-torch 1.13.1+dfsg reports 1.13.0a0\n",
             &format!(
-                "pytorch:\n  wheels:\n    torch_version: 1.13.0a0\n    index: http://127.0.0.1:{0}/\n    packages:\n      # the fixture wheel\n      - name: rdna1-fixture\n        version: \"0.1\"\n        url: http://127.0.0.1:{0}/rdna1_fixture-0.1-py3-none-any.whl\n",
+                "pytorch:\n  wheels:\n    torch_version: 1.13.0a0\n    index: http://127.0.0.1:{0}/\n    lock_pending: resolved by the test's loopback index\n    packages:\n      # the fixture wheel\n      - name: rdna1-fixture\n        version: \"0.1\"\n        url: http://127.0.0.1:{0}/rdna1_fixture-0.1-py3-none-any.whl\n",
                 server.port
             ),
         );
@@ -471,36 +473,41 @@ fn lock_pins_the_base_by_registry_digest_and_hashes_wheels_keeping_comments() {
     let o = sb.cmd(&["check", "--strict"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
+    // `lock` writes the lock beside the recipe and never the recipe itself (issue 23): the
+    // base's digest and the wheel's file and hash go into `<name>.lock`.
     let o = sb.cmd(&["lock", name]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let locked = sb.read(name);
+    assert_eq!(sb.read(name), recipe, "lock changed the recipe");
+    let lock_path = sb.dir.path().join(format!("{name}.lock"));
+    let locked = std::fs::read_to_string(&lock_path)
+        .unwrap_or_else(|e| panic!("no {}: {e}\n{}", lock_path.display(), text(&o)));
     assert!(
-        locked.contains(&format!(
-            "  # pinned by `lock`\n  image: {base}  # the tag people read\n  digest: {digest}\n"
-        )),
+        locked.contains(&format!("\nbase {base}@{digest}\n")),
         "{locked}"
     );
     assert!(
         locked.contains(&format!(
-            "      # the fixture wheel\n      - name: rdna1-fixture\n        version: \"0.1\"\n        url: http://127.0.0.1:{}/rdna1_fixture-0.1-py3-none-any.whl\n        sha256: [{want}]\n",
+            "\npackage rdna1-fixture 0.1\nindex http://127.0.0.1:{0}/\nfile rdna1_fixture-0.1-py3-none-any.whl\nurl http://127.0.0.1:{0}/rdna1_fixture-0.1-py3-none-any.whl\n",
             server.port
         )),
         "{locked}"
     );
-    // Everything else is as it was.
-    assert_eq!(
-        locked
-            .replace(&format!("  digest: {digest}\n"), "")
-            .replace(&format!("        sha256: [{want}]\n"), ""),
-        recipe
-    );
+    assert!(locked.contains(&format!("\nsha256 {want}\n")), "{locked}");
+    // With its lock the recipe is pinned: the base by the locked digest, the wheel by hash.
     let o = sb.cmd(&["check", "--strict"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = sb.cmd(&["render", name]);
+    assert!(
+        text(&o).contains(&format!("{base}@{digest}")),
+        "the FROM line does not use the locked digest: {}",
+        text(&o)
+    );
     // Locked already: nothing changes.
     let o = sb.cmd(&["lock", name]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("nothing to pin"), "{}", text(&o));
-    assert_eq!(sb.read(name), locked);
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), locked);
+    assert_eq!(sb.read(name), recipe);
 }
 
 /// The engines of ci/engines.sh (Docker 28.5, classic and containerd stores) beside the

@@ -241,13 +241,30 @@ pub fn entry_for<'a>(lock: &'a LockFile, p: &Wheel) -> Option<&'a LockEntry> {
         .filter(|e| p.url.as_ref().is_none_or(|u| u == &e.url))
 }
 
-/// Fills every package the recipe pins by version only with its locked file and hash;
-/// returns how many it filled. Packages hashed in the recipe keep their own pins.
+/// Fills every package the recipe pins by version only with its locked file and hash, and a
+/// base the recipe pins by tag only with the lock's digest of that tag; returns how many it
+/// filled. What the recipe pins itself keeps its own pins.
 pub fn apply(r: &mut Recipe, lock: &LockFile) -> usize {
-    let PyTorch::Wheels(w) = &mut r.pytorch else {
-        return 0;
-    };
     let mut n = 0;
+    // The resolved base digest, for a recipe that pins none: only for the same image the
+    // recipe names (a lock left from an earlier base is not taken), and never over a digest
+    // the recipe pins itself (that one is what a person reviewed).
+    if r.base.digest.is_none() {
+        let image = r.base.image.to_string();
+        let digest = lock
+            .base
+            .as_deref()
+            .and_then(|b| b.strip_prefix(image.as_str()))
+            .and_then(|d| d.strip_prefix('@'))
+            .and_then(|d| crate::values::Digest::parse(d).ok());
+        if let Some(d) = digest {
+            r.base.digest = Some(d);
+            n += 1;
+        }
+    }
+    let PyTorch::Wheels(w) = &mut r.pytorch else {
+        return n;
+    };
     for p in w.packages.iter_mut().chain(w.build_requirements.iter_mut()) {
         if !p.sha256.is_empty() {
             continue;

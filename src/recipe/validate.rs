@@ -260,7 +260,7 @@ pub(super) fn validate_wheels(
             return at(
                 "sha256",
                 format!(
-                    "package `{}` has no sha256: pip installs with --require-hashes (run `rdna1-images lock {recipe}` to fill it in)",
+                    "package `{}` has no sha256: pip installs with --require-hashes. Give its sha256, or set `pytorch.wheels.lock_pending: <why>` so that `rdna1-images lock {recipe}` (or the first build) resolves it into {recipe}.lock",
                     p.name
                 ),
             );
