@@ -236,9 +236,13 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
             assert!(left.is_empty(), "containers left: {left}");
             if err.contains("could not find bridge docker0") {
                 // This machine kind's engines have no docker0 bridge: no port can be
-                // published here at all (`docker run -p` fails the same way).
+                // published here at all (`docker run -p` fails the same way). What `run`
+                // must do then is what is checked: fail, pass the engine's reason on, and
+                // leave no container (asserted above). That the host reaches the port is
+                // not proven on this machine (issue 27 stays open for it).
+                assert_ne!(code, Some(0), "run succeeded without its port:\n{err}");
                 let _ = docker(&["volume", "rm", &format!("rdna1-images-miopen-{app}")]);
-                skip("the engine has no docker0 bridge, so `run` cannot publish the port here");
+                eprintln!("apps: the engine has no docker0 bridge: `run` failed as it must, leaving nothing; the port itself is not reachable here");
                 return;
             }
             panic!("run ended before answering ({code:?}):\n{err}");
