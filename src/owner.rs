@@ -48,6 +48,11 @@ fn process_start(pid: u32) -> Option<String> {
     Some(format!("{boot}-{ticks}"))
 }
 
+/// Whether a process of this pid runs on this host now (in this pid namespace).
+pub fn pid_is_running(pid: u32) -> bool {
+    process_start(pid).is_some()
+}
+
 /// A process that owns something on the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {

@@ -417,6 +417,7 @@ pub struct ScratchGuard {
 
 impl ScratchGuard {
     pub fn new(what: &str) -> std::io::Result<Self> {
+        sweep_dead_scratch(&std::env::temp_dir(), what);
         let dir = tempfile::Builder::new()
             .prefix(&format!("rdna1-images-{what}-{}-", std::process::id()))
             .tempdir()?
@@ -429,6 +430,30 @@ impl ScratchGuard {
         self.dir
             .as_deref()
             .expect("the folder lives as long as its guard")
+    }
+}
+
+/// Removes the scratch folders of this kind whose run is gone: a run killed with SIGKILL
+/// (or by the OOM killer) never reaches its guards, so the next run takes its folder away.
+/// Only a folder whose pid runs on no process here is removed: a live run keeps its own.
+fn sweep_dead_scratch(tmp: &std::path::Path, what: &str) {
+    let prefix = format!("rdna1-images-{what}-");
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !crate::owner::pid_is_running(pid) {
+            remove_scratch(&e.path());
+        }
     }
 }
 
@@ -460,6 +485,30 @@ mod tests {
             .starts_with(&format!("rdna1-images-guardtest-{}-", std::process::id())));
         drop(g);
         assert!(!p.exists(), "{} is left", p.display());
+    }
+
+    #[test]
+    fn a_killed_runs_scratch_folder_goes_with_the_next_run_and_a_live_ones_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A pid that ran and is gone: a child that has exited and been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let gone = tmp
+            .path()
+            .join(format!("rdna1-images-normalise-{dead}-abc"));
+        let live = tmp
+            .path()
+            .join(format!("rdna1-images-normalise-{}-abc", std::process::id()));
+        let other = tmp.path().join(format!("rdna1-images-export-{dead}-abc"));
+        for d in [&gone, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("x"), b"data").unwrap();
+        }
+        sweep_dead_scratch(tmp.path(), "normalise");
+        assert!(!gone.exists(), "{} is left", gone.display());
+        assert!(live.exists(), "a live run's folder was removed");
+        assert!(other.exists(), "a folder of another kind was removed");
     }
 
     #[test]
