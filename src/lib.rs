@@ -31,6 +31,7 @@ pub mod run_plan;
 pub mod signals;
 pub mod simple_index;
 pub mod smoke;
+pub mod state_home;
 #[cfg(test)]
 pub(crate) mod test_skip;
 pub mod ui;

@@ -110,18 +110,8 @@ impl Owner {
 /// The folder of the run locks: `$XDG_STATE_HOME/rdna1-images/runs`, else
 /// `~/.local/state/rdna1-images/runs`, else a folder in the temp dir.
 pub fn lock_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = var("XDG_STATE_HOME") {
-        return d.join("rdna1-images/runs");
-    }
-    if let Some(h) = var("HOME") {
-        return h.join(".local/state/rdna1-images/runs");
-    }
-    std::env::temp_dir().join("rdna1-images-runs")
+    crate::state_home::folder("runs")
+        .unwrap_or_else(|| std::env::temp_dir().join("rdna1-images-runs"))
 }
 
 /// The lock file of one recipe on one engine: the engine's address is hashed (it may hold

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "run_plan",
             "simple_index",
             "smoke",
+            "state_home",
             "test_skip",
             "values",
             "yaml_paths",

@@ -289,18 +289,7 @@ pub fn path_for(origin: &Origin, name: &str) -> PathBuf {
 }
 
 fn state_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = var("XDG_STATE_HOME") {
-        return d.join("rdna1-images/locks");
-    }
-    if let Some(h) = var("HOME") {
-        return h.join(".local/state/rdna1-images/locks");
-    }
-    PathBuf::from(".rdna1-images-locks")
+    crate::state_home::folder("locks").unwrap_or_else(|| PathBuf::from(".rdna1-images-locks"))
 }
 
 /// The lock of a recipe as it stands: the file at [`path_for`], else (embedded recipes) the

@@ -60,18 +60,8 @@ pub struct Console {
 /// The folder failed build logs are kept in: `$XDG_STATE_HOME/rdna1-images/logs`, else
 /// `~/.local/state/rdna1-images/logs`, else a folder in the temp dir.
 pub fn log_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = var("XDG_STATE_HOME") {
-        return d.join("rdna1-images/logs");
-    }
-    if let Some(h) = var("HOME") {
-        return h.join(".local/state/rdna1-images/logs");
-    }
-    std::env::temp_dir().join("rdna1-build-logs")
+    crate::state_home::folder("logs")
+        .unwrap_or_else(|| std::env::temp_dir().join("rdna1-build-logs"))
 }
 
 /// `[3/7] RUN ...` -> `Some("3/7")`.
