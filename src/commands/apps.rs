@@ -78,18 +78,10 @@ fn list(cli: &Cli, cat: &Catalog, json: bool) -> Outcome {
 /// The files `render --write` commits for an app, as for a stack: `<name>.Dockerfile` and
 /// the rest of its context under `<name>/`.
 pub(crate) fn rendered_files(l: &LoadedApp) -> Vec<(String, Vec<u8>)> {
-    let ctx = crate::context::app::context(l);
-    let name = &l.app.name;
-    ctx.files
-        .into_iter()
-        .map(|(path, f)| {
-            if path == ctx.dockerfile {
-                (format!("{name}.Dockerfile"), f.data)
-            } else {
-                (format!("{name}/{path}"), f.data)
-            }
-        })
-        .collect()
+    crate::commands::render_all::committed_files(
+        crate::context::app::context(l),
+        l.app.name.as_str(),
+    )
 }
 
 fn render(cli: &Cli, cat: &Catalog, a: &cli::RenderArgs) -> Outcome {

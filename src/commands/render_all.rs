@@ -11,9 +11,13 @@ use crate::out_folder::{OutError, OutFolder, MAX_READ};
 /// its build context under `<name>/`, so `docker build -f X.Dockerfile X` works.
 fn rendered_files(loaded: &crate::recipe::Loaded) -> Result<Vec<(String, Vec<u8>)>, Failure> {
     let ctx = context::Context::for_recipe(loaded)?;
-    let name = &loaded.recipe.name;
-    Ok(ctx
-        .files
+    Ok(committed_files(ctx, loaded.recipe.name.as_str()))
+}
+
+/// A build context as the files `render --write` commits: its Dockerfile as
+/// `<name>.Dockerfile`, the rest under `<name>/` (stacks and apps alike).
+pub(crate) fn committed_files(ctx: context::Context, name: &str) -> Vec<(String, Vec<u8>)> {
+    ctx.files
         .into_iter()
         .map(|(path, f)| {
             if path == ctx.dockerfile {
@@ -22,7 +26,7 @@ fn rendered_files(loaded: &crate::recipe::Loaded) -> Result<Vec<(String, Vec<u8>
                 (format!("{name}/{path}"), f.data)
             }
         })
-        .collect())
+        .collect()
 }
 
 /// A planted link, FIFO or device is bad input in the output folder: exit 2, named.
