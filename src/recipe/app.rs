@@ -160,22 +160,7 @@ pub fn parse_app(file: &str, text: &str) -> Result<AppRecipe, RecipeError> {
     }
     // The same guard as a stack's: tags, merge keys, alias bytes, quoted numbers.
     let quoted = super::yaml_guard::guard(file, text)?;
-    let mut track = serde_path_to_error::Track::new();
-    let parsed =
-        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
-            AppRecipe::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
-        });
-    let app = parsed.map_err(|e| {
-        let path = track.path().to_string();
-        let loc = e.location().filter(|l| l.line() > 0);
-        RecipeError {
-            file: file.to_string(),
-            line: loc.map(|l| l.line() as usize),
-            column: loc.map(|l| l.column() as usize),
-            field: if path == "." { String::new() } else { path },
-            message: explain_serde(&e.to_string()),
-        }
-    })?;
+    let app: AppRecipe = super::parse::deserialize_tracked(file, text)?;
     super::yaml_guard::quoted_typed(file, &app, &quoted)?;
     validate_app(file, text, &app)?;
     Ok(app)

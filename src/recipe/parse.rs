@@ -143,12 +143,23 @@ pub fn parse_unvalidated(file: &str, text: &str) -> Result<Recipe, RecipeError> 
         ));
     }
     let quoted = super::yaml_guard::guard(file, text)?;
+    let recipe: Recipe = deserialize_tracked(file, text)?;
+    super::yaml_guard::quoted_typed(file, &recipe, &quoted)?;
+    Ok(recipe)
+}
+
+/// Deserializes a recipe document (a stack's or an app's) with the parser's budgets; an
+/// error names the file, line, column and the field path it was in.
+pub(super) fn deserialize_tracked<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, RecipeError> {
     let mut track = serde_path_to_error::Track::new();
     let parsed =
         serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
-            Recipe::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+            T::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
         });
-    let recipe = parsed.map_err(|e| {
+    parsed.map_err(|e| {
         let path = track.path().to_string();
         let loc = e.location().filter(|l| l.line() > 0);
         RecipeError {
@@ -158,9 +169,7 @@ pub fn parse_unvalidated(file: &str, text: &str) -> Result<Recipe, RecipeError> 
             field: if path == "." { String::new() } else { path },
             message: explain_serde(&e.to_string()),
         }
-    })?;
-    super::yaml_guard::quoted_typed(file, &recipe, &quoted)?;
-    Ok(recipe)
+    })
 }
 
 /// The parser's messages end with the place, which we print ourselves.
