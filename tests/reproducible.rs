@@ -365,52 +365,6 @@ fn the_shipped_recipes_pass_check_strict_but_for_hashes_still_to_be_locked() {
     }
 }
 
-/// A wheel folder served on loopback by Python's http.server; killed when dropped.
-struct WheelServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl WheelServer {
-    fn start(dir: &Path) -> WheelServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--directory")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Owned before waiting: a panic below still kills it.
-        let server = WheelServer { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("http.server on 127.0.0.1:{port} did not start");
-    }
-}
-
-impl Drop for WheelServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn lock_pins_the_base_digest_and_wheel_hashes_in_the_lock_leaving_the_recipe() {
     if !require_docker("lock") {
@@ -449,7 +403,7 @@ fn lock_pins_the_base_digest_and_wheel_hashes_in_the_lock_leaving_the_recipe() {
         let d = sha2::Sha256::digest(std::fs::read(&whl).unwrap());
         d.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
-    let server = WheelServer::start(wheels.path());
+    let server = FolderServer::start(wheels.path());
 
     let sb = Sandbox::new();
     let name = "lock-fixture";

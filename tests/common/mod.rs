@@ -11,7 +11,10 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+mod folder_server;
 mod group;
+#[allow(unused_imports)]
+pub use folder_server::FolderServer;
 #[allow(unused_imports)]
 pub use group::{spawn_group, Run};
 
