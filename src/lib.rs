@@ -32,8 +32,9 @@ pub mod signals;
 pub mod simple_index;
 pub mod smoke;
 pub mod state_home;
-#[cfg(test)]
-pub(crate) mod test_skip;
+/// Recorded skips, for the unit tests and (feature `testing`) the integration tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod test_skip;
 pub mod ui;
 pub mod values;
 pub mod yaml_paths;
