@@ -41,7 +41,11 @@ pub fn canonical_name(name: &str) -> Option<String> {
     if let Some(extras) = extras {
         let extras = extras
             .split(',')
-            .map(|e| pep508_rs::ExtraName::from_str(e).ok().map(|e| e.to_string()))
+            .map(|e| {
+                pep508_rs::ExtraName::from_str(e)
+                    .ok()
+                    .map(|e| e.to_string())
+            })
             .collect::<Option<Vec<_>>>()?;
         out = format!("{out}[{}]", extras.join(","));
     }

@@ -40,8 +40,7 @@ pub struct LockEntry {
 impl LockEntry {
     /// Whether this entry is the one for `p` (PEP 503 name, PEP 440 version).
     pub fn is_for(&self, name: &str, version: &str) -> bool {
-        same_name(self.name.as_str(), name)
-            && same_version(self.version.as_str(), version)
+        same_name(self.name.as_str(), name) && same_version(self.version.as_str(), version)
     }
 }
 
