@@ -201,6 +201,8 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 /// A wheel's file name split into its parts (name, version, python, abi, platform tags).
+/// By hand, as the tags below: uv's crates for both say they are internal to uv, need a
+/// newer Rust than ours and its own PEP 440 types, not the pep440_rs used here.
 #[derive(Debug, PartialEq, Eq)]
 struct WheelName<'a> {
     name: &'a str,
@@ -227,7 +229,8 @@ fn wheel_name(filename: &str) -> Option<WheelName<'_>> {
     })
 }
 
-/// `name-version.tar.gz` (or `.zip`): the name and version of a source archive.
+/// `name-version.tar.gz` (or `.zip`): the name and version of a source archive (by hand:
+/// one split at the last `-`, as packaging's `parse_sdist_filename` does).
 fn sdist_name(filename: &str) -> Option<(&str, &str)> {
     let stem = filename
         .strip_suffix(".tar.gz")
