@@ -52,6 +52,10 @@ pub fn canonical_name(name: &str) -> Option<String> {
     Some(out)
 }
 
+fn not_a_name(name: &str) -> String {
+    format!("`{name}` is not a package name (PEP 508: letters, digits, `._-`, starting and ending with a letter or digit): correct it in the recipe")
+}
+
 /// Whether two names are the same package (both valid, equal once normalised).
 pub fn same_name(a: &str, b: &str) -> bool {
     matches!((canonical_name(a), canonical_name(b)), (Some(x), Some(y)) if x == y)
@@ -64,9 +68,7 @@ pub fn project_url(index: &str, name: &str) -> Result<Url, String> {
         let p = format!("{}/", base.path());
         base.set_path(&p);
     }
-    let name = canonical_name(name).ok_or_else(|| {
-        format!("`{name}` is not a package name (PEP 508: letters, digits, `._-`, starting and ending with a letter or digit)")
-    })?;
+    let name = canonical_name(name).ok_or_else(|| not_a_name(name))?;
     base.join(&format!("{name}/"))
         .map_err(|e| format!("index `{index}`: {e}"))
 }
@@ -368,7 +370,7 @@ pub fn choose<'a>(
     sdist: bool,
 ) -> Result<&'a IndexFile, String> {
     let tags = target.tags();
-    let want = canonical_name(name).ok_or_else(|| format!("`{name}` is not a package name"))?;
+    let want = canonical_name(name).ok_or_else(|| not_a_name(name))?;
     let mut best: Option<(usize, &IndexFile)> = None;
     let mut versions: Vec<String> = Vec::new();
     for f in files.iter().filter(|f| !f.yanked) {
