@@ -471,27 +471,8 @@ fn lock_pins_the_base_digest_and_wheel_hashes_in_the_lock_leaving_the_recipe() {
 /// gives. A 28.5 engine that is not running fails the test under RDNA1_REQUIRE_DOCKER=1, else
 /// is a recorded skip (src/test_skip.rs) of its part of the comparison.
 fn engines(test: &str) -> Vec<(String, String)> {
-    let mut candidates = vec![(
-        "machine".to_string(),
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
-    )];
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/engines.sh");
-    let listed = Command::new("bash")
-        .arg(&script)
-        .arg("env")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for (var, label) in [
-        ("RDNA1_ENGINE_CLASSIC", "28 classic"),
-        ("RDNA1_ENGINE_CONTAINERD", "28 containerd"),
-    ] {
-        let host = std::env::var(var).ok().or_else(|| {
-            listed
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-                .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
-        });
+    let mut candidates = vec![("machine".to_string(), machine_engine())];
+    for (label, var, host) in engines_28() {
         let up = host.as_ref().is_some_and(|h| {
             Command::new("docker")
                 .env("DOCKER_HOST", h)
@@ -675,7 +656,7 @@ fn an_engine_that_cannot_reach_our_loopback_gets_the_save_way_and_the_same_image
     let o = sb.cmd_env(&args, &[("RDNA1_IMAGES_NORMALISE", "push")]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let id = json(&o)[0]["image_id"].as_str().unwrap().to_string();
-    docker_at(&machine(), &["rmi", &id]);
+    docker_at(&machine_engine(), &["rmi", &id]);
 
     let o = sb.cmd_in(&wrap, &args, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -685,7 +666,7 @@ fn an_engine_that_cannot_reach_our_loopback_gets_the_save_way_and_the_same_image
         "the fallback is said: {err}"
     );
     assert_eq!(json(&o)[0]["image_id"].as_str(), Some(id.as_str()));
-    docker_at(&machine(), &["rmi", &id]);
+    docker_at(&machine_engine(), &["rmi", &id]);
 
     // Forced, the push way fails, says why, and leaves no name or image behind.
     let o = sb.cmd_in(&wrap, &args, &[("RDNA1_IMAGES_NORMALISE", "push")]);
@@ -695,13 +676,16 @@ fn an_engine_that_cannot_reach_our_loopback_gets_the_save_way_and_the_same_image
         err.contains("127.0.0.1") && err.contains("normalising"),
         "{err}"
     );
-    let names = docker_at(&machine(), &["image", "ls", "--format", "{{.Repository}}"]);
+    let names = docker_at(
+        &machine_engine(),
+        &["image", "ls", "--format", "{{.Repository}}"],
+    );
     assert!(
         !names.contains("rdna1-images-normalise"),
         "a sink name is left: {names}"
     );
     let left = docker_at(
-        &machine(),
+        &machine_engine(),
         &[
             "image",
             "ls",
@@ -719,10 +703,6 @@ fn an_engine_that_cannot_reach_our_loopback_gets_the_save_way_and_the_same_image
         "{}",
         text(&o)
     );
-}
-
-fn machine() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
 #[test]
@@ -761,7 +741,7 @@ fn a_cached_rebuild_takes_its_layers_in_a_second_push_and_makes_the_same_image()
         "{err}"
     );
     assert_eq!(json(&o)[0]["image_id"].as_str(), Some(first.as_str()));
-    docker_at(&machine(), &["rmi", &first]);
+    docker_at(&machine_engine(), &["rmi", &first]);
 }
 
 /// fixture-ok under a fresh name, with steps no concurrent test shares (moby/buildkit#2303:

@@ -11,8 +11,11 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+mod engines;
 mod folder_server;
 mod group;
+#[allow(unused_imports)]
+pub use engines::{engines_28, machine_engine};
 #[allow(unused_imports)]
 pub use folder_server::FolderServer;
 #[allow(unused_imports)]
