@@ -43,21 +43,14 @@ die() { printf 'engines: error: %s\n' "$*" >&2; exit 1; }
 
 # shellcheck source=ci/lib/mirror.sh
 source "$CI_DIR/lib/mirror.sh"
+# shellcheck source=ci/lib/pidfile.sh
+source "$CI_DIR/lib/pidfile.sh"
 
 sock() { printf '%s/%s/docker.sock\n' "$DIR" "$1"; }
 host_of() { printf 'unix://%s\n' "$(sock "$1")"; }
 
 # The pid in a pid file, only while that process is still our dockerd for $1.
-live_pid() {
-    local pidfile=$DIR/$1/dockerd.pid pid cmdline
-    [[ -f $pidfile ]] || return 1
-    pid=$(<"$pidfile")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmdline == *"--config-file $DIR/$1/daemon.json"* ]] || return 1
-    printf '%s\n' "$pid"
-}
+live_pid() { pid_from_file "$DIR/$1/dockerd.pid" "--config-file $DIR/$1/daemon.json"; }
 
 answers() { DOCKER_HOST=$(host_of "$1") timeout 20 docker info >/dev/null 2>&1; }
 

@@ -61,13 +61,9 @@ smoke=${RDNA1_NIGHTLY_SMOKE:-cpu}
 out=${RDNA1_NIGHTLY_OUT:-target/nightly/$recipe}
 mkdir -p "$out"
 
-bin=${RDNA1_IMAGES_BIN:-}
-if [[ -z $bin ]]; then
-    for candidate in target/release/rdna1-images target/debug/rdna1-images; do
-        [[ -x $candidate ]] && { bin=$candidate; break; }
-    done
-    [[ -n $bin ]] || bin=$(command -v rdna1-images) || fail 3 "no rdna1-images binary: run cargo build --release or set RDNA1_IMAGES_BIN"
-fi
+# shellcheck source=ci/lib/binary.sh
+source ci/lib/binary.sh
+bin=$(find_rdna1_images) || fail 3 "no rdna1-images binary: run cargo build --release or set RDNA1_IMAGES_BIN"
 
 : >"$out/result.env"
 result() {

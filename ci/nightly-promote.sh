@@ -27,13 +27,9 @@ recipe=$1
 image=$2
 [[ $image =~ @sha256:[0-9a-f]{64}$ ]] || fail 2 "$image is not REPO@sha256:<64 hex>: promote takes the digest the nightly signed, not a tag"
 [[ -n ${RDNA1_IMAGES_REGISTRY:-} ]] || fail 2 "RDNA1_IMAGES_REGISTRY is not set"
-bin=${RDNA1_IMAGES_BIN:-}
-if [[ -z $bin ]]; then
-    for candidate in target/release/rdna1-images target/debug/rdna1-images; do
-        [[ -x $candidate ]] && { bin=$candidate; break; }
-    done
-    [[ -n $bin ]] || bin=$(command -v rdna1-images) || fail 3 "no rdna1-images binary: run cargo build --release"
-fi
+# shellcheck source=ci/lib/binary.sh
+source ci/lib/binary.sh
+bin=$(find_rdna1_images) || fail 3 "no rdna1-images binary: run cargo build --release or set RDNA1_IMAGES_BIN"
 "$bin" promote --help >/dev/null 2>&1 || fail 3 "this rdna1-images has no \`promote\` command yet"
 [[ -e /dev/kfd ]] || fail 3 "no /dev/kfd on this runner: promote needs an AMD GPU with the amdgpu driver"
 

@@ -33,22 +33,16 @@ TINY_IMAGE=${RDNA1_TEST_TINY:-rdna1-test-tiny:latest}
 log() { printf 'registry: %s\n' "$*" >&2; }
 die() { printf 'registry: error: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=ci/lib/pidfile.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/pidfile.sh"
+
 # HTTP status of GET /v2/ on a port, or 000 when nothing answers.
 v2_status() {
     curl -s -o /dev/null -m 5 -w '%{http_code}' "http://$HOST:$1/v2/" 2>/dev/null || true
 }
 
 # The pid in a pid file, only if that process is still our registry (a pid can be reused).
-live_pid() {
-    local pidfile=$DIR/$1.pid pid cmdline
-    [[ -f $pidfile ]] || return 1
-    pid=$(<"$pidfile")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmdline == *"docker-registry serve $DIR/$1/config.yml"* ]] || return 1
-    printf '%s\n' "$pid"
-}
+live_pid() { pid_from_file "$DIR/$1.pid" "docker-registry serve $DIR/$1/config.yml"; }
 
 installed_now=0
 install_missing() {

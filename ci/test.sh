@@ -28,7 +28,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Every script a step runs must be here, checked before anything is installed or started: a
 # gate that is missing checks nothing, so that fails the run rather than being skipped.
-for script in ci/ensure-docker.sh ci/test-base.sh ci/registry.sh ci/engines.sh ci/engine-known-failures.txt ci/static-gates.sh ci/skips.sh ci/expected-skips.txt; do
+# The ci/lib files the scripts source come last: ci_checks.rs copies ci/ without its folders
+# to see the static-gates check fail first.
+for script in ci/ensure-docker.sh ci/test-base.sh ci/registry.sh ci/engines.sh ci/engine-known-failures.txt ci/static-gates.sh ci/skips.sh ci/expected-skips.txt ci/lib/mirror.sh ci/lib/pidfile.sh; do
     [[ -f $script ]] || { echo "ci/test.sh: $script is missing, so its step cannot run" >&2; exit 1; }
 done
 

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use crate::fit::{recipes_for, RecipeChoice};
 use crate::host::{AccessVia, DeviceFile, GpuInfo, HostReport};
 use crate::recipe::{PyTorch, Recipe};
+pub use crate::recipe_choice::{recipes_for, RecipeChoice};
 
 mod text;
 

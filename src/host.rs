@@ -6,9 +6,9 @@
 //! the probe at a fake sysfs and /dev tree. Nothing here needs the device files to be real
 //! character devices: fixtures use regular files, and the probe only notes which they are.
 
-/// Fake host trees for tests. Not part of the library: the integration tests include this
-/// file through `tests/common` (`#[path]`), so it is compiled only for tests.
-#[cfg(test)]
+/// Fake host trees for tests: the unit tests, and the integration tests through the
+/// `testing` feature (enabled for them only), so a `cargo build` ships none of it.
+#[cfg(any(test, feature = "testing"))]
 pub mod fixture;
 
 use std::collections::BTreeMap;

@@ -11,7 +11,6 @@ pub mod doctor;
 pub mod endpoint;
 pub mod engine;
 pub mod escape;
-pub mod fit;
 pub mod hex;
 pub mod host;
 pub mod image_archive;
@@ -23,6 +22,7 @@ pub mod owner;
 pub mod pipeline;
 pub mod quote;
 pub mod recipe;
+pub mod recipe_choice;
 pub mod recipe_files;
 pub mod registry;
 pub mod render;
@@ -32,8 +32,9 @@ pub mod signals;
 pub mod simple_index;
 pub mod smoke;
 pub mod state_home;
-#[cfg(test)]
-pub(crate) mod test_skip;
+/// Recorded skips, for the unit tests and (feature `testing`) the integration tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod test_skip;
 pub mod ui;
 pub mod values;
 pub mod yaml_paths;

@@ -11,10 +11,10 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::fit::{recipes_for, RecipeChoice};
 use crate::host::{GpuInfo, HostReport, KFD_DEVICE};
 use crate::quote::shell::word as quote;
 use crate::recipe::Recipe;
+use crate::recipe_choice::{recipes_for, RecipeChoice};
 
 /// Where the current folder appears in the container.
 pub const WORKSPACE: &str = "/workspace";

@@ -21,22 +21,44 @@ pub struct IndexFile {
     pub yanked: bool,
 }
 
-/// PEP 503 name normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
-pub fn canonical_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-            continue;
-        }
-        if sep && !out.is_empty() {
-            out.push('-');
-        }
-        sep = false;
-        out.push(c.to_ascii_lowercase());
+/// The PEP 503 form of a distribution name, as pip compares names: lowercase, every run of
+/// `-`, `_`, `.` one `-` (pep508_rs's `PackageName`), and any `[extras]` the same way
+/// (`ExtraName`, PEP 685): `Typing_Extensions` -> `typing-extensions`. `None` for a name
+/// outside PEP 508's grammar, which names no package pip would install.
+pub fn canonical_name(name: &str) -> Option<String> {
+    use std::str::FromStr;
+    // The split by hand: pep508_rs parses extras only inside a whole requirement, which
+    // would also take `name>=1` (a version) as a name.
+    let (base, extras) = match name.split_once('[') {
+        Some((base, rest)) => (base, Some(rest.strip_suffix(']')?)),
+        None => (name, None),
+    };
+    // pep508_rs takes "" as a valid (empty) name.
+    if base.is_empty() {
+        return None;
     }
-    out
+    let mut out = pep508_rs::PackageName::from_str(base).ok()?.to_string();
+    if let Some(extras) = extras {
+        let extras = extras
+            .split(',')
+            .map(|e| {
+                pep508_rs::ExtraName::from_str(e)
+                    .ok()
+                    .map(|e| e.to_string())
+            })
+            .collect::<Option<Vec<_>>>()?;
+        out = format!("{out}[{}]", extras.join(","));
+    }
+    Some(out)
+}
+
+fn not_a_name(name: &str) -> String {
+    format!("`{name}` is not a package name (PEP 508: letters, digits, `._-`, starting and ending with a letter or digit): correct it in the recipe")
+}
+
+/// Whether two names are the same package (both valid, equal once normalised).
+pub fn same_name(a: &str, b: &str) -> bool {
+    matches!((canonical_name(a), canonical_name(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// The project page of `name` under an index URL (`https://host/simple/` + `torch/`).
@@ -46,7 +68,8 @@ pub fn project_url(index: &str, name: &str) -> Result<Url, String> {
         let p = format!("{}/", base.path());
         base.set_path(&p);
     }
-    base.join(&format!("{}/", canonical_name(name)))
+    let name = canonical_name(name).ok_or_else(|| not_a_name(name))?;
+    base.join(&format!("{name}/"))
         .map_err(|e| format!("index `{index}`: {e}"))
 }
 
@@ -93,87 +116,70 @@ fn parse_json(body: &str, page: &Url) -> Result<Vec<IndexFile>, String> {
 }
 
 /// PEP 503: one `<a href="URL#sha256=HEX">FILENAME</a>` per file, `data-yanked` when
-/// yanked. Anything else on the page is ignored.
+/// yanked. Anything else on the page is ignored. Tokenized as a browser (and pip's
+/// `html.parser`) would: tag and attribute names in any case, quoted or bare values, every
+/// character reference decoded in values and text.
 fn parse_html(body: &str, page: &Url) -> Vec<IndexFile> {
-    let lower = body.to_ascii_lowercase();
+    use html5gum::{Token, Tokenizer};
+    let text = |s: &[u8]| String::from_utf8_lossy(s).into_owned();
     let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(i) = lower[at..].find("<a").map(|i| at + i) {
-        let Some(tag_end) = lower[i..].find('>').map(|e| i + e) else {
-            break;
-        };
-        let attrs = &body[i + 2..tag_end];
-        let close = lower[tag_end..]
-            .find("</a")
-            .map(|e| tag_end + e)
-            .unwrap_or(body.len());
-        let text = unescape(body[tag_end + 1..close].trim());
-        at = close;
-        let Some(href) = attribute(attrs, "href") else {
-            continue;
-        };
-        let Ok(url) = page.join(&unescape(&href)) else {
-            continue;
-        };
+    let mut open: Option<Anchor> = None;
+    // The reader of a `&str` cannot fail (its error type is `Infallible`).
+    for token in Tokenizer::new(body).flatten() {
+        match token {
+            Token::StartTag(tag) if tag.name == b"a" => {
+                out.extend(open.take().and_then(|a| a.file(page)));
+                open = Some(Anchor {
+                    href: tag.attributes.get(&b"href"[..]).map(|v| text(v)),
+                    yanked: tag.attributes.contains_key(&b"data-yanked"[..]),
+                    text: String::new(),
+                });
+            }
+            Token::String(s) => {
+                if let Some(a) = open.as_mut() {
+                    a.text.push_str(&text(&s));
+                }
+            }
+            Token::EndTag(tag) if tag.name == b"a" => {
+                out.extend(open.take().and_then(|a| a.file(page)));
+            }
+            _ => {}
+        }
+    }
+    out.extend(open.and_then(|a| a.file(page)));
+    out
+}
+
+/// One `<a>` of a PEP 503 page as read so far.
+struct Anchor {
+    href: Option<String>,
+    yanked: bool,
+    text: String,
+}
+
+impl Anchor {
+    /// The file it links, `None` for an anchor without a usable `href`.
+    fn file(self, page: &Url) -> Option<IndexFile> {
+        let url = page.join(&self.href?).ok()?;
         let sha256 = url.fragment().and_then(|f| {
             f.strip_prefix("sha256=")
                 .map(|h| h.to_ascii_lowercase())
                 .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         });
+        let text = self.text.trim();
         let filename = if text.is_empty() {
             last_segment(&url)
         } else {
-            text
+            text.to_string()
         };
-        out.push(IndexFile {
+        Some(IndexFile {
             filename,
             url: without_fragment(url),
             sha256,
             size: None,
-            yanked: attribute(attrs, "data-yanked").is_some(),
-        });
+            yanked: self.yanked,
+        })
     }
-    out
-}
-
-/// The value of `name="..."` (or `'...'`, or bare) in a tag's attributes; `Some("")` for
-/// an attribute without a value.
-fn attribute(attrs: &str, name: &str) -> Option<String> {
-    let lower = attrs.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = lower[from..].find(name).map(|i| from + i) {
-        from = i + name.len();
-        let before_ok = i == 0 || lower.as_bytes()[i - 1].is_ascii_whitespace();
-        let rest = attrs[from..].trim_start();
-        if !before_ok {
-            continue;
-        }
-        let Some(v) = rest.strip_prefix('=') else {
-            let next = rest.chars().next();
-            if next.is_none() || next.is_some_and(|c| c.is_whitespace() || c == '/') {
-                return Some(String::new());
-            }
-            continue;
-        };
-        let v = v.trim_start();
-        return Some(match v.chars().next() {
-            Some(q @ ('"' | '\'')) => v[1..].split(q).next().unwrap_or("").to_string(),
-            _ => v
-                .split(|c: char| c.is_whitespace() || c == '>')
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        });
-    }
-    None
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
 }
 
 fn without_fragment(mut url: Url) -> String {
@@ -189,15 +195,16 @@ fn last_segment(url: &Url) -> String {
     percent_decode(seg)
 }
 
-/// `%2B` -> `+` and the like, for file names taken from URLs.
+/// `%2B` -> `+` and the like, for file names taken from URLs (a `+` stays a `+`).
 pub fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A wheel's file name split into its parts (name, version, python, abi, platform tags).
+/// By hand, as the tags below: uv's crates for both say they are internal to uv, need a
+/// newer Rust than ours and its own PEP 440 types, not the pep440_rs used here.
 #[derive(Debug, PartialEq, Eq)]
 struct WheelName<'a> {
     name: &'a str,
@@ -224,7 +231,8 @@ fn wheel_name(filename: &str) -> Option<WheelName<'_>> {
     })
 }
 
-/// `name-version.tar.gz` (or `.zip`): the name and version of a source archive.
+/// `name-version.tar.gz` (or `.zip`): the name and version of a source archive (by hand:
+/// one split at the last `-`, as packaging's `parse_sdist_filename` does).
 fn sdist_name(filename: &str) -> Option<(&str, &str)> {
     let stem = filename
         .strip_suffix(".tar.gz")
@@ -362,7 +370,7 @@ pub fn choose<'a>(
     sdist: bool,
 ) -> Result<&'a IndexFile, String> {
     let tags = target.tags();
-    let want = canonical_name(name);
+    let want = canonical_name(name).ok_or_else(|| not_a_name(name))?;
     let mut best: Option<(usize, &IndexFile)> = None;
     let mut versions: Vec<String> = Vec::new();
     for f in files.iter().filter(|f| !f.yanked) {
@@ -377,7 +385,7 @@ pub fn choose<'a>(
                 None => continue,
             }
         };
-        if canonical_name(fname) != want {
+        if canonical_name(fname).as_ref() != Some(&want) {
             continue;
         }
         if !versions.iter().any(|v| v == fversion) {
@@ -429,13 +437,37 @@ mod tests {
         Url::parse("http://127.0.0.1:8000/simple/torch/").unwrap()
     }
 
+    /// A file the index lists, by name only.
+    fn file(name: &str) -> IndexFile {
+        IndexFile {
+            filename: name.into(),
+            url: format!("https://h/{name}"),
+            sha256: None,
+            size: None,
+            yanked: false,
+        }
+    }
+
     #[test]
     fn names_normalise_as_pep_503_says() {
-        assert_eq!(canonical_name("Typing_Extensions"), "typing-extensions");
+        let c = |n: &str| canonical_name(n);
+        assert_eq!(c("Typing_Extensions").as_deref(), Some("typing-extensions"));
         assert_eq!(
-            canonical_name("amd_torch.device--gfx1010"),
-            "amd-torch-device-gfx1010"
+            c("amd_torch.device--gfx1010").as_deref(),
+            Some("amd-torch-device-gfx1010")
         );
+        assert_eq!(
+            c("Torch[Device_GFX1010,b.c]").as_deref(),
+            Some("torch[device-gfx1010,b-c]")
+        );
+        // Outside PEP 508's grammar: no name, so never the same as another.
+        for bad in ["", "-a", "a-", "a b", "a>=1", "ä", "a[", "a[b", "a[-b]"] {
+            assert_eq!(c(bad), None, "{bad:?}");
+        }
+        assert!(same_name("Markup.Safe", "markup_safe"));
+        assert!(!same_name("a-", "a-"));
+        let e = project_url("https://h/simple/", "a b").unwrap_err();
+        assert!(e.contains("`a b` is not a package name"), "{e}");
         assert_eq!(
             project_url("https://h/rocm/whl-next", "MarkupSafe")
                 .unwrap()
@@ -504,13 +536,7 @@ mod tests {
 
     #[test]
     fn the_most_specific_wheel_wins() {
-        let f = |n: &str| IndexFile {
-            filename: n.into(),
-            url: format!("https://h/{n}"),
-            sha256: None,
-            size: None,
-            yanked: false,
-        };
+        let f = file;
         let files = [
             f("markupsafe-3.0.4-py3-none-any.whl"),
             f("MarkupSafe-3.0.4-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
@@ -549,16 +575,9 @@ mod tests {
     /// exact CPython match.
     #[test]
     fn wheels_are_chosen_as_pip_would_for_the_base() {
-        let f = |n: &str| IndexFile {
-            filename: n.into(),
-            url: format!("https://h/{n}"),
-            sha256: None,
-            size: None,
-            yanked: false,
-        };
         let jammy = Target::parse("3.10", "2.35").unwrap();
         let pick = |names: &[&str], t: &Target| {
-            let files: Vec<IndexFile> = names.iter().map(|n| f(n)).collect();
+            let files: Vec<IndexFile> = names.iter().map(|n| file(n)).collect();
             choose(&files, "p", "1.0", t, false).map(|x| x.filename.clone())
         };
         // Above the base's glibc: never, even when it is the only cp310 wheel.
@@ -657,5 +676,37 @@ mod tests {
             "torch-2.12.0+rocm10.1.0.whl"
         );
         assert_eq!(percent_decode("a+b"), "a+b");
+        assert_eq!(percent_decode("a&b=c%3Dd"), "a&b=c=d");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+    }
+
+    /// What the old five-entity scraper got wrong: any character reference, a tag split
+    /// over lines, markup inside the link, an anchor never closed, comments.
+    #[test]
+    fn html_pages_are_tokenized_as_a_browser_would() {
+        let body = "<html><body><!-- <a href=\"/no.whl\">no.whl</a> -->\n            <a\n  href=\"/f/p-1.0%2Blocal-py3-none-any.whl#sha256=&#x41;AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n  data-yanked=\"bad &amp; broken\"\n><b>p-1.0+local-py3-none-any.whl</b></a>\n\
+            <a href=/f/q-2.0-py3-none-any.whl?x=1&amp;y=2>q&#45;2.0&ndash;</a>\n\
+            <a href=\"/f/r-3.0-py3-none-any.whl\">\n\
+            <a name=top>no href</a>";
+        let files = parse_page(body, "text/html; charset=utf-8", &page()).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "p-1.0+local-py3-none-any.whl",
+                "q-2.0\u{2013}",
+                "r-3.0-py3-none-any.whl"
+            ]
+        );
+        assert!(files[0].yanked && !files[1].yanked && !files[2].yanked);
+        assert_eq!(files[0].sha256.as_deref(), Some(&"a".repeat(64)[..]));
+        assert_eq!(
+            files[0].url,
+            "http://127.0.0.1:8000/f/p-1.0%2Blocal-py3-none-any.whl"
+        );
+        assert_eq!(
+            files[1].url,
+            "http://127.0.0.1:8000/f/q-2.0-py3-none-any.whl?x=1&y=2"
+        );
     }
 }

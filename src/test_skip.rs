@@ -4,9 +4,8 @@
 //! `ci/test.sh` counts those lines in its summary and fails on any skip that
 //! `ci/expected-skips.txt` does not list (`ci/skips.sh`).
 //!
-//! Shared by the unit tests (`crate::test_skip`) and the integration tests (tests/common
-//! includes this file), so both report skips the same way.
-#![allow(dead_code)]
+//! Shared by the unit tests (`crate::test_skip`) and the integration tests (through the
+//! library's `testing` feature, which tests/ enable), so both report skips the same way.
 
 use std::io::Write as _;
 use std::path::Path;

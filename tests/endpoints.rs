@@ -36,7 +36,7 @@ fn require_tool(test: &str, tool: &str) -> bool {
         if required() {
             panic!("{test}: `{tool}` is required (RDNA1_REQUIRE_DOCKER=1): run ci/test.sh, which installs it");
         }
-        eprintln!("SKIPPED {test}: `{tool}` is not installed");
+        skip(&format!("{test}: `{tool}` is not installed"));
     }
     found
 }
@@ -56,7 +56,9 @@ fn engine_28(test: &str) -> Option<String> {
     if required() {
         panic!("{test}: the 28.5 engine at {host} does not answer (RDNA1_REQUIRE_DOCKER=1): `bash ci/engines.sh start`");
     }
-    eprintln!("SKIPPED {test}: no engine at {host} (bash ci/engines.sh start)");
+    skip(&format!(
+        "{test}: no engine at {host} (bash ci/engines.sh start)"
+    ));
     None
 }
 

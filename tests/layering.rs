@@ -25,7 +25,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "doctor",
             "endpoint",
             "escape",
-            "fit",
             "hex",
             "host",
             "image_archive",
@@ -36,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "owner",
             "quote",
             "recipe",
+            "recipe_choice",
             "recipe_files",
             "registry",
             "render",
@@ -52,7 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Imports the layers allow but the design does not: the engine takes core types and never
-/// needs the Dockerfile renderer; `run` picks recipes with `fit`, not through `doctor`.
+/// needs the Dockerfile renderer; `run` picks recipes with `recipe_choice`, not through `doctor`.
 const FORBIDDEN: &[(&str, &str)] = &[("engine", "render"), ("run_plan", "doctor")];
 
 const MAX_LINES: usize = 700;

@@ -9,9 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use common::*;
 use sha2::{Digest, Sha256};
@@ -28,51 +26,6 @@ fn canonical(name: &str) -> String {
 
 fn sha(data: &[u8]) -> String {
     format!("{:x}", Sha256::digest(data))
-}
-
-/// `python3 -m http.server` on 127.0.0.1, an ephemeral port, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(root: &Path) -> Server {
-        let mut child = Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs (the tests need it for the loopback index)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One package the index serves: its files (name -> bytes) and whether the page publishes
@@ -216,8 +169,8 @@ fn lock_writes_a_lock_file_as_pip_would_choose_and_verify_catches_a_swap() {
     let (projects, expect) = projects(&original);
     assert!(expect.len() >= 15, "{expect:?}");
     write_index(root.path(), &projects);
-    let server = Server::start(root.path());
-    let index = format!("http://127.0.0.1:{}/simple/", server.port);
+    let server = FolderServer::start(root.path());
+    let index = server.url("simple/");
 
     let sb = Sandbox::new();
     let recipe = original.replace(
@@ -268,7 +221,7 @@ fn lock_writes_a_lock_file_as_pip_would_choose_and_verify_catches_a_swap() {
         let (url, sha, fname) = &entries[name];
         assert_eq!(
             url,
-            &format!("http://127.0.0.1:{}/files/{file}", server.port),
+            &server.url(&format!("files/{file}")),
             "{name}: {locked}"
         );
         assert_eq!(fname, &file.replace("%2B", "+"), "{name}");
@@ -352,13 +305,13 @@ fn build_without_a_lock_resolves_and_writes_it_first() {
     let root = tempfile::tempdir().unwrap();
     let (projects, expect) = projects(&original);
     write_index(root.path(), &projects);
-    let server = Server::start(root.path());
+    let server = FolderServer::start(root.path());
     let sb = Sandbox::new();
     sb.write(
         "therock",
         &original.replace(
             "index: https://stable.repo.amd.com/rocm/whl-next/",
-            &format!("index: http://127.0.0.1:{}/simple/", server.port),
+            &format!("index: {}", server.url("simple/")),
         ),
     );
     let o = sb.cmd_env(&["build", "therock", "--smoke", "skip"], &[NO_ENGINE]);
@@ -390,7 +343,7 @@ fn lock_says_which_version_is_missing_and_an_unreachable_index_is_the_environmen
         },
     );
     write_index(root.path(), &projects);
-    let server = Server::start(root.path());
+    let server = FolderServer::start(root.path());
     let sb = Sandbox::new();
     let with_index = |index: &str| {
         original.replace(
@@ -398,7 +351,7 @@ fn lock_says_which_version_is_missing_and_an_unreachable_index_is_the_environmen
             &format!("index: {index}"),
         )
     };
-    let recipe = with_index(&format!("http://127.0.0.1:{}/simple/", server.port));
+    let recipe = with_index(&server.url("simple/"));
     sb.write("therock", &recipe);
     let o = sb.cmd_env(&["lock", "therock"], &[NO_ENGINE]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

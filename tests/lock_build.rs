@@ -11,55 +11,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use sha2::{Digest, Sha256};
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(root: &Path) -> Server {
-        let mut child = Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Makes installable wheels and a PEP 503 index of them under `root`: `lockdemo` 1.0 in
 /// several builds (the right one says so when imported), `puredemo` 2.0 pure, its page
@@ -189,8 +144,8 @@ fn a_versions_only_recipe_builds_from_a_fresh_state_and_then_from_its_lock() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let server = Server::start(root.path());
-    let index = format!("http://127.0.0.1:{}/simple/", server.port);
+    let server = FolderServer::start(root.path());
+    let index = server.url("simple/");
 
     let mut sb = Sandbox::new();
     let name = sb.recipe("fixture-ok");

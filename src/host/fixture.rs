@@ -5,8 +5,8 @@
 //! in CI); without it the tree is still written, `ownership_applied` is false, and tests
 //! that depend on owners must skip those asserts and say so.
 //!
-//! Public (not `cfg(test)`) so the CLI tests can write a tree and point
-//! `RDNA1_IMAGES_HOST_ROOT` at it.
+//! Public behind the `testing` feature (not only `cfg(test)`) so the CLI tests can write a
+//! tree and point `RDNA1_IMAGES_HOST_ROOT` at it.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256 as Sha};
 
 use crate::recipe::{Origin, PyTorch, Recipe, Wheel};
-use crate::simple_index::canonical_name;
+use crate::simple_index::{canonical_name, same_name};
 use crate::values::{HttpsUrl, PipName, Sha256, Version};
 
 /// The lock files shipped with the embedded recipes (include_str, like the recipes): the
@@ -40,8 +40,7 @@ pub struct LockEntry {
 impl LockEntry {
     /// Whether this entry is the one for `p` (PEP 503 name, PEP 440 version).
     pub fn is_for(&self, name: &str, version: &str) -> bool {
-        canonical_name(self.name.as_str()) == canonical_name(name)
-            && same_version(self.version.as_str(), version)
+        same_name(self.name.as_str(), name) && same_version(self.version.as_str(), version)
     }
 }
 

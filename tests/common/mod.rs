@@ -11,21 +11,22 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+mod engines;
+mod folder_server;
 mod group;
+#[allow(unused_imports)]
+pub use engines::{engines_28, machine_engine};
+#[allow(unused_imports)]
+pub use folder_server::FolderServer;
 #[allow(unused_imports)]
 pub use group::{spawn_group, Run};
 
-#[path = "../../src/test_skip.rs"]
-mod test_skip;
+/// Recorded skips and fake host trees: the library's, behind its `testing` feature (the
+/// self dev-dependency in Cargo.toml turns it on for tests).
 #[allow(unused_imports)]
-pub use test_skip::{record as test_skip_record, skip};
-
-/// The fake host trees of `src/host/fixture.rs`, kept out of the library's API; its
-/// `super::HostRoot` is this import.
-#[path = "../../src/host/fixture.rs"]
-pub mod host_fixture;
+pub use rdna1_images::host::fixture as host_fixture;
 #[allow(unused_imports)]
-use rdna1_images::host::HostRoot;
+pub use rdna1_images::test_skip::{record as test_skip_record, skip};
 
 /// True when the engine answers. Without one: a failure under RDNA1_REQUIRE_DOCKER=1 (CI),
 /// else a recorded skip (see `skip`), never a silent pass.
