@@ -80,7 +80,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
         return o;
     }
     match &cli.command {
-        Command::List(a) => list(cli, a.json),
+        Command::List(a) => list(cli, a.json, vec![]),
         Command::Render(a) => render_cmd(cli, a),
         Command::Check(a) => check(cli, a),
         Command::Build(a) => build(cli, a, &mut console).await,
@@ -107,18 +107,47 @@ async fn dispatch(cli: &Cli) -> Outcome {
 }
 
 #[derive(Serialize)]
-struct ListRow {
-    name: String,
-    status: String,
-    rocm: String,
-    pytorch: String,
-    python: String,
-    install: String,
-    gfx_target: String,
-    hsa_override: Option<String>,
-    #[serde(serialize_with = "crate::digest_json::sha256")]
-    input_digest: String,
-    description: String,
+pub(crate) struct ListRow {
+    pub name: String,
+    /// `stack`, or `app` (an app on the stack named in `stack`).
+    pub kind: &'static str,
+    pub status: String,
+    pub rocm: String,
+    pub pytorch: String,
+    pub python: String,
+    pub install: String,
+    pub gfx_target: String,
+    pub hsa_override: Option<String>,
+    /// None for an app: its digest covers the stack image, which `list` (no engine) cannot
+    /// know.
+    #[serde(serialize_with = "crate::digest_json::sha256_opt")]
+    pub input_digest: Option<String>,
+    pub description: String,
+    /// An app's stack.
+    pub stack: Option<String>,
+    /// An app's note of what has and has not been verified.
+    pub verified: Option<String>,
+}
+
+impl ListRow {
+    /// A stack's row (an app's starts from its stack's).
+    pub(crate) fn of(r: &Recipe, input_digest: Option<String>) -> ListRow {
+        ListRow {
+            name: r.name.to_string(),
+            kind: "stack",
+            status: r.status.to_string(),
+            rocm: r.rocm.to_string(),
+            pytorch: r.pytorch.version().to_string(),
+            python: r.python.version.to_string(),
+            install: r.pytorch.kind().to_string(),
+            gfx_target: r.gpu.target.to_string(),
+            hsa_override: r.gpu.hsa_override().map(String::from),
+            input_digest,
+            description: r.description.to_string(),
+            stack: None,
+            verified: None,
+        }
+    }
 }
 
 /// What `list` and `check` say about a file no recipe name can reach.
@@ -129,7 +158,8 @@ fn misnamed_message(file: &str) -> String {
     )
 }
 
-pub(crate) fn list(cli: &Cli, json: bool) -> Outcome {
+/// Lists the stacks (a table, or with `--json` one document with `apps`' rows after them).
+pub(crate) fn list(cli: &Cli, json: bool, apps: Vec<ListRow>) -> Outcome {
     let cat = catalog(cli);
     for f in cat.misnamed() {
         eprintln!("warning: {}", misnamed_message(&f));
@@ -137,22 +167,11 @@ pub(crate) fn list(cli: &Cli, json: bool) -> Outcome {
     let mut rows = Vec::new();
     for loaded in load_all_locked(&cat)? {
         let loaded = loaded?;
-        let r = &loaded.recipe;
         let prepared = context::prepare(&loaded)?;
-        rows.push(ListRow {
-            name: r.name.to_string(),
-            status: r.status.to_string(),
-            rocm: r.rocm.to_string(),
-            pytorch: r.pytorch.version().to_string(),
-            python: r.python.version.to_string(),
-            install: r.pytorch.kind().to_string(),
-            gfx_target: r.gpu.target.to_string(),
-            hsa_override: r.gpu.hsa_override().map(String::from),
-            input_digest: prepared.digest.hex(),
-            description: r.description.to_string(),
-        });
+        rows.push(ListRow::of(&loaded.recipe, Some(prepared.digest.hex())));
     }
     if json {
+        rows.extend(apps);
         print_json(&rows)?;
         return Ok(0);
     }

@@ -43,13 +43,19 @@ fn source_kind(l: &LoadedApp) -> &'static str {
 }
 
 fn list(cli: &Cli, cat: &Catalog, json: bool) -> Outcome {
-    let code = crate::commands::app::list(cli, json)?;
-    // The JSON document stays the stacks' (its schema is fixed); apps show in the table.
-    if json {
-        return Ok(code);
-    }
+    // Every app is validated first: a broken one fails `list` as a broken stack does.
     let apps = load_apps(cat)?;
-    if apps.is_empty() {
+    let rows = apps
+        .iter()
+        .map(|l| crate::commands::app::ListRow {
+            kind: "app",
+            stack: Some(l.app.stack.to_string()),
+            verified: l.app.verified.as_deref().map(String::from),
+            ..crate::commands::app::ListRow::of(&render_app::as_recipe(l), None)
+        })
+        .collect();
+    let code = crate::commands::app::list(cli, json, rows)?;
+    if json || apps.is_empty() {
         return Ok(code);
     }
     let mut out = format!(
