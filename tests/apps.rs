@@ -178,6 +178,15 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
         out(&o)
     );
     assert_ne!(good, stack_id);
+    // The stack image it was built on, for a puller to check.
+    assert!(
+        labels.contains(&format!(
+            "\"io.github.rdna1-images.stack-image\":\"{stack_id}\""
+        )),
+        "{labels}"
+    );
+
+    channels(&sb, &app, &good);
 
     // A job that never finishes: the app is not tagged, the good one keeps its tag.
     sb.write(&app, &text.replace("{\"size\": 16}", "{\"fail\": true}"));
@@ -282,6 +291,177 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
     assert!(left.is_empty(), "containers left: {left}");
     assert!(http(port, "GET / HTTP/1.0\r\n\r\n").is_err());
     let _ = docker(&["volume", "rm", &format!("rdna1-images-miopen-{app}")]);
+}
+
+/// The repository the registry tests share (its base layers are uploaded once).
+const REPO: &str = "rdna1-images-test";
+
+/// The open loopback registry (ci/registry.sh), or a failure under RDNA1_REQUIRE_DOCKER=1.
+fn open_registry(test: &str) -> Option<String> {
+    let reg = std::env::var("RDNA1_TEST_REGISTRY")
+        .ok()
+        .filter(|r| r.parse::<std::net::SocketAddr>().is_ok())
+        .filter(|r| TcpStream::connect(r.as_str()).is_ok());
+    if reg.is_none() {
+        let why = "the test registry is not up: run `ci/registry.sh start` and `eval \"$(ci/registry.sh env)\"`";
+        if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("{test}: {why}");
+        }
+        skip(&format!("{test}: {why}"));
+    }
+    reg
+}
+
+/// The local tags of `app` (ours, with its report) and any under a registry's name.
+fn untag(app: &str) {
+    let all = docker_out(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    for t in all.lines().filter(|l| l.contains(&format!(":{app}"))) {
+        let _ = docker(&["rmi", "--no-prune", t]);
+    }
+}
+
+/// push, pull, pull-or-build and promote of the app `good` is, against the open registry:
+/// the stacks' code paths, with the app's checks and its stack image checked.
+fn channels(sb: &Sandbox, app: &str, good: &str) {
+    let Some(reg) = open_registry("apps channels") else {
+        return;
+    };
+    let repo = format!("{reg}/{REPO}");
+    let env = [("RDNA1_IMAGES_REGISTRY", repo.as_str())];
+    let o = sb.cmd_env(&["push", app, "--json"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let p = json_result(&o);
+    let digest = p["input_digest"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap()
+        .to_string();
+    let d12 = &digest[..12];
+    assert_eq!(p["image_id"], good, "{p}");
+    assert_eq!(p["level"], "cpu", "{p}");
+    assert_eq!(p["channels"], serde_json::json!(["nightly"]), "{p}");
+    assert_eq!(
+        p["tags"][0]["reference"],
+        format!("{repo}:{app}-{d12}"),
+        "{p}"
+    );
+    assert_eq!(
+        p["tags"][1]["reference"],
+        format!("{repo}:{app}-nightly"),
+        "{p}"
+    );
+    let pushed = p["tags"][0]["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        p["report"]["reference"],
+        format!("{repo}:{app}-{d12}-smoke-cpu"),
+        "{p}"
+    );
+    // The report beside it carries the labels a stack's does: about this image, at cpu.
+    let report: serde_json::Value = serde_json::from_str(&docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &format!("rdna1-images:{app}-{d12}-smoke-cpu"),
+    ]))
+    .unwrap();
+    assert_eq!(report["io.github.rdna1-images.recipe"], app, "{report}");
+    assert_eq!(
+        report["io.github.rdna1-images.input-digest"],
+        digest.as_str(),
+        "{report}"
+    );
+    assert_eq!(
+        report["io.github.rdna1-images.tested-image"], good,
+        "{report}"
+    );
+    assert_eq!(report["io.github.rdna1-images.level"], "cpu", "{report}");
+    assert!(
+        report["io.github.rdna1-images.compat"]
+            .as_str()
+            .is_some_and(|c| c.contains("=pass")),
+        "{report}"
+    );
+
+    // pull: the same image, its report found, the same inputs on this stack image.
+    untag(app);
+    let o = sb.cmd_env(&["pull", app, "--channel", "nightly", "--json"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let v = json_result(&o);
+    assert_eq!(v["image_id"], good, "{v}");
+    assert_eq!(v["manifest_digest"], pushed.as_str(), "{v}");
+    assert_eq!(v["same_inputs"], true, "{v}");
+    assert_eq!(v["tested"]["level"], "cpu", "{v}");
+    assert_eq!(image_id(&format!("rdna1-images:{app}-{d12}")), good);
+
+    // An app image of these inputs that names another stack image is not used: built here.
+    let forged = format!("{reg}/{REPO}-forged");
+    let c = docker_out(&["create", good, "true"]);
+    let other = format!("sha256:{}", "0".repeat(64));
+    let o = docker(&[
+        "commit",
+        "--change",
+        &format!("LABEL io.github.rdna1-images.stack-image={other}"),
+        &c,
+        &format!("{forged}:{app}-{d12}"),
+    ]);
+    let _ = docker(&["rm", &c]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = docker(&["push", &format!("{forged}:{app}-{d12}")]);
+    assert!(o.status.success(), "{}", out(&o));
+    let _ = docker(&["rmi", "--no-prune", &format!("{forged}:{app}-{d12}")]);
+    untag(app);
+    let o = sb.cmd_env(
+        &["build", app, "--smoke", "skip"],
+        &[("RDNA1_IMAGES_REGISTRY", forged.as_str())],
+    );
+    let all = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains(&format!("is not used: it was built on stack image {other}")),
+        "{all}"
+    );
+    assert!(!all.contains("PULLED"), "{all}");
+    assert!(image_id(&format!("rdna1-images:{app}")).is_empty(), "{all}");
+
+    // pull-or-build: the registry's image of these inputs on this stack image, not a build.
+    untag(app);
+    let o = sb.cmd_env(&["build", app, "--smoke", "cpu"], &env);
+    let all = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains(&format!("{app}: PULLED from the registry")),
+        "{all}"
+    );
+    assert_eq!(image_id(&format!("rdna1-images:{app}")), good, "{all}");
+
+    // promote: the app's checks run again on the nightly's digest; stable moves on a pass.
+    let o = sb.cmd_env(
+        &[
+            "promote",
+            app,
+            "--smoke",
+            "cpu",
+            "--image",
+            &format!("{repo}@{pushed}"),
+            "--json",
+        ],
+        &[env[0], ("RDNA1_IMAGES_ALLOW_CPU_PROMOTE", "1")],
+    );
+    let all = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    assert!(all.contains("app checks (cpu)"), "{all}");
+    let v = json_result(&o);
+    assert_eq!(v["promoted"], true, "{v}");
+    assert!(
+        v["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["reference"] == format!("{repo}:{app}") && t["digest"] == pushed.as_str()),
+        "{v}"
+    );
 }
 
 #[test]
