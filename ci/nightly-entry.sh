@@ -89,6 +89,11 @@ summary() {
 : >"$out/summary.md"
 result recipe "$recipe"
 
+# The status of RECIPE in build's JSON outcome (unknown when there is none).
+built_status() {
+    jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0].status // "unknown"' "$out/report.json" 2>/dev/null || echo unknown
+}
+
 # The job summary of a build: its status, then the smoke table from the JSON outcome.
 smoke_summary() {
     {
@@ -144,7 +149,7 @@ if [[ $kind == app ]]; then
     build_rc=0
     log "$bin build $recipe --smoke $smoke --json --registry $registry"
     "$bin" build "$recipe" --smoke "$smoke" --json --registry "$registry" >"$out/report.json" || build_rc=$?
-    status=$(jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0].status // "unknown"' "$out/report.json" 2>/dev/null || echo unknown)
+    status=$(built_status)
     digest=$(jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0].input_digest // "" | ltrimstr("sha256:")' "$out/report.json" 2>/dev/null || true)
     digest12=${digest:0:12}
     tag=$recipe-$digest12
@@ -240,6 +245,7 @@ build_rc=0
 "$bin" "${build_args[@]}" >"$out/report.json" || build_rc=$?
 
 # 5 report (whatever happened): the smoke table from the JSON outcome
+status=$(built_status)
 smoke_summary "$status"
 if ((build_rc != 0)) || [[ $status != passed ]]; then
     result status failed
