@@ -181,14 +181,21 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
         out(&o)
     );
 
-    let o = sb.cmd(&["build", &stack, "--smoke", "cpu"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let stack_id = image_id(&format!("rdna1-images:{stack}"));
-
-    // The app: the stack's suite again in the app image, then start, job, stop.
-    let o = sb.cmd(&["build", &app, "--smoke", "cpu"]);
+    // One command, the app named first: the stack is built first, then the app on it. The
+    // app: the stack's suite again in the app image, then start, job, stop.
+    let o = sb.cmd(&["build", &app, &stack, "--smoke", "cpu"]);
     let all = out(&o);
     assert!(o.status.success(), "{all}");
+    let stack_id = image_id(&format!("rdna1-images:{stack}"));
+    let at = |what: String| {
+        all.find(&what)
+            .unwrap_or_else(|| panic!("no `{what}`:\n{all}"))
+    };
+    assert!(
+        at(format!("building {stack} (input digest"))
+            < at(format!("building app {app} on rdna1-images:{stack} (image")),
+        "{all}"
+    );
     assert!(all.contains("the stack's smoke test again"), "{all}");
     for check in ["start", "job", "stop"] {
         assert!(

@@ -276,22 +276,22 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         a.recipes.clone()
     };
     // Every recipe and app is validated before anything is built, and the stacks locked.
-    let mut subjects = Vec::new();
-    for n in &names {
-        if cat.is_app(n) {
-            subjects.push(Subject::App(Box::new(cat.load_app(n)?)));
-        } else {
-            cat.load(n)?;
-        }
+    let (app_names, stack_names): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| cat.is_app(n));
+    let mut apps = Vec::new();
+    for n in app_names {
+        apps.push(Subject::App(Box::new(cat.load_app(n)?)));
     }
-    let mut stacks = Vec::new();
-    for n in names.iter().filter(|n| !cat.is_app(n)) {
-        stacks.push(crate::commands::lock::for_build(&cat, n, a.locked, console).await?);
+    for n in &stack_names {
+        cat.load(n)?;
     }
     // Stacks first, in the order given, then the apps: an app builds on a stack's passed
     // image, which the same command may make.
-    let apps = std::mem::take(&mut subjects);
-    subjects.extend(stacks.into_iter().map(|l| Subject::Stack(Box::new(l))));
+    let mut subjects = Vec::new();
+    for n in stack_names {
+        let l = crate::commands::lock::for_build(&cat, n, a.locked, console).await?;
+        subjects.push(Subject::Stack(Box::new(l)));
+    }
     subjects.extend(apps);
     let level = resolve_level(a.smoke, console)?;
     let plan = crate::commands::registry::build_plan(a, console).await?;
