@@ -134,3 +134,43 @@ pub async fn smoke_target(
     result.table = format!("{}\n{table}", result.table);
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::STACK_IMAGE;
+    use crate::recipe::Catalog;
+    use std::collections::HashMap;
+
+    #[test]
+    fn an_app_image_is_on_this_stack_only_when_its_label_names_this_stack_image() {
+        let l = Catalog::embedded().load_app("comfyui").unwrap();
+        let id = format!("sha256:{}", "a".repeat(64));
+        let prepared = context::app::prepare(&l, &id, "rdna1-images:therock-0123456789ab").unwrap();
+        // The build sets the label the check reads.
+        assert_eq!(prepared.labels[STACK_IMAGE], id);
+        let t = Target {
+            recipe: as_recipe(&l),
+            prepared,
+            app: Some(AppOn {
+                loaded: &l,
+                stack_id: id.clone(),
+            }),
+        };
+        let mut labels = HashMap::new();
+        assert!(t.same_stack(&labels).unwrap_err().contains("(no label)"));
+        let other = format!("sha256:{}", "b".repeat(64));
+        labels.insert(STACK_IMAGE.to_string(), other.clone());
+        let e = t.same_stack(&labels).unwrap_err();
+        assert!(e.contains(&other) && e.contains(&id), "{e}");
+        labels.insert(STACK_IMAGE.to_string(), id.clone());
+        assert_eq!(t.same_stack(&labels), Ok(()));
+        assert!(t
+            .describe()
+            .starts_with("app comfyui on rdna1-images:therock (image "));
+        // A stack is on no other image: nothing to check.
+        let s = Target::stack(&Catalog::embedded().load("rocm52").unwrap()).unwrap();
+        assert_eq!(s.same_stack(&HashMap::new()), Ok(()));
+        assert_eq!(s.describe(), "rocm52");
+    }
+}
