@@ -8,6 +8,9 @@
 #   2 present  the same entry again, with the local image removed: nothing is built (the
 #              registry alone decides), status=present with the same digest
 #   3 failing  fixture-wrong-torch: exit 1, status=failed, nothing pushed
+#   4 app      the test app (tests/fixtures/apps) on that stack, its stack image not here:
+#              the stack pulled, the app built on it, smoke-tested, pushed
+#   5 app again  with the local app removed: pulled instead of built, status=present
 #
 # Needs: the engine, rdna1-test-base:bookworm (ci/test-base.sh) and the open loopback registry
 # (ci/registry.sh start; RDNA1_TEST_REGISTRY). tests/nightly.rs runs this under cargo test with
@@ -36,9 +39,10 @@ work=$(mktemp -d /tmp/rdna1-nightly-dryrun.XXXXXX)
 id=$$-$RANDOM
 good=nightly-t$id
 bad=nightly-bad-t$id
+app=nightly-app-t$id
 cleanup() {
     docker image ls --format '{{.Repository}}:{{.Tag}}' rdna1-images |
-        grep -E "^rdna1-images:(${good}|${bad})(-|$)" |
+        grep -E "^rdna1-images:(${app}|${good}|${bad})(-|$)" |
         xargs -r docker rmi --no-prune >/dev/null 2>&1 || true
     rm -rf "$work"
 }
@@ -47,6 +51,9 @@ trap cleanup EXIT
 mkdir -p "$work/recipes"
 sed "s/^name: fixture-ok$/name: $good/" tests/fixtures/recipes/fixture-ok.yaml >"$work/recipes/$good.yaml"
 sed "s/^name: fixture-wrong-torch$/name: $bad/" tests/fixtures/recipes/fixture-wrong-torch.yaml >"$work/recipes/$bad.yaml"
+sed -e "s/^name: fixture-app$/name: $app/" -e "s/^stack: STACK$/stack: $good/" tests/fixtures/apps/fixture-app.yaml >"$work/recipes/$app.yaml"
+mkdir -p "$work/recipes/apps"
+cp tests/fixtures/apps/server.py "$work/recipes/apps/"
 
 export RDNA1_IMAGES_RECIPES=$work/recipes
 export RDNA1_IMAGES_REGISTRY=$registry_host/rdna1-nightly-dryrun-$id
@@ -124,7 +131,29 @@ check "failing: status=failed" test "$(output failing status)" = failed
 check "failing: nothing pushed" lacks_tag "$(output failing tag)"
 check "failing: the step summary shows the failed build" grep -q "build failed" "$work/failing/step-summary"
 
-show_log_on_failure absent present refresh failing
+# 4 app: after its stack's entry; the stack image is not here, as on a fresh runner
+untag_all() {
+    docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E "(^rdna1-images|/rdna1-nightly-dryrun-$id):$1(-|$)" |
+        xargs -r docker rmi --no-prune >/dev/null
+}
+untag_all "$good"
+entry app "$app"
+app_tag=$(output app tag)
+check "app: exit 0" rc_is app 0
+check "app: its stack was pulled" grep -q "pull $good --tag $tag" "$work/app/stderr"
+check "app: status=pushed" test "$(output app status)" = pushed
+check "app: $app_tag is in the registry" has_tag "$app_tag"
+check "app: the stack's suite ran again in the app image" grep -q '^| medium | pass |' "$work/app/step-summary"
+check "app: its checks passed" jq -e '.result[0].smoke.findings == [] and .result[0].status == "passed"' "$work/app/out/report.json"
+
+# 5 app again: in the registry on this stack image: pulled, not built
+untag_all "$app"
+entry app-again "$app"
+check "app again: exit 0" rc_is app-again 0
+check "app again: status=present" test "$(output app-again status)" = present
+check "app again: same ref as the push" test "$(output app-again ref)" = "$(output app ref)"
+
+show_log_on_failure absent present refresh failing app app-again
 printf 'nightly dry run: %d s\n' "$((SECONDS - start))"
 printf '%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -24,6 +24,11 @@
 #   5 report   the JSON report, a Markdown smoke table (also into $GITHUB_STEP_SUMMARY) and
 #              key=value results (also into $GITHUB_OUTPUT)
 #
+# An app (kind app in `list --json`) runs after its stack's entry, in the same job: its input
+# digest covers the stack image, so instead of 1-4: a1 the stack image that entry built or
+# found (pulled when not here), a2 `build APP` with pull-or-build (the registry's image of
+# these inputs on this stack image is "present"), a3 `push APP` after a pass.
+#
 # Environment:
 #   RDNA1_IMAGES_REGISTRY   where to push, HOST[:PORT]/NAME (required), e.g. ghcr.io/owner/rdna1-images
 #   RDNA1_IMAGES_BIN        the binary (default: target/release, then target/debug, then PATH)
@@ -80,6 +85,30 @@ summary() {
 : >"$out/summary.md"
 result recipe "$recipe"
 
+# The status of RECIPE in build's JSON outcome (unknown when there is none).
+built_status() {
+    jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0].status // "unknown"' "$out/report.json" 2>/dev/null || echo unknown
+}
+
+# The job summary of a build: its status, then the smoke table from the JSON outcome.
+smoke_summary() {
+    {
+        printf '### %s: build %s (smoke %s, input digest %s)\n\n' "$recipe" "$1" "$smoke" "$digest12"
+        jq -r --arg r "$recipe" '
+            (.result // []) | map(select(.recipe == $r))[0] as $o
+            | ($o.smoke // {}) as $s
+            | (($s.report // {}) | "torch \(.torch // "?"), Python \(.python // "?"), HIP \(.hip // "none"), device \(.device_name // "none")\n"),
+              "| case | status | first call (s) | steady (s) | rel. error |",
+              "|---|---|---|---|---|",
+              ((($s.report // {}).cases // [])[] | "| \(.name) | \(.status) | \(.first_s // "-") | \(.steady_s // "-") | \(.rel_error // "-") |"),
+              "",
+              (if (($s.findings // []) | length) > 0 then "Findings:\n" + (($s.findings // []) | map("- \(.)") | join("\n")) + "\n" else empty end)
+        ' "$out/report.json" 2>/dev/null || printf 'No JSON report (exit %d); see the job log.\n' "$build_rc"
+        printf '\n'
+    } | summary
+}
+
+
 # 0 lock
 if [[ ${RDNA1_NIGHTLY_LOCK:-0} == 1 ]]; then
     export RDNA1_IMAGES_RECIPES=${RDNA1_IMAGES_RECIPES:-recipes}
@@ -95,8 +124,61 @@ if [[ ${RDNA1_NIGHTLY_LOCK:-0} == 1 ]]; then
     fi
 fi
 
-# 1 digest
-digest=$("$bin" list --json | jq -r --arg r "$recipe" '.result[] | select(.name == $r) | .input_digest | ltrimstr("sha256:")') ||
+# 1 digest. An app's input digest covers its stack's image, which `list` cannot know
+# (its input_digest is null): an app goes through steps a1-a3 instead.
+listed=$("$bin" list --json) || fail 2 "rdna1-images list --json failed"
+kind=$(jq -r --arg r "$recipe" '.result[] | select(.name == $r) | .kind' <<<"$listed")
+if [[ $kind == app ]]; then
+    stack=$(jq -r --arg r "$recipe" '.result[] | select(.name == $r) | .stack' <<<"$listed")
+    stack_digest=$(jq -r --arg s "$stack" '.result[] | select(.name == $s) | .input_digest | ltrimstr("sha256:")' <<<"$listed")
+    [[ $stack_digest =~ ^[0-9a-f]{64}$ ]] || fail 2 "app $recipe: no input digest for its stack '$stack' in rdna1-images list --json"
+    stack_tag=$stack-${stack_digest:0:12}
+    # a1 stack: the app builds on the stack image its own entry built or found tonight (run
+    #    it first, in the same job): here already, or pulled with its smoke report.
+    if ! docker image inspect "rdna1-images:$stack_tag" >/dev/null 2>&1; then
+        log "$bin pull $stack --tag $stack_tag --registry $registry"
+        "$bin" pull "$stack" --tag "$stack_tag" --registry "$registry" >&2 ||
+            fail 3 "app $recipe builds on $registry:$stack_tag, which could not be pulled: run ci/nightly-entry.sh $stack first"
+    fi
+    # a2 pull-or-build: the registry's app image of these inputs on this stack image is
+    #    pulled instead of built (that is "present"); otherwise built and smoke tested.
+    build_rc=0
+    log "$bin build $recipe --smoke $smoke --json --registry $registry"
+    "$bin" build "$recipe" --smoke "$smoke" --json --registry "$registry" >"$out/report.json" || build_rc=$?
+    status=$(built_status)
+    digest=$(jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0].input_digest // "" | ltrimstr("sha256:")' "$out/report.json" 2>/dev/null || true)
+    digest12=${digest:0:12}
+    tag=$recipe-$digest12
+    result digest12 "$digest12"
+    result tag "$tag"
+    smoke_summary "$status"
+    case $status in
+    pulled)
+        remote_digest=$(bash ci/nightly-has-tag.sh "$registry:$tag") || fail 3 "$registry:$tag was pulled but is not in the registry now"
+        result status present
+        result ref "$registry@$remote_digest"
+        exit 0
+        ;;
+    passed) ;;
+    *)
+        result status failed
+        fail 1 "build of app $recipe did not pass (exit $build_rc, status $status); nothing pushed"
+        ;;
+    esac
+    # a3 push, as for a stack: the cpu pass reaches the nightly channel only.
+    if [[ ${RDNA1_NIGHTLY_NO_PUSH:-0} == 1 ]]; then
+        log "RDNA1_NIGHTLY_NO_PUSH=1: would push $registry:$tag and $registry:$recipe-nightly"
+        result status built
+        exit 0
+    fi
+    "$bin" push "$recipe" --registry "$registry" >&2 || fail 1 "push of app $recipe failed"
+    remote_digest=$(bash ci/nightly-has-tag.sh "$registry:$tag") || fail 1 "after the push, $registry:$tag is not in the registry"
+    result status pushed
+    result ref "$registry@$remote_digest"
+    log "pushed $registry:$tag ($remote_digest)"
+    exit 0
+fi
+digest=$(jq -r --arg r "$recipe" '.result[] | select(.name == $r) | .input_digest | ltrimstr("sha256:")' <<<"$listed") ||
     fail 2 "rdna1-images list --json failed"
 [[ $digest =~ ^[0-9a-f]{64}$ ]] || fail 2 "no recipe '$recipe' (or no input digest) in rdna1-images list --json"
 digest12=${digest:0:12}
@@ -159,22 +241,8 @@ build_rc=0
 "$bin" "${build_args[@]}" >"$out/report.json" || build_rc=$?
 
 # 5 report (whatever happened): the smoke table from the JSON outcome
-status=$(jq -r --arg r "$recipe" '(.result // []) | map(select(.recipe == $r))[0].status // "unknown"' "$out/report.json" 2>/dev/null || echo unknown)
-{
-    printf '### %s: build %s (smoke %s, input digest %s)\n\n' "$recipe" "$status" "$smoke" "$digest12"
-    jq -r --arg r "$recipe" '
-        (.result // []) | map(select(.recipe == $r))[0] as $o
-        | ($o.smoke // {}) as $s
-        | (($s.report // {}) | "torch \(.torch // "?"), Python \(.python // "?"), HIP \(.hip // "none"), device \(.device_name // "none")\n"),
-          "| case | status | first call (s) | steady (s) | rel. error |",
-          "|---|---|---|---|---|",
-          ((($s.report // {}).cases // [])[] | "| \(.name) | \(.status) | \(.first_s // "-") | \(.steady_s // "-") | \(.rel_error // "-") |"),
-          "",
-          (if (($s.findings // []) | length) > 0 then "Findings:\n" + (($s.findings // []) | map("- \(.)") | join("\n")) + "\n" else empty end)
-    ' "$out/report.json" 2>/dev/null || printf 'No JSON report (exit %d); see the job log.\n' "$build_rc"
-    printf '\n'
-} | summary
-
+status=$(built_status)
+smoke_summary "$status"
 if ((build_rc != 0)) || [[ $status != passed ]]; then
     result status failed
     fail 1 "build of $recipe did not pass (exit $build_rc, status $status); nothing pushed, the registry's tags are untouched"

@@ -55,6 +55,15 @@ if [[ -n ${RDNA1_COSIGN_IDENTITY:-} ]]; then
     printf 'nightly-promote: %s is signed by %s\n' "$image" "$RDNA1_COSIGN_IDENTITY" >&2
 fi
 
+# An app is tested on its stack's image (its input digest covers it): that stack's nightly,
+# pulled first with its smoke report (the app's nightly was built on it the same night).
+kind=$("$bin" list --json | jq -r --arg r "$recipe" '.result[] | select(.name == $r) | .kind') ||
+    fail 2 "rdna1-images list --json failed"
+if [[ $kind == app ]]; then
+    stack=$("$bin" list --json | jq -r --arg r "$recipe" '.result[] | select(.name == $r) | .stack')
+    "$bin" pull "$stack" --channel nightly --registry "$RDNA1_IMAGES_REGISTRY" >&2 ||
+        fail $? "app $recipe: its stack's nightly ($stack-nightly) could not be pulled; promote $stack's nightly first"
+fi
 rc=0
 "$bin" promote "$recipe" --image "$image" --registry "$RDNA1_IMAGES_REGISTRY" 2>&1 | tee "promote-$recipe.log" || rc=${PIPESTATUS[0]}
 {

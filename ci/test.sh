@@ -16,7 +16,8 @@
 #   9 fuzz        the fuzz target through tests/fuzz_recipe.rs for 60 s (stable toolchain)
 #  10 tests       RDNA1_REQUIRE_DOCKER=1 cargo test, on the machine's engine
 #  11 engines     the engine tests of build, smoke, tag, skip, push/pull,
-#                 reproducibility and interruption again, with DOCKER_HOST at each 28.5 engine
+#                 reproducibility, interruption and apps again, with DOCKER_HOST at each
+#                 28.5 engine
 #     summary     every skip a test recorded (src/test_skip.rs), failing on one that
 #                 ci/expected-skips.txt does not list (ci/skips.sh)
 #
@@ -156,7 +157,9 @@ took
 
 # What a user's engine must do: build, smoke, tag, skip (tests/engine.rs), push and pull
 # (tests/registry.rs), reproducibility (tests/reproducible.rs), Ctrl-C at every stage leaving
-# nothing behind (tests/interrupt.rs), the smoke program in a
+# nothing behind (tests/interrupt.rs), an app on its stack through build, the channels and
+# `run` (tests/apps.rs: these engines publish no port, so its run part asks the app inside
+# the container's network namespace), the smoke program in a
 # container (the lib's smoke::program_tests::docker_*). The tests and their docker CLI
 # helpers follow DOCKER_HOST, as the tool does.
 step "engine tests on Docker 28.5: ${ENGINES[*]}"
@@ -177,7 +180,7 @@ for name in "${ENGINES[@]}"; do
     # Every file runs on both engines even after a failure, so one run shows where each stands.
     passed=1
     DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --no-fail-fast \
-        --test engine --test registry --test reproducible --test interrupt --test lock_build --test overlap -- "${known[@]}" || passed=0
+        --test engine --test registry --test reproducible --test interrupt --test lock_build --test overlap --test apps -- "${known[@]}" || passed=0
     DOCKER_HOST=${!var} RDNA1_REQUIRE_DOCKER=1 cargo test --lib smoke::program_tests::docker_ || passed=0
     if ((passed)); then
         engine_times+=("$name: passed in $((SECONDS - started)) s")

@@ -64,6 +64,36 @@ pub struct Prepared {
     pub build_args: BTreeMap<String, String>,
     pub base: String,
     pub digest: InputDigest,
+    /// Labels the build sets beside the input digest (an app's: the stack image it is on).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Prepared {
+    /// Packs `context` and digests it with the SOURCE_DATE_EPOCH build arg, `extra_args`,
+    /// the base reference and the smoke spec: the one recipe for stacks and apps.
+    pub fn assemble(
+        context: Context,
+        extra_args: &[(&str, &str)],
+        base: String,
+        smoke_spec: &str,
+        tar_error: impl FnOnce(String) -> RecipeError,
+    ) -> Result<Prepared, RecipeError> {
+        let tar = context.tar().map_err(tar_error)?;
+        let mut build_args = BTreeMap::new();
+        build_args.insert("SOURCE_DATE_EPOCH".to_string(), context.epoch.to_string());
+        for (k, v) in extra_args {
+            build_args.insert(k.to_string(), v.to_string());
+        }
+        let digest = input_digest(&tar, &build_args, &base, smoke_spec);
+        Ok(Prepared {
+            context,
+            tar,
+            build_args,
+            base,
+            digest,
+            labels: BTreeMap::new(),
+        })
+    }
 }
 
 impl Context {
@@ -198,21 +228,9 @@ pub fn input_digest(
 /// Renders, packs and digests a recipe: all the pure work before a build.
 pub fn prepare(loaded: &Loaded) -> Result<Prepared, RecipeError> {
     let context = Context::for_recipe(loaded)?;
-    let tar = context.tar().map_err(|m| loaded.error_at(&["files"], m))?;
-    let mut build_args = BTreeMap::new();
-    build_args.insert(
-        "SOURCE_DATE_EPOCH".to_string(),
-        loaded.recipe.source_date_epoch.to_string(),
-    );
-    let base = loaded.recipe.base.reference();
     let spec = serde_json::to_string(&loaded.recipe.smoke).expect("the smoke spec serializes");
-    let digest = input_digest(&tar, &build_args, &base, &spec);
-    Ok(Prepared {
-        context,
-        tar,
-        build_args,
-        base,
-        digest,
+    Prepared::assemble(context, &[], loaded.recipe.base.reference(), &spec, |m| {
+        loaded.error_at(&["files"], m)
     })
 }
 

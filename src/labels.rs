@@ -19,3 +19,5 @@ pub const ROLE: &str = "io.github.rdna1-images.role";
 pub const OWNER: &str = "io.github.rdna1-images.owner";
 /// On an app image: the stack recipe it was built on.
 pub const STACK: &str = "io.github.rdna1-images.stack";
+/// On an app image: the id of the stack image it was built on (its input digest covers it).
+pub const STACK_IMAGE: &str = "io.github.rdna1-images.stack-image";

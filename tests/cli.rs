@@ -145,7 +145,14 @@ fn list_shows_the_three_stacks_with_status() {
         .output()
         .unwrap();
     let v = json_result(&o);
-    assert_eq!(v.as_array().unwrap().len(), 3);
+    // The three stacks, then the apps (tests/json.rs checks their rows).
+    let kinds: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["stack", "stack", "stack", "app"], "{v}");
     let d = v[0]["input_digest"].as_str().unwrap();
     assert!(
         d.starts_with("sha256:") && d.len() == 7 + 64,

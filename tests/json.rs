@@ -81,6 +81,34 @@ fn list_and_check_give_one_document() {
 }
 
 #[test]
+fn list_json_has_the_apps_after_the_stacks_without_a_digest() {
+    let o = Command::new(BIN).args(["list", "--json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = json_result(&o);
+    let rows = rows.as_array().unwrap();
+    let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    let first_app = kinds.iter().position(|k| *k == "app").expect("an app row");
+    assert!(kinds[first_app..].iter().all(|k| *k == "app"), "{kinds:?}");
+    let therock = rows.iter().find(|r| r["name"] == "therock").unwrap();
+    assert_eq!(therock["kind"], "stack");
+    assert!(therock["input_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let comfy = rows.iter().find(|r| r["name"] == "comfyui").unwrap();
+    assert_eq!(comfy["stack"], "therock", "{comfy}");
+    // Its digest covers the stack image, which `list` (no engine) cannot know.
+    assert!(comfy["input_digest"].is_null(), "{comfy}");
+    assert_eq!(comfy["pytorch"], therock["pytorch"], "{comfy}");
+    assert!(
+        comfy["verified"]
+            .as_str()
+            .is_some_and(|v| v.contains("not run on an RDNA1 card")),
+        "{comfy}"
+    );
+}
+
+#[test]
 fn refused_arguments_with_json_give_a_bad_input_document() {
     let o = Command::new(BIN)
         .args(["smoke", "x", "--level", "skip", "--json"])

@@ -13,7 +13,7 @@ use crate::commands::{
 use crate::context;
 use crate::engine::{Engine, EngineError};
 use crate::escape;
-use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, REPOSITORY};
+use crate::pipeline::{self, BuildOptions, BuildStatus, Progress, Subject, REPOSITORY};
 use crate::recipe::{Catalog, Recipe};
 use crate::render;
 use crate::smoke::Level;
@@ -80,7 +80,7 @@ async fn dispatch(cli: &Cli) -> Outcome {
         return o;
     }
     match &cli.command {
-        Command::List(a) => list(cli, a.json),
+        Command::List(a) => list(cli, a.json, vec![]),
         Command::Render(a) => render_cmd(cli, a),
         Command::Check(a) => check(cli, a),
         Command::Build(a) => build(cli, a, &mut console).await,
@@ -107,18 +107,47 @@ async fn dispatch(cli: &Cli) -> Outcome {
 }
 
 #[derive(Serialize)]
-struct ListRow {
-    name: String,
-    status: String,
-    rocm: String,
-    pytorch: String,
-    python: String,
-    install: String,
-    gfx_target: String,
-    hsa_override: Option<String>,
-    #[serde(serialize_with = "crate::digest_json::sha256")]
-    input_digest: String,
-    description: String,
+pub(crate) struct ListRow {
+    pub name: String,
+    /// `stack`, or `app` (an app on the stack named in `stack`).
+    pub kind: &'static str,
+    pub status: String,
+    pub rocm: String,
+    pub pytorch: String,
+    pub python: String,
+    pub install: String,
+    pub gfx_target: String,
+    pub hsa_override: Option<String>,
+    /// None for an app: its digest covers the stack image, which `list` (no engine) cannot
+    /// know.
+    #[serde(serialize_with = "crate::digest_json::sha256_opt")]
+    pub input_digest: Option<String>,
+    pub description: String,
+    /// An app's stack.
+    pub stack: Option<String>,
+    /// An app's note of what has and has not been verified.
+    pub verified: Option<String>,
+}
+
+impl ListRow {
+    /// A stack's row (an app's starts from its stack's).
+    pub(crate) fn of(r: &Recipe, input_digest: Option<String>) -> ListRow {
+        ListRow {
+            name: r.name.to_string(),
+            kind: "stack",
+            status: r.status.to_string(),
+            rocm: r.rocm.to_string(),
+            pytorch: r.pytorch.version().to_string(),
+            python: r.python.version.to_string(),
+            install: r.pytorch.kind().to_string(),
+            gfx_target: r.gpu.target.to_string(),
+            hsa_override: r.gpu.hsa_override().map(String::from),
+            input_digest,
+            description: r.description.to_string(),
+            stack: None,
+            verified: None,
+        }
+    }
 }
 
 /// What `list` and `check` say about a file no recipe name can reach.
@@ -129,7 +158,8 @@ fn misnamed_message(file: &str) -> String {
     )
 }
 
-pub(crate) fn list(cli: &Cli, json: bool) -> Outcome {
+/// Lists the stacks (a table, or with `--json` one document with `apps`' rows after them).
+pub(crate) fn list(cli: &Cli, json: bool, apps: Vec<ListRow>) -> Outcome {
     let cat = catalog(cli);
     for f in cat.misnamed() {
         eprintln!("warning: {}", misnamed_message(&f));
@@ -137,22 +167,11 @@ pub(crate) fn list(cli: &Cli, json: bool) -> Outcome {
     let mut rows = Vec::new();
     for loaded in load_all_locked(&cat)? {
         let loaded = loaded?;
-        let r = &loaded.recipe;
         let prepared = context::prepare(&loaded)?;
-        rows.push(ListRow {
-            name: r.name.to_string(),
-            status: r.status.to_string(),
-            rocm: r.rocm.to_string(),
-            pytorch: r.pytorch.version().to_string(),
-            python: r.python.version.to_string(),
-            install: r.pytorch.kind().to_string(),
-            gfx_target: r.gpu.target.to_string(),
-            hsa_override: r.gpu.hsa_override().map(String::from),
-            input_digest: prepared.digest.hex(),
-            description: r.description.to_string(),
-        });
+        rows.push(ListRow::of(&loaded.recipe, Some(prepared.digest.hex())));
     }
     if json {
+        rows.extend(apps);
         print_json(&rows)?;
         return Ok(0);
     }
@@ -256,19 +275,29 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     } else {
         a.recipes.clone()
     };
-    // Every recipe is validated before anything is built, and locked.
-    for n in &names {
+    // Every recipe and app is validated before anything is built, and the stacks locked.
+    let (app_names, stack_names): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| cat.is_app(n));
+    let mut apps = Vec::new();
+    for n in app_names {
+        apps.push(Subject::App(Box::new(cat.load_app(n)?)));
+    }
+    for n in &stack_names {
         cat.load(n)?;
     }
-    let mut loaded = Vec::new();
-    for n in &names {
-        loaded.push(crate::commands::lock::for_build(&cat, n, a.locked, console).await?);
+    // Stacks first, in the order given, then the apps: an app builds on a stack's passed
+    // image, which the same command may make.
+    let mut subjects = Vec::new();
+    for n in stack_names {
+        let l = crate::commands::lock::for_build(&cat, n, a.locked, console).await?;
+        subjects.push(Subject::Stack(Box::new(l)));
     }
+    subjects.extend(apps);
     let level = resolve_level(a.smoke, console)?;
     let plan = crate::commands::registry::build_plan(a, console).await?;
     let engine = Engine::connect().await?;
     if let Some(plan) = plan.as_ref().filter(|_| a.push) {
-        crate::commands::registry::check_before_build(&engine, plan, &loaded, console).await?;
+        crate::commands::registry::check_before_build(&engine, plan, &subjects, console).await?;
     }
     let opts = BuildOptions {
         level,
@@ -280,12 +309,19 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
     };
     let mut outcomes = Vec::new();
     let mut code = 0;
-    for l in &loaded {
-        console.begin(&l.recipe.name);
+    for subject in &subjects {
+        console.begin(subject.name());
         // Held through the build and its push: another run of this recipe waits.
-        let held = crate::commands::hold_recipe(&engine, &l.recipe.name, "build", console).await?;
-        let mut o = match pipeline::build(&engine, l, &opts, console).await {
-            Ok(o) => o,
+        let held = crate::commands::hold_recipe(&engine, subject.name(), "build", console).await?;
+        // An app is prepared on its stack's image now, after the stacks before it.
+        let built = match subject.target(&engine).await {
+            Ok(t) => pipeline::build(&engine, &t, &opts, console)
+                .await
+                .map(|o| (t, o)),
+            Err(e) => Err(e),
+        };
+        let (target, mut o) = match built {
+            Ok(b) => b,
             Err(e) => {
                 console.summary();
                 if a.json {
@@ -300,7 +336,8 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         }
         if let Some(plan) = plan.as_ref().filter(|_| a.push) {
             let pushed =
-                crate::commands::registry::push_after_build(&engine, plan, l, &o, console).await;
+                crate::commands::registry::push_after_build(&engine, plan, &target, &o, console)
+                    .await;
             match pushed {
                 Ok(p) => o.pushed = p,
                 Err(e) => {
@@ -337,19 +374,26 @@ pub(crate) fn print_build_outcome(o: &pipeline::BuildOutcome) {
         .as_deref()
         .map(pipeline::short_id)
         .unwrap_or_default();
+    // The three outcomes that end tagged say so in one shape.
+    let tagged = match o.status {
+        BuildStatus::Skipped => Some("SKIPPED, already built and tested as"),
+        BuildStatus::Passed => Some("PASSED, tagged"),
+        BuildStatus::Pulled => {
+            Some("PULLED from the registry (same input digest, tested there), tagged")
+        }
+        _ => None,
+    };
+    if let Some(what) = tagged {
+        let _ = writeln!(
+            out,
+            "{}: {what} {} (image {id})",
+            o.recipe,
+            o.tags.join(", ")
+        );
+        return;
+    }
     let _ = match o.status {
-        BuildStatus::Skipped => writeln!(
-            out,
-            "{}: SKIPPED, already built and tested as {} (image {id})",
-            o.recipe,
-            o.tags.join(", ")
-        ),
-        BuildStatus::Passed => writeln!(
-            out,
-            "{}: PASSED, tagged {} (image {id})",
-            o.recipe,
-            o.tags.join(", ")
-        ),
+        BuildStatus::Skipped | BuildStatus::Passed | BuildStatus::Pulled => Ok(()),
         BuildStatus::Failed => writeln!(
             out,
             "{}: FAILED the smoke test, not tagged; {}:{} was left where it was{}\n{}",
@@ -370,12 +414,6 @@ pub(crate) fn print_build_outcome(o: &pipeline::BuildOutcome) {
                     .collect::<Vec<_>>()
                     .join("\n"))
                 .unwrap_or_default()
-        ),
-        BuildStatus::Pulled => writeln!(
-            out,
-            "{}: PULLED from the registry (same input digest, tested there), tagged {} (image {id})",
-            o.recipe,
-            o.tags.join(", ")
         ),
         BuildStatus::NotReproducible => writeln!(
             out,
@@ -514,12 +552,21 @@ async fn run_cmd(cli: &Cli, a: &cli::RunArgs, console: &mut Console) -> Outcome 
             crate::run_plan::missing_image_hint(&recipe)
         )));
     }
-    let spec = pipeline::container_spec(&plan);
-    let attach = if plan.tty {
+    run_attached(&engine, &pipeline::container_spec(&plan), plan.tty).await
+}
+
+/// Runs `spec` attached to this terminal (with a tty when `tty`) until it ends; its exit
+/// code is the command's.
+pub(crate) async fn run_attached(
+    engine: &Engine,
+    spec: &crate::engine::ContainerSpec,
+    tty: bool,
+) -> Outcome {
+    let attach = if tty {
         crate::engine::Attach::StdinAndTty
     } else {
         crate::engine::Attach::Stdin
     };
-    let code = engine.run_attached(&spec, attach).await?;
+    let code = engine.run_attached(spec, attach).await?;
     Ok(code.clamp(0, 255) as i32)
 }

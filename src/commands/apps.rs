@@ -1,14 +1,15 @@
-//! The commands for app recipes (`kind: app`): `list`, `render`, `check`, `build` and
-//! `run` for the apps in the recipes folder, beside the stacks' (which `app.rs` handles and
-//! this calls first). Apps get their own file so the stacks' commands stay as they are.
+//! The commands for app recipes (`kind: app`): `list`, `render`, `check` and `run` for the
+//! apps in the recipes folder, beside the stacks' (which `app.rs` handles and this calls
+//! first). `build`, `push`, `pull` and `promote` take apps and stacks alike (an app is a
+//! [`crate::pipeline::Subject`] there).
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 
 use crate::cli::{self, Cli, Command};
-use crate::commands::{catalog, resolve_level, Console, Failure, Outcome};
+use crate::commands::{catalog, Console, Failure, Outcome};
 use crate::engine::Engine;
-use crate::pipeline::{self, BuildOptions, BuildStatus, Progress as _};
+use crate::pipeline::{self, Progress as _};
 use crate::recipe::app::{AppSource, LoadedApp};
 use crate::recipe::Catalog;
 use crate::render::app as render_app;
@@ -21,9 +22,6 @@ pub async fn dispatch(cli: &Cli, console: &mut Console) -> Option<Outcome> {
         Command::List(a) => Some(list(cli, &cat, a.json)),
         Command::Render(a) => Some(render(cli, &cat, a)),
         Command::Check(a) => Some(check(cli, &cat, a)),
-        Command::Build(a) if a.recipes.iter().any(|n| cat.is_app(n)) => {
-            Some(build(&cat, a, console).await)
-        }
         Command::Run(a) if cat.is_app(&a.recipe) => Some(run(&cat, a, console).await),
         _ => None,
     }
@@ -45,13 +43,19 @@ fn source_kind(l: &LoadedApp) -> &'static str {
 }
 
 fn list(cli: &Cli, cat: &Catalog, json: bool) -> Outcome {
-    let code = crate::commands::app::list(cli, json)?;
-    // The JSON document stays the stacks' (its schema is fixed); apps show in the table.
-    if json {
-        return Ok(code);
-    }
+    // Every app is validated first: a broken one fails `list` as a broken stack does.
     let apps = load_apps(cat)?;
-    if apps.is_empty() {
+    let rows = apps
+        .iter()
+        .map(|l| crate::commands::app::ListRow {
+            kind: "app",
+            stack: Some(l.app.stack.to_string()),
+            verified: l.app.verified.as_deref().map(String::from),
+            ..crate::commands::app::ListRow::of(&render_app::as_recipe(l), None)
+        })
+        .collect();
+    let code = crate::commands::app::list(cli, json, rows)?;
+    if json || apps.is_empty() {
         return Ok(code);
     }
     let mut out = format!(
@@ -110,59 +114,6 @@ fn check(cli: &Cli, cat: &Catalog, a: &cli::CheckArgs) -> Outcome {
         }
     }
     Ok(if bad { 2 } else { code })
-}
-
-async fn build(cat: &Catalog, a: &cli::BuildArgs, console: &mut Console) -> Outcome {
-    if let Some(stack) = a.recipes.iter().find(|n| !cat.is_app(n)) {
-        return Err(Failure::input(anyhow::anyhow!(
-            "`{stack}` is a stack and the others are apps: build stacks first, then the apps on them, in two commands (`rdna1-images build {stack}`, then the apps)"
-        )));
-    }
-    if a.push || a.verify_reproducible {
-        return Err(Failure::input(anyhow::anyhow!(
-            "--push and --verify-reproducible are not supported for apps yet: build, then `rdna1-images push <app>`"
-        )));
-    }
-    let loaded: Vec<LoadedApp> = a
-        .recipes
-        .iter()
-        .map(|n| cat.load_app(n))
-        .collect::<Result<_, _>>()?;
-    let level = resolve_level(a.smoke, console)?;
-    let engine = Engine::connect().await?;
-    let opts = BuildOptions {
-        level,
-        no_cache: a.no_cache,
-        force: a.force,
-        network: a.network.mode(),
-        registry: None,
-        verify_reproducible: false,
-    };
-    let mut outcomes = Vec::new();
-    let mut code = 0;
-    for l in &loaded {
-        console.begin(&l.app.name);
-        let o = pipeline::app::build_app(&engine, l, &opts, console).await;
-        let o = match o {
-            Ok(o) => o,
-            Err(e) => {
-                console.summary();
-                return Err(e.into());
-            }
-        };
-        if o.status == BuildStatus::Failed {
-            code = 1;
-        }
-        if !a.json {
-            crate::commands::app::print_build_outcome(&o);
-        }
-        console.summary();
-        outcomes.push(o);
-    }
-    if a.json {
-        crate::commands::print_json(&outcomes)?;
-    }
-    Ok(code)
 }
 
 /// Where an app's data lives on the host unless `--data` says: the XDG data folder.
@@ -295,11 +246,5 @@ async fn run(cat: &Catalog, a: &cli::RunArgs, console: &mut Console) -> Outcome 
         l.app.name,
         data.display()
     ));
-    let attach = if plan.tty {
-        crate::engine::Attach::StdinAndTty
-    } else {
-        crate::engine::Attach::Stdin
-    };
-    let code = engine.run_attached(&spec, attach).await?;
-    Ok(code.clamp(0, 255) as i32)
+    crate::commands::app::run_attached(&engine, &spec, plan.tty).await
 }

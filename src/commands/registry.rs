@@ -9,8 +9,8 @@ use crate::commands::{catalog, print_json, Console, Failure, Outcome};
 use crate::engine::Engine;
 use crate::pipeline::distribute::{self, DistError, PullOutcome};
 use crate::pipeline::{self, BuildOutcome, BuildStatus, Progress};
-use crate::pipeline::{RegistryPlan, Remote};
-use crate::recipe::Loaded;
+use crate::pipeline::{RegistryPlan, Remote, Subject, Target};
+use crate::recipe::Catalog;
 use crate::registry;
 use crate::smoke::Level;
 
@@ -31,12 +31,22 @@ async fn remote(a: &RegistryArgs, console: &mut Console) -> Result<Remote, Failu
     Ok(remote)
 }
 
+/// The stack (with its lock applied) or the app a registry command names.
+pub(crate) fn load_subject(cat: &Catalog, name: &str) -> Result<Subject, Failure> {
+    Ok(if cat.is_app(name) {
+        Subject::App(Box::new(cat.load_app(name)?))
+    } else {
+        Subject::Stack(Box::new(crate::commands::load_locked(cat, name)?))
+    })
+}
+
 pub async fn push(cli: &Cli, a: &cli::PushArgs, console: &mut Console) -> Outcome {
-    let loaded = crate::commands::load_locked(&catalog(cli), &a.recipe)?;
+    let subject = load_subject(&catalog(cli), &a.recipe)?;
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
-    let _held = crate::commands::hold_recipe(&engine, &loaded.recipe.name, "push", console).await?;
-    let o = distribute::push(&engine, &remote, &loaded, a.channel, console).await?;
+    let _held = crate::commands::hold_recipe(&engine, subject.name(), "push", console).await?;
+    let target = subject.target(&engine).await?;
+    let o = distribute::push(&engine, &remote, &target, a.channel, console).await?;
     if a.json {
         print_json(&o)?;
     } else {
@@ -57,7 +67,7 @@ pub async fn push(cli: &Cli, a: &cli::PushArgs, console: &mut Console) -> Outcom
 }
 
 pub async fn pull(cli: &Cli, a: &cli::PullArgs, console: &mut Console) -> Outcome {
-    let loaded = crate::commands::load_locked(&catalog(cli), &a.recipe)?;
+    let subject = load_subject(&catalog(cli), &a.recipe)?;
     let tag = match &a.tag {
         Some(t) => {
             registry::validate_tag(t).map_err(Failure::input)?;
@@ -67,8 +77,10 @@ pub async fn pull(cli: &Cli, a: &cli::PullArgs, console: &mut Console) -> Outcom
     };
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
-    let _held = crate::commands::hold_recipe(&engine, &loaded.recipe.name, "pull", console).await?;
-    let o = distribute::pull(&engine, &remote, &loaded, &tag, console).await?;
+    let _held = crate::commands::hold_recipe(&engine, subject.name(), "pull", console).await?;
+    // An app's input digest covers the stack image: its stack is pulled (or built) first.
+    let target = subject.target(&engine).await?;
+    let o = distribute::pull(&engine, &remote, &target, &tag, console).await?;
     if a.json {
         print_json(&o)?;
     } else {
@@ -120,7 +132,7 @@ fn print_pull(o: &PullOutcome) {
 }
 
 pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> Outcome {
-    let loaded = crate::commands::load_locked(&catalog(cli), &a.recipe)?;
+    let subject = load_subject(&catalog(cli), &a.recipe)?;
     if let Some(given) = &a.image {
         // A moving tag is bad input, said before anything else is looked at.
         distribute::pinned_digest(given)?;
@@ -141,12 +153,12 @@ pub async fn promote(cli: &Cli, a: &cli::PromoteArgs, console: &mut Console) -> 
     };
     let remote = remote(&a.registry, console).await?;
     let engine = Engine::connect().await?;
-    let _held =
-        crate::commands::hold_recipe(&engine, &loaded.recipe.name, "promote", console).await?;
+    let _held = crate::commands::hold_recipe(&engine, subject.name(), "promote", console).await?;
+    let target = subject.target(&engine).await?;
     let o = distribute::promote(
         &engine,
         &remote,
-        &loaded,
+        &target,
         level,
         a.image.as_deref(),
         console,
@@ -224,13 +236,19 @@ pub async fn build_plan(
 pub async fn check_before_build(
     engine: &Engine,
     plan: &RegistryPlan,
-    loaded: &[Loaded],
+    subjects: &[Subject],
     console: &mut Console,
 ) -> Result<(), Failure> {
-    for l in loaded {
-        let prepared = crate::context::prepare(l)?;
-        let (_, pinned) = pipeline::tags(&l.recipe.name, &prepared.digest);
-        let reference = plan.remote.repo.reference(&pinned);
+    for s in subjects {
+        // A stack's digest tag; an app's moving tag (its digest needs its stack built).
+        let tag = match s {
+            Subject::Stack(l) => {
+                let prepared = crate::context::prepare(l)?;
+                pipeline::tags(&l.recipe.name, &prepared.digest).1
+            }
+            Subject::App(_) => s.name().to_string(),
+        };
+        let reference = plan.remote.repo.reference(&tag);
         engine
             .registry_digest(&reference, plan.remote.creds.as_ref())
             .await?;
@@ -247,7 +265,7 @@ pub async fn check_before_build(
 pub async fn push_after_build(
     engine: &Engine,
     plan: &RegistryPlan,
-    loaded: &Loaded,
+    target: &Target<'_>,
     outcome: &BuildOutcome,
     console: &mut Console,
 ) -> Result<Option<Vec<pipeline::PushedTag>>, Failure> {
@@ -255,7 +273,7 @@ pub async fn push_after_build(
         BuildStatus::Passed | BuildStatus::Skipped | BuildStatus::Pulled => {
             let started = std::time::Instant::now();
             console.stage_started(pipeline::Stage::Push, &plan.remote.repo.to_string());
-            let o = distribute::push(engine, &plan.remote, loaded, None, console).await;
+            let o = distribute::push(engine, &plan.remote, target, None, console).await;
             console.stage(pipeline::Stage::Push, started.elapsed().as_secs_f64());
             let o = o?;
             console.note(&format!(

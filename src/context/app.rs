@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{input_digest, Context, ContextFile, Prepared};
+use super::{Context, ContextFile, Prepared};
 use crate::recipe::app::{AppSource, LoadedApp};
 use crate::render::app::{dockerfile, requirements, stack_tag, APP_BUILD, APP_CHECKS, STACK_ARG};
 
@@ -75,28 +75,22 @@ pub fn prepare(
     stack_id: &str,
     stack_ref: &str,
 ) -> Result<Prepared, crate::recipe::RecipeError> {
-    let context = context(l);
-    let tar = context.tar().map_err(|m| l.error_at(&["files"], m))?;
-    let mut build_args = BTreeMap::new();
-    build_args.insert(
-        "SOURCE_DATE_EPOCH".to_string(),
-        l.app.source_date_epoch.to_string(),
-    );
-    build_args.insert(STACK_ARG.to_string(), stack_ref.to_string());
     let base = format!("{}@{stack_id}", stack_tag(l));
     let spec = format!(
         "{}\n{}",
         serde_json::to_string(&l.stack.recipe.smoke).expect("the smoke spec serializes"),
         serde_json::to_string(&l.app.smoke).expect("the app smoke spec serializes")
     );
-    let digest = input_digest(&tar, &build_args, &base, &spec);
-    Ok(Prepared {
-        context,
-        tar,
-        build_args,
-        base,
-        digest,
-    })
+    let mut prepared =
+        Prepared::assemble(context(l), &[(STACK_ARG, stack_ref)], base, &spec, |m| {
+            l.error_at(&["files"], m)
+        })?;
+    // A puller checks the stack image an app was built on against its own (the input
+    // digest covers it, but cannot be read back).
+    prepared
+        .labels
+        .insert(crate::labels::STACK_IMAGE.to_string(), stack_id.to_string());
+    Ok(prepared)
 }
 
 #[cfg(test)]

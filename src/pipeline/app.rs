@@ -1,23 +1,20 @@
-//! build -> smoke -> tag for an app recipe, on the stack image that passed its smoke test.
-//!
-//! The same rule as the stacks': no tag without a pass. The smoke test is the stack's suite
-//! again inside the app image (the app's packages must not have broken torch), then the
-//! app's own checks (start and health, one real job, clean stop). A failed app leaves the
+//! What an app adds to the stacks' pipeline ([`crate::pipeline::target`]): the stack image
+//! it builds on, and its own checks (start and health, one real job, clean stop), which run
+//! after the stack's suite inside the app image (the app's packages must not have broken
+//! torch). The rule is the stacks': no tag without a pass, and a failed app leaves the
 //! previous good app image and its tags where they were.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::context::app::prepare;
-use crate::engine::{ContainerSpec, Engine, EngineError, SweepGuard};
+use crate::engine::{ContainerSpec, Engine, EngineError};
 use crate::host::HostRoot;
 use crate::labels;
 use crate::pipeline::types::*;
-use crate::pipeline::{build_image, distribute, normalise, smoke_image};
 use crate::recipe::app::LoadedApp;
 use crate::render::app::checks as app_checks;
 use crate::render::app::{as_recipe, stack_tag};
 use crate::run_plan::{self, RunOptions};
-use crate::smoke::{self, Level};
+use crate::smoke::Level;
 
 /// The stack image an app builds on: the id its local tag names, and the tag of that image
 /// that never moves (`<stack>-<digest12>`). Both tags are set only after a passed smoke
@@ -50,115 +47,6 @@ pub async fn stack_image(engine: &Engine, l: &LoadedApp) -> Result<(String, Stri
             ),
         }),
     }
-}
-
-/// Builds, tests and tags one app.
-pub async fn build_app(
-    engine: &Engine,
-    l: &LoadedApp,
-    opts: &BuildOptions,
-    progress: &mut dyn Progress,
-) -> Result<BuildOutcome, EngineError> {
-    let mut sweep = None;
-    let result = build_guarded(engine, l, opts, progress, &mut sweep).await;
-    if let (Ok(_), Some(s)) = (&result, sweep) {
-        s.finished();
-    }
-    crate::engine::guard::drain().await;
-    result
-}
-
-async fn build_guarded(
-    engine: &Engine,
-    l: &LoadedApp,
-    opts: &BuildOptions,
-    progress: &mut dyn Progress,
-    sweep: &mut Option<SweepGuard>,
-) -> Result<BuildOutcome, EngineError> {
-    let (stack_id, stack_ref) = stack_image(engine, l).await?;
-    let prepared = prepare(l, &stack_id, &stack_ref)?;
-    let r = as_recipe(l);
-    *sweep = Some(SweepGuard::new(engine, prepared.digest.hex()));
-    let (_, pinned) = tags(&r.name, &prepared.digest);
-    let pinned_ref = format!("{REPOSITORY}:{pinned}");
-    let mut outcome = BuildOutcome::new(&r.name, prepared.digest.hex());
-    if !opts.force {
-        if let Some(existing) = engine.image(&pinned_ref).await? {
-            let recorded =
-                distribute::recorded_level(engine, &r.name, &prepared.digest, &existing.id).await?;
-            if smoke::covers(recorded, opts.level) {
-                progress.note(&format!(
-                    "{pinned_ref} already exists (on stack image {}): same inputs, nothing to build; --force rebuilds",
-                    short_id(&stack_id)
-                ));
-                outcome.image_id = Some(existing.id);
-                outcome.tags = existing
-                    .tags
-                    .into_iter()
-                    .filter(|t| t.starts_with(&format!("{REPOSITORY}:")))
-                    .collect();
-                return Ok(outcome);
-            }
-        }
-    }
-    progress.note(&format!(
-        "building app {} on {} (image {}), input digest {}",
-        r.name,
-        stack_tag(l),
-        short_id(&stack_id),
-        prepared.digest.short()
-    ));
-    let started = Instant::now();
-    progress.stage_started(Stage::Build, &r.name);
-    let built = build_image(engine, &r, &prepared, opts, progress).await?;
-    progress.stage(Stage::Build, started.elapsed().as_secs_f64());
-    outcome.build_seconds = Some(started.elapsed().as_secs_f64());
-    if opts.level == Level::Skip {
-        progress.note(&format!(
-            "smoke test SKIPPED (--smoke skip): app image {} is NOT tagged",
-            short_id(built.id())
-        ));
-        outcome.status = BuildStatus::Untested;
-        outcome.image_id = Some(built.keep());
-        return Ok(outcome);
-    }
-    // The tests run on the engine's image, and only a passed one is normalised (it differs
-    // from the normalised image in times and tar dialect only; see pipeline::normalise):
-    // a failing app costs no normalise.
-    // 1. The stack's suite in the app image.
-    progress.note("the stack's smoke test again, inside the app image");
-    let mut result = smoke_image(engine, built.id(), &r, opts.level, progress).await?;
-    // 2-4. The app's own checks, even after a stack failure (the table shows both).
-    let (passed, findings, table) = app_smoke(engine, built.id(), l, opts.level, progress).await?;
-    result.passed = result.passed && passed;
-    result.findings.extend(findings);
-    result.table = format!("{}\n{table}", result.table);
-    let passed = result.passed;
-    outcome.smoke = Some(result);
-    if !passed {
-        outcome.status = BuildStatus::Failed;
-        outcome.image_id = Some(built.id().to_string());
-        // The candidate goes; a previous good app image keeps its tags.
-        outcome.candidate_removed = built.release().await?;
-        return Ok(outcome);
-    }
-    progress.stage_started(Stage::Normalise, &r.name);
-    let (norm, candidate) = normalise::normalise(engine, &r, built, progress).await?;
-    progress.stage(Stage::Normalise, norm.seconds);
-    outcome.layers = norm.normalised.diff_ids();
-    let image_id = candidate.id().to_string();
-    outcome.image_id = Some(image_id.clone());
-    let (moving, pinned) = tags(&r.name, &prepared.digest);
-    for t in [&pinned, &moving] {
-        engine.tag(&image_id, REPOSITORY, t).await?;
-        outcome.tags.push(format!("{REPOSITORY}:{t}"));
-    }
-    let _ = candidate.keep();
-    if let Some(s) = &outcome.smoke {
-        distribute::record_pass(engine, &r.name, &prepared.digest, &image_id, s).await?;
-    }
-    outcome.status = BuildStatus::Passed;
-    Ok(outcome)
 }
 
 /// Runs the app's checks in a fresh container of `image` without network; returns

@@ -16,7 +16,7 @@ pub async fn build_image(
     opts: &BuildOptions,
     progress: &mut dyn Progress,
 ) -> Result<ImageGuard, EngineError> {
-    let mut build_labels = BTreeMap::new();
+    let mut build_labels: BTreeMap<String, String> = prepared.labels.clone();
     build_labels.insert(labels::INPUT_DIGEST.to_string(), prepared.digest.hex());
     engine
         .build(

@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::context::{self, InputDigest};
+use crate::context::InputDigest;
 use crate::engine::{Engine, EngineError, ImageSummary, TagGuard, TransferEvent};
 use crate::labels;
-use crate::pipeline::smoke_stage::smoke_image;
+use crate::pipeline::target::{smoke_target, Target};
 use crate::pipeline::types::{
     self as pipeline, BuildOutcome, BuildStatus, Progress, PushedTag, RegistryPlan, Remote,
     SmokeResult, REPOSITORY,
 };
-use crate::recipe::{Loaded, Status};
+use crate::recipe::Status;
 use crate::registry::{
     self, labels as rlabels, Channel, Credential, DockerConfigLookup, PassReport,
     RegistryInputError, Repository, Secret, TestedLevel,
@@ -347,17 +347,17 @@ pub struct PushOutcome {
     pub tags: Vec<PushedTag>,
 }
 
-/// Pushes the tested image of the current recipe with the tags of every channel its smoke
-/// level allows (or only `only`), and its smoke report first.
+/// Pushes the tested image of the current recipe (or app) with the tags of every channel its
+/// smoke level allows (or only `only`), and its smoke report first.
 pub async fn push(
     engine: &Engine,
     remote: &Remote,
-    loaded: &Loaded,
+    target: &Target<'_>,
     only: Option<Channel>,
     progress: &mut dyn Progress,
 ) -> Result<PushOutcome, DistError> {
-    let r = &loaded.recipe;
-    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
+    let r = &target.recipe;
+    let prepared = &target.prepared;
     let d12 = prepared.digest.short();
     let pinned = format!("{REPOSITORY}:{}-{d12}", r.name);
     let image = engine.image(&pinned).await?.ok_or_else(|| {
@@ -486,16 +486,17 @@ async fn pull_checked(
 }
 
 /// Pulls `<repo>:<tag>`, tags it `rdna1-images:<recipe>` (and `<recipe>-<digest12>` when a
-/// smoke report for it is in the registry), and compares its inputs with the local recipe.
+/// smoke report for it is in the registry), and compares its inputs with the local recipe
+/// (an app's with the local recipe on the local stack image).
 pub async fn pull(
     engine: &Engine,
     remote: &Remote,
-    loaded: &Loaded,
+    target: &Target<'_>,
     tag: &str,
     progress: &mut dyn Progress,
 ) -> Result<PullOutcome, DistError> {
-    let r = &loaded.recipe;
-    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
+    let r = &target.recipe;
+    let prepared = &target.prepared;
     let reference = remote.repo.reference(tag);
     progress.note(&format!("pulling {reference}"));
     let started = Instant::now();
@@ -504,6 +505,12 @@ pub async fn pull(
     let theirs = image.labels.get(labels::INPUT_DIGEST).cloned();
     let ours = prepared.digest.hex();
     let same = theirs.as_deref() == Some(ours.as_str());
+    if let Err(m) = target.same_stack(&image.labels) {
+        progress.note(&format!(
+            "WARNING: {reference} is an app image of another stack image: {m}; `rdna1-images pull {}` first gives the stack it was tested on",
+            target.recipe.name
+        ));
+    }
     let their_digest = match promote::label_digest(&reference, theirs.as_ref()) {
         Ok(d) => d,
         Err(e) => {
@@ -554,16 +561,17 @@ pub enum PullForBuild {
     NeedsSmoke(String, Box<TagGuard>),
 }
 
-/// Pull-or-build: the image of these exact inputs may already be in the registry.
+/// Pull-or-build: the image of these exact inputs may already be in the registry. An app's
+/// must also name, in its label, the stack image here that its input digest covers.
 pub async fn pull_for_build(
     engine: &Engine,
     plan: &RegistryPlan,
-    loaded: &Loaded,
-    digest: &InputDigest,
+    target: &Target<'_>,
     level: Level,
     progress: &mut dyn Progress,
 ) -> Result<PullForBuild, EngineError> {
-    let r = &loaded.recipe;
+    let r = &target.recipe;
+    let digest = &target.prepared.digest;
     let remote = &plan.remote;
     let tag = format!("{}-{}", r.name, digest.short());
     let reference = remote.repo.reference(&tag);
@@ -614,6 +622,13 @@ pub async fn pull_for_build(
                 .map(String::as_str)
                 .unwrap_or("none"),
             digest.hex()
+        ));
+        return Ok(PullForBuild::Build);
+    }
+    if let Err(m) = target.same_stack(&image.labels) {
+        pulled.release().await?;
+        progress.note(&format!(
+            "WARNING: {reference} is not used: {m}; building on the stack image here"
         ));
         return Ok(PullForBuild::Build);
     }

@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
-use crate::context::{self, Prepared};
+use crate::context::Prepared;
 use crate::engine::{Engine, EngineError, ImageGuard, SweepGuard};
-use crate::recipe::{Loaded, Recipe};
+use crate::recipe::Recipe;
 use crate::smoke::{self, Level};
 
 pub mod app;
@@ -14,25 +14,27 @@ pub mod build_stage;
 pub mod distribute;
 pub mod normalise;
 pub mod smoke_stage;
+pub mod target;
 pub mod types;
 
 pub use build_stage::build_image;
 pub use smoke_stage::{container_spec, host_root, smoke_image};
+pub use target::{smoke_target, Subject, Target};
 pub use types::*;
 
-/// Builds, tests and tags one recipe. Whatever the run made and did not keep (the engine's
-/// image, a normalised candidate that failed, a smoke container) is removed by its guard
-/// before this returns, on every path.
+/// Builds, tests and tags one recipe or app ([`Target`]). Whatever the run made and did not
+/// keep (the engine's image, a normalised candidate that failed, a smoke container) is
+/// removed by its guard before this returns, on every path.
 pub async fn build(
     engine: &Engine,
-    loaded: &Loaded,
+    target: &Target<'_>,
     opts: &BuildOptions,
     progress: &mut dyn Progress,
 ) -> Result<BuildOutcome, EngineError> {
     // Dropped armed (an error, or the future dropped on a signal), it sweeps the untagged
     // images of this input digest that no other guard knew of.
     let mut sweep = None;
-    let result = build_guarded(engine, loaded, opts, progress, &mut sweep).await;
+    let result = build_guarded(engine, target, opts, progress, &mut sweep).await;
     if let (Ok(_), Some(s)) = (&result, sweep) {
         s.finished();
     }
@@ -42,14 +44,13 @@ pub async fn build(
 
 async fn build_guarded(
     engine: &Engine,
-    loaded: &Loaded,
+    target: &Target<'_>,
     opts: &BuildOptions,
     progress: &mut dyn Progress,
     sweep: &mut Option<SweepGuard>,
 ) -> Result<BuildOutcome, EngineError> {
-    let r = &loaded.recipe;
-    // A missing or unreadable file or patch is the recipe's fault: exit 2, with its field.
-    let prepared = context::prepare(loaded)?;
+    let r = &target.recipe;
+    let prepared = &target.prepared;
     *sweep = Some(SweepGuard::new(engine, prepared.digest.hex()));
     let (_, pinned) = tags(&r.name, &prepared.digest);
     let pinned_ref = format!("{REPOSITORY}:{pinned}");
@@ -94,11 +95,11 @@ async fn build_guarded(
                 recorded.map(Level::as_str).unwrap_or("none"),
                 opts.level
             ));
-            let result = smoke_image(engine, &existing.id, r, opts.level, progress).await?;
+            let result = smoke_target(engine, &existing.id, target, opts.level, progress).await?;
             // Tagged already, so a failure removes nothing: the image and its tags stay.
             let candidate = ImageGuard::new(engine, existing.id);
             return judge_and_tag(
-                engine, r, &prepared, candidate, result, None, outcome, progress,
+                engine, r, prepared, candidate, result, None, outcome, progress,
             )
             .await;
         }
@@ -115,8 +116,7 @@ async fn build_guarded(
     {
         use distribute::{pull_for_build, PullForBuild};
         let asked = Instant::now();
-        let pulled_or_not =
-            pull_for_build(engine, plan, loaded, &prepared.digest, opts.level, progress).await?;
+        let pulled_or_not = pull_for_build(engine, plan, target, opts.level, progress).await?;
         progress.stage(Stage::Pull, asked.elapsed().as_secs_f64());
         match pulled_or_not {
             PullForBuild::Build => {}
@@ -132,12 +132,12 @@ async fn build_guarded(
         None => {
             progress.note(&format!(
                 "building {} (input digest {})",
-                r.name,
+                target.describe(),
                 prepared.digest.short()
             ));
             let started = Instant::now();
             progress.stage_started(Stage::Build, &r.name);
-            let built = build_image(engine, r, &prepared, opts, progress).await?;
+            let built = build_image(engine, r, prepared, opts, progress).await?;
             let build_time = started.elapsed().as_secs_f64();
             progress.stage(Stage::Build, build_time);
             // The engine's image carries build times; the one tested, tagged and pushed does
@@ -156,7 +156,7 @@ async fn build_guarded(
         outcome.layers = n.diff_ids();
     }
     if let (true, Some(n)) = (opts.verify_reproducible, &normalised) {
-        let c = normalise::verify(engine, r, &prepared, opts, n, progress).await?;
+        let c = normalise::verify(engine, r, prepared, opts, n, progress).await?;
         let same = c.reproducible;
         outcome.reproducible = Some(c);
         if !same {
@@ -179,12 +179,12 @@ async fn build_guarded(
         }
         return Ok(outcome);
     }
-    let result = smoke_image(engine, &image_id, r, opts.level, progress).await?;
+    let result = smoke_target(engine, &image_id, target, opts.level, progress).await?;
     let tagging = Instant::now();
     let tagged = judge_and_tag(
         engine,
         r,
-        &prepared,
+        prepared,
         candidate,
         result,
         normalised.as_ref(),

@@ -45,13 +45,13 @@ pub fn pinned_digest(given: &str) -> Result<(String, String), DistError> {
 pub async fn promote(
     engine: &Engine,
     remote: &Remote,
-    loaded: &Loaded,
+    target: &Target<'_>,
     level: Level,
     image: Option<&str>,
     progress: &mut dyn Progress,
 ) -> Result<PromoteOutcome, DistError> {
-    let r = &loaded.recipe;
-    let prepared = context::prepare(loaded).map_err(|e| DistError::Input(e.to_string()))?;
+    let r = &target.recipe;
+    let prepared = &target.prepared;
     let nightly_tag = Channel::Nightly.tag(&r.name);
     let digest = match image {
         Some(given) => {
@@ -106,7 +106,8 @@ pub async fn promote(
             prepared.digest.hex()
         ));
     }
-    let result = smoke_image(engine, &image.id, r, level, progress).await;
+    // An app's: the stack's suite and the app's own checks, as its build ran them.
+    let result = smoke_target(engine, &image.id, target, level, progress).await;
     // The pulled nightly is not kept under the registry's name (only a pass tags anything);
     // its layers stay only while a local tag holds them. The name goes last (untagging the
     // only name deletes the image), and with its guard on an error or a signal.
