@@ -389,22 +389,12 @@ pub fn date_tag(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y%m%d").to_string()
 }
 
-/// `sha256:` and 64 lowercase hex digits: a manifest digest this tool can use (an empty or
-/// odd one from a registry or an engine is an error, never a digest).
-pub fn is_sha256_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 /// The pushed digest from the engine's last push status line
 /// (`<tag>: digest: sha256:<hex> size: <n>`).
 pub fn pushed_digest(status: &str) -> Option<String> {
     let rest = status.split("digest: ").nth(1)?;
     let digest = rest.split_whitespace().next()?;
-    is_sha256_digest(digest).then(|| digest.to_string())
+    crate::hex::is_sha256_digest(digest).then(|| digest.to_string())
 }
 
 /// The error codes of the OCI distribution spec ("Error codes"), which a registry puts in
