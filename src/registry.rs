@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::smoke::Level;
 use crate::values::reference::{self, Reference, ReferenceError};
 
+/// The local repository every image the tool builds is tagged in (`rdna1-images:<recipe>`),
+/// whatever registry it is pushed to.
+pub const REPOSITORY: &str = "rdna1-images";
+
 /// The repository pre-built images are published to, unless `--registry` or
 /// `RDNA1_IMAGES_REGISTRY` names another one.
 pub const DEFAULT_REGISTRY: &str = "ghcr.io/rdna1-images/rdna1-images";
