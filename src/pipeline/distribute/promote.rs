@@ -82,7 +82,7 @@ pub async fn promote(
     // The digest the report and the stable tags are recorded under is the one the image
     // carries: a label that is missing or not a digest stops here, before anything moves.
     let label = image.labels.get(labels::INPUT_DIGEST);
-    let theirs = match label_digest(&nightly, label) {
+    let nightly_digest = match label_digest(&nightly, label) {
         Ok(Some(d)) => d,
         other => {
             pulled.release().await?;
@@ -95,11 +95,11 @@ pub async fn promote(
             }));
         }
     };
-    let digest = theirs;
-    if theirs != prepared.digest {
+    let digest = nightly_digest;
+    if nightly_digest != prepared.digest {
         progress.note(&format!(
             "note: {nightly} was built from a different recipe version (input digest {}, the local recipe's is {}); it is judged against the local recipe's smoke spec",
-            theirs.hex(),
+            nightly_digest.hex(),
             prepared.digest.hex()
         ));
     }
