@@ -8,7 +8,11 @@ impl Engine {
     /// The content digest a tag points at in its registry (the manifest list's, for a
     /// multi-platform image), without pulling it.
     pub async fn resolve_digest(&self, reference: &str) -> Result<String, EngineError> {
-        self.lookup_digest(reference, None, format!("resolving {reference} in its registry"))
-            .await
+        self.lookup_digest(
+            reference,
+            None,
+            format!("resolving {reference} in its registry"),
+        )
+        .await
     }
 }

@@ -54,7 +54,9 @@ fn is_attestation(d: &Descriptor) -> bool {
 }
 
 /// The image manifest below `index.json` (an index, or the manifest itself).
-pub(super) fn find_manifest(metadata: &HashMap<String, Vec<u8>>) -> Result<ImageManifest, NormaliseError> {
+pub(super) fn find_manifest(
+    metadata: &HashMap<String, Vec<u8>>,
+) -> Result<ImageManifest, NormaliseError> {
     let mut path = "index.json".to_string();
     // Index -> (index ->) manifest; BuildKit's attestation manifests are skipped.
     for _ in 0..4 {
@@ -132,11 +134,20 @@ mod tests {
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 9, "digest": sha(2)}],
         });
         let metadata = HashMap::from([
-            ("index.json".to_string(), serde_json::to_vec(&manifest).unwrap()),
-            (blob_path(&sha(1)), br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec()),
+            (
+                "index.json".to_string(),
+                serde_json::to_vec(&manifest).unwrap(),
+            ),
+            (
+                blob_path(&sha(1)),
+                br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+            ),
         ]);
         let (config, layers) = find_config(&metadata).unwrap();
-        assert_eq!(ConfigLayers::deserialize(&config).unwrap().rootfs.typ(), "layers");
+        assert_eq!(
+            ConfigLayers::deserialize(&config).unwrap().rootfs.typ(),
+            "layers"
+        );
         assert_eq!(layers.len(), 1);
         assert_eq!(layers[0].digest().to_string(), sha(2));
         assert_eq!(
@@ -144,10 +155,17 @@ mod tests {
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         );
         // Written back, a descriptor keeps Docker's media type and sorts its keys.
-        let d = Descriptor::new(layers[0].media_type().clone(), 9, layers[0].digest().clone());
+        let d = Descriptor::new(
+            layers[0].media_type().clone(),
+            9,
+            layers[0].digest().clone(),
+        );
         assert_eq!(
             String::from_utf8(sorted_json(&d)).unwrap(),
-            format!(r#"{{"digest":"{}","mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":9}}"#, sha(2))
+            format!(
+                r#"{{"digest":"{}","mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":9}}"#,
+                sha(2)
+            )
         );
     }
 
@@ -163,7 +181,10 @@ mod tests {
             (only_attestations, "index.json lists no image manifest"),
             (no_layers, "index.json: missing field `layers`"),
         ] {
-            let metadata = HashMap::from([("index.json".to_string(), serde_json::to_vec(&index).unwrap())]);
+            let metadata = HashMap::from([(
+                "index.json".to_string(),
+                serde_json::to_vec(&index).unwrap(),
+            )]);
             let e = find_config(&metadata).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
         }

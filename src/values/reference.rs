@@ -295,15 +295,25 @@ mod tests {
         assert_eq!(r.name(), "127.0.0.1:5000/x/y");
         assert_eq!(r.to_string(), format!("127.0.0.1:5000/x/y:t1@{d}"));
         let plain = Reference::parse("ubuntu").unwrap();
-        assert_eq!((plain.domain(), plain.path()), (None, "ubuntu"), "not normalised");
+        assert_eq!(
+            (plain.domain(), plain.path()),
+            (None, "ubuntu"),
+            "not normalised"
+        );
         assert_eq!(plain.to_string(), "ubuntu");
 
         use ReferenceError as E;
         for (given, want) in [
             ("", E::Empty),
             ("a@sha256:00", E::Digest("sha256:00".into())),
-            (&format!("a@sha512:{}", "0".repeat(128)), E::Digest(format!("sha512:{}", "0".repeat(128)))),
-            (&format!("a@sha256:{}", "AB".repeat(32)), E::Digest(format!("sha256:{}", "AB".repeat(32)))),
+            (
+                &format!("a@sha512:{}", "0".repeat(128)),
+                E::Digest(format!("sha512:{}", "0".repeat(128))),
+            ),
+            (
+                &format!("a@sha256:{}", "AB".repeat(32)),
+                E::Digest(format!("sha256:{}", "AB".repeat(32))),
+            ),
             ("host:port/a", E::Domain("host:port".into())),
             ("h.io/a//b", E::PathComponent("".into())),
             ("h.io/a/-b:1", E::PathComponent("-b".into())),
@@ -314,6 +324,8 @@ mod tests {
         }
         let m = E::PathComponent("A\nB".into()).to_string();
         assert!(m.contains("path component `A\\nB`"), "shown escaped: {m}");
-        assert!(E::Domain("-x-".into()).to_string().contains("registry host `-x-`"));
+        assert!(E::Domain("-x-".into())
+            .to_string()
+            .contains("registry host `-x-`"));
     }
 }

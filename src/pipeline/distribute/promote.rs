@@ -219,14 +219,20 @@ mod label_tests {
         );
         for (given, says) in [
             ("127.0.0.1:5000/x/y:nightly".to_string(), "a tag moves"),
-            ("127.0.0.1:5000/x/y@sha256:1234".to_string(), "`sha256:1234` is not a digest"),
+            (
+                "127.0.0.1:5000/x/y@sha256:1234".to_string(),
+                "`sha256:1234` is not a digest",
+            ),
             (format!("127.0.0.1:5000/X@{d}"), "path component `X`"),
             (format!("-h-.io:1/x@{d}"), "the registry host `-h-.io:1`"),
         ] {
             let e = pinned_digest(&given).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{given}");
             let m = e.to_string();
-            assert!(m.contains(&format!("--image {given}")) && m.contains(says), "{m}");
+            assert!(
+                m.contains(&format!("--image {given}")) && m.contains(says),
+                "{m}"
+            );
         }
     }
 }
