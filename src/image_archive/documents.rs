@@ -20,6 +20,29 @@ pub(super) fn json_of<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|e| bad(format!("{path}: {e}")))
 }
 
+/// An index or an image manifest. Docker writes a descriptor's `size` with `omitempty`: the
+/// classic store, pushing a layer the registry said it had without giving its length (our
+/// sink), sends a manifest without `size` there. oci-spec requires one, so a missing size is
+/// read as 0; nothing here relies on it (the load manifest copies sizes only from the
+/// containerd store, which always writes them).
+fn oci_document<T: serde::de::DeserializeOwned>(
+    metadata: &HashMap<String, Vec<u8>>,
+    path: &str,
+) -> Result<T, NormaliseError> {
+    let mut document: serde_json::Value = json_of(metadata, path)?;
+    if let Some(top) = document.as_object_mut() {
+        let descriptors = top.iter_mut().flat_map(|(k, v)| match (k.as_str(), v) {
+            ("config", d) => vec![d],
+            ("layers" | "manifests", serde_json::Value::Array(list)) => list.iter_mut().collect(),
+            _ => vec![],
+        });
+        for d in descriptors.filter_map(|d| d.as_object_mut()) {
+            d.entry("size").or_insert(0.into());
+        }
+    }
+    serde_json::from_value(document).map_err(|e| bad(format!("{path}: {e}")))
+}
+
 pub(super) fn blob_path(digest: &str) -> String {
     format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
 }
@@ -64,7 +87,7 @@ pub(super) fn find_manifest(
         if listing.manifests.is_none() {
             break;
         }
-        let index: ImageIndex = json_of(metadata, &path)?;
+        let index: ImageIndex = oci_document(metadata, &path)?;
         let pick = index
             .manifests()
             .iter()
@@ -72,7 +95,7 @@ pub(super) fn find_manifest(
             .ok_or_else(|| bad(format!("{path} lists no image manifest")))?;
         path = blob_path(pick.digest().as_ref());
     }
-    json_of(metadata, &path)
+    oci_document(metadata, &path)
 }
 
 /// The image config, and (OCI layouts) the base layers' descriptors from the manifest.
@@ -166,6 +189,25 @@ mod tests {
                 r#"{{"digest":"{}","mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":9}}"#,
                 sha(2)
             )
+        );
+    }
+
+    /// Docker 20.10's push to our sink, for a layer the sink said it had: no `size`.
+    #[test]
+    fn a_descriptor_without_a_size_is_read_as_size_0() {
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":7,"digest":"{}"}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{}"}}]}}"#,
+            sha(1),
+            sha(2)
+        );
+        let metadata = HashMap::from([("index.json".to_string(), manifest.into_bytes())]);
+        let m = find_manifest(&metadata).unwrap();
+        assert_eq!(m.config().size(), 7);
+        assert_eq!(
+            (m.layers()[0].size(), m.layers()[0].digest().to_string()),
+            (0, sha(2))
         );
     }
 
