@@ -1,38 +1,32 @@
 //! Lowercase hex, the one encoder for digests (input digests, layer and config sha256s,
 //! wheel hashes, context folder names).
 
-use std::fmt::Write as _;
-
 /// `[0xab, 0x01]` -> `"ab01"`.
 pub fn encode(bytes: impl AsRef<[u8]>) -> String {
-    let bytes = bytes.as_ref();
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    hex::encode(bytes)
 }
 
-/// `"ab01..."` (exactly 64 lowercase hex digits) -> the 32 bytes of a sha256 digest. Works
-/// on bytes, never slices the string: any other text (short, long, upper case, non-ASCII)
-/// is None.
+/// `"ab01..."` (exactly 64 lowercase hex digits) -> the 32 bytes of a sha256 digest. Any
+/// other text (short, long, upper case, non-ASCII) is None: the `hex` crate takes upper case
+/// too, but a digest has one spelling, so a label or an argument in another is refused.
 pub fn decode_sha256(text: &str) -> Option<[u8; 32]> {
-    fn digit(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
+    if !is_lower_hex(text, 64) {
         return None;
     }
     let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *o = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
+}
+
+/// Exactly `digits` lowercase hex digits (a sha256, a git commit id).
+pub fn is_lower_hex(text: &str, digits: usize) -> bool {
+    text.len() == digits && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `sha256:` and 64 lowercase hex digits: the one spelling of a sha256 content digest.
+pub fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .is_some_and(|h| decode_sha256(h).is_some())
 }
 
 #[cfg(test)]
@@ -55,6 +49,10 @@ mod tests {
             "é".repeat(32),
         ] {
             assert_eq!(decode_sha256(&bad), None, "{bad:?}");
+            assert!(!is_sha256_digest(&format!("sha256:{bad}")), "{bad:?}");
         }
+        assert!(is_sha256_digest(&format!("sha256:{ok}")));
+        assert!(!is_sha256_digest(&ok), "no algorithm");
+        assert!(!is_sha256_digest(&format!("sha512:{ok}")));
     }
 }

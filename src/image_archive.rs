@@ -20,13 +20,19 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use oci_spec::image::{
+    Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType, OciLayoutBuilder,
+};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::hex::encode as hex;
 use crate::reproduce::{self, LayerReport, NormaliseError, Normalised};
 
+mod documents;
 mod pushed;
+use documents::{blob_path, find_config, oci_digest, sorted_json, ConfigLayers, SaveManifest};
 pub use pushed::{pushed_config, pushed_manifest, receive_blob, small_blob, Received};
 
 /// How the engine keeps images, which decides the load format and what an image id is.
@@ -80,7 +86,7 @@ pub struct SavedImage {
     pub engine_config: serde_json::Value,
     pub spooled: Vec<Spooled>,
     /// OCI descriptors of the base layers as the engine stores them (containerd manifests).
-    pub base_descriptors: Vec<serde_json::Value>,
+    pub base_descriptors: Vec<Descriptor>,
 }
 
 fn bad(msg: impl Into<String>) -> NormaliseError {
@@ -290,7 +296,7 @@ pub type Added = BTreeMap<usize, (tempfile::NamedTempFile, String)>;
 pub fn finish(
     plan: &Plan,
     config: serde_json::Value,
-    base_descriptors: Vec<serde_json::Value>,
+    base_descriptors: Vec<Descriptor>,
     mut raw: Added,
     mut lower: reproduce::Lower,
     timings: &mut Timings,
@@ -301,12 +307,11 @@ pub fn finish(
             .map(Path::to_path_buf)
             .unwrap_or_else(std::env::temp_dir)
     };
-    let old_ids: Vec<String> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .ok_or_else(|| bad("the config has no rootfs.diff_ids"))?
-        .iter()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
+    let old_ids = ConfigLayers::deserialize(&config)
+        .map_err(|e| bad(format!("the config has no rootfs.diff_ids: {e}")))?
+        .rootfs
+        .diff_ids()
+        .clone();
     if old_ids != plan.diff_ids {
         return Err(bad(format!(
             "the saved config lists layers {old_ids:?}, the engine said {:?}",
@@ -474,69 +479,6 @@ fn spool_layer<R: Read>(
     Ok(())
 }
 
-fn json_of(
-    metadata: &HashMap<String, Vec<u8>>,
-    path: &str,
-) -> Result<serde_json::Value, NormaliseError> {
-    let bytes = metadata
-        .get(path)
-        .ok_or_else(|| bad(format!("no `{path}` in it")))?;
-    serde_json::from_slice(bytes).map_err(|e| bad(format!("{path}: {e}")))
-}
-
-fn blob_path(digest: &str) -> String {
-    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
-}
-
-/// The image manifest below `index.json` (an index, or the manifest itself).
-fn find_manifest(metadata: &HashMap<String, Vec<u8>>) -> Result<serde_json::Value, NormaliseError> {
-    let mut node = json_of(metadata, "index.json")?;
-    // Index -> (index ->) manifest; BuildKit's attestation manifests are skipped.
-    for _ in 0..4 {
-        if node.get("manifests").is_none() {
-            break;
-        }
-        let pick = node["manifests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| {
-                m["annotations"]["vnd.docker.reference.type"] != "attestation-manifest"
-                    && m["platform"]["os"] != "unknown"
-            })
-            .ok_or_else(|| bad("index.json lists no image manifest"))?;
-        let digest = pick["digest"]
-            .as_str()
-            .ok_or_else(|| bad("a manifest without a digest"))?;
-        node = json_of(metadata, &blob_path(digest))?;
-    }
-    Ok(node)
-}
-
-/// The image config, and (OCI layouts) the base layers' descriptors from the manifest.
-fn find_config(
-    metadata: &HashMap<String, Vec<u8>>,
-) -> Result<(serde_json::Value, Vec<serde_json::Value>), NormaliseError> {
-    if metadata.contains_key("index.json") {
-        let node = find_manifest(metadata)?;
-        let config_digest = node["config"]["digest"]
-            .as_str()
-            .ok_or_else(|| bad("the manifest names no config"))?;
-        let config = json_of(metadata, &blob_path(config_digest))?;
-        let layers = node["layers"].as_array().cloned().unwrap_or_default();
-        return Ok((config, layers));
-    }
-    let manifest = json_of(metadata, "manifest.json")?;
-    let config_path = manifest[0]["Config"]
-        .as_str()
-        .ok_or_else(|| bad("manifest.json has no Config"))?;
-    Ok((json_of(metadata, config_path)?, vec![]))
-}
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-
 /// Writes the load archive for `store`; returns the id the engine will give the image.
 /// Rewritten layers go uncompressed: a second compression pass would cost more than it saves
 /// on a local load, and gzip output is not the same from one implementation to the next.
@@ -582,21 +524,19 @@ pub fn write_load<W: Write>(
         Store::Classic => {
             let name = format!("{}.json", config_id.trim_start_matches("sha256:"));
             add_bytes(&mut b, &name, &config_bytes)?;
-            let layers: Vec<String> = n.layers.iter().map(|l| layer_path(&l.diff_id)).collect();
-            let manifest =
-                serde_json::json!([{"Config": name, "RepoTags": null, "Layers": layers}]);
-            add_bytes(
-                &mut b,
-                "manifest.json",
-                &serde_json::to_vec(&manifest).unwrap(),
-            )?;
+            let manifest = [SaveManifest {
+                config: name,
+                layers: n.layers.iter().map(|l| layer_path(&l.diff_id)).collect(),
+                repo_tags: None,
+            }];
+            add_bytes(&mut b, "manifest.json", &sorted_json(&manifest))?;
             config_id
         }
         Store::Containerd => {
             if read.base_descriptors.len() < n.layers.iter().filter(|l| !l.rewritten).count() {
                 return Err(bad("the saved manifest does not list the base layers"));
             }
-            let mut layers: Vec<serde_json::Value> = Vec::new();
+            let mut layers: Vec<Descriptor> = Vec::new();
             for l in &n.layers {
                 if l.rewritten {
                     let size = read
@@ -605,33 +545,53 @@ pub fn write_load<W: Write>(
                         .find(|s| s.index == l.index)
                         .map(|s| s.bytes)
                         .unwrap_or(0);
-                    layers.push(serde_json::json!({
-                        "mediaType": OCI_LAYER, "digest": l.diff_id, "size": size
-                    }));
+                    layers.push(Descriptor::new(
+                        MediaType::ImageLayer,
+                        size,
+                        oci_digest(&l.diff_id)?,
+                    ));
                 } else {
+                    // Only what identifies the blob: the engine has it, by this digest.
                     let d = &read.base_descriptors[l.index];
-                    layers.push(serde_json::json!({
-                        "mediaType": d["mediaType"], "digest": d["digest"], "size": d["size"]
-                    }));
+                    layers.push(Descriptor::new(
+                        d.media_type().clone(),
+                        d.size(),
+                        d.digest().clone(),
+                    ));
                 }
             }
-            let manifest = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, "digest": config_id, "size": config_bytes.len()},
-                "layers": layers,
-            });
-            let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+            let config = Descriptor::new(
+                MediaType::ImageConfig,
+                config_bytes.len() as u64,
+                oci_digest(&config_id)?,
+            );
+            let manifest = ImageManifestBuilder::default()
+                .schema_version(oci_spec::image::SCHEMA_VERSION)
+                .media_type(MediaType::ImageManifest)
+                .config(config)
+                .layers(layers)
+                .build()
+                .map_err(|e| bad(format!("the load manifest: {e}")))?;
+            let manifest_bytes = sorted_json(&manifest);
             let manifest_id = sha256_id(&manifest_bytes);
             add_bytes(&mut b, &blob_path(&config_id), &config_bytes)?;
             add_bytes(&mut b, &blob_path(&manifest_id), &manifest_bytes)?;
-            add_bytes(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-            let index = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [{"mediaType": OCI_MANIFEST, "digest": manifest_id, "size": manifest_bytes.len()}],
-            });
-            add_bytes(&mut b, "index.json", &serde_json::to_vec(&index).unwrap())?;
+            let layout = OciLayoutBuilder::default()
+                .image_layout_version("1.0.0")
+                .build()
+                .map_err(|e| bad(format!("the load's oci-layout: {e}")))?;
+            add_bytes(&mut b, "oci-layout", &sorted_json(&layout))?;
+            let index = ImageIndexBuilder::default()
+                .schema_version(oci_spec::image::SCHEMA_VERSION)
+                .media_type(MediaType::ImageIndex)
+                .manifests(vec![Descriptor::new(
+                    MediaType::ImageManifest,
+                    manifest_bytes.len() as u64,
+                    oci_digest(&manifest_id)?,
+                )])
+                .build()
+                .map_err(|e| bad(format!("the load index: {e}")))?;
+            add_bytes(&mut b, "index.json", &sorted_json(&index))?;
             manifest_id
         }
     };
@@ -674,15 +634,24 @@ mod tests {
         .unwrap();
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
-            "config": {"digest": sha256_id(&config)},
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_id(&config), "size": config.len()},
             "layers": [
-                {"mediaType": OCI_LAYER, "digest": base_id, "size": base.len()},
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": base_id, "size": base.len()},
                 {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256_id(&gz), "size": gz.len()},
             ],
         }))
         .unwrap();
+        // BuildKit's attestation manifest comes first: it is passed over.
         let index = serde_json::to_vec(&serde_json::json!({
-            "manifests": [{"digest": sha256_id(&manifest)}],
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256_id(b"attestation"), "size": 11,
+                 "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+                 "platform": {"architecture": "unknown", "os": "unknown"}},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256_id(&manifest), "size": manifest.len(),
+                 "platform": {"architecture": "amd64", "os": "linux"}},
+            ],
         }))
         .unwrap();
         let save = tar_of(&[
@@ -727,7 +696,10 @@ mod tests {
         let m: serde_json::Value = serde_json::from_slice(&names[&blob_path(&id)]).unwrap();
         assert_eq!(m["layers"][0]["digest"], base_id.as_str());
         assert_eq!(m["layers"][1]["digest"], saved.spooled[0].diff_id.as_str());
-        assert_eq!(m["layers"][1]["mediaType"], OCI_LAYER);
+        assert_eq!(
+            m["layers"][1]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar"
+        );
         let idx: serde_json::Value = serde_json::from_slice(&names["index.json"]).unwrap();
         assert_eq!(idx["manifests"][0]["digest"], id.as_str());
 
@@ -750,7 +722,7 @@ mod tests {
             HashMap::from([(config_in.digest.clone(), small_blob(&config_in).unwrap())]);
         let (config_digest, layers) = pushed_manifest(&manifest, &HashMap::new()).unwrap();
         assert_eq!(config_digest, sha256_id(&config));
-        assert_eq!(layers[1]["digest"], layer_in.digest.as_str());
+        assert_eq!(layers[1].digest().to_string(), layer_in.digest);
         let (pushed_cfg, descs) = pushed_config(&manifest, &by_digest).unwrap();
         let added: Added = BTreeMap::from([(1, (layer_in.spool.unwrap(), "blob".to_string()))]);
         let mut t2 = Timings::default();
@@ -765,9 +737,24 @@ mod tests {
         );
         assert_eq!(out1, out2, "the push and the save load the same archive");
 
+        // The load archives, byte for byte as before the manifests were typed: the containerd
+        // id is the manifest's digest, and the archives are what the reproducibility runs
+        // compare.
+        assert_eq!(
+            id2,
+            "sha256:c45f531c13cf4e2597c89cdbf19cf39d2a8e5d6623d1d7060f5397b0d667301d"
+        );
+        assert_eq!(
+            sha256_id(&out1),
+            "sha256:d5cf3a8ad1d0908cf1911593ee9a1ec929e7c02bba25e1857ab54fdc70d6dca9"
+        );
         let mut out = Vec::new();
         let id = write_load(&mut out, Store::Classic, &saved, 1000).unwrap();
         assert_eq!(id, saved.normalised.image_id);
+        assert_eq!(
+            sha256_id(&out),
+            "sha256:eafeb0c71dc5748361052acffb6f10f38b73b94427668936acbfe41a42e973cb"
+        );
         drop(saved);
         assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
     }

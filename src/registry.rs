@@ -7,6 +7,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::smoke::Level;
+use crate::values::reference::{self, Reference, ReferenceError};
+
+/// The local repository every image the tool builds is tagged in (`rdna1-images:<recipe>`),
+/// whatever registry it is pushed to.
+pub const REPOSITORY: &str = "rdna1-images";
 
 /// The repository pre-built images are published to, unless `--registry` or
 /// `RDNA1_IMAGES_REGISTRY` names another one.
@@ -71,31 +76,20 @@ impl Repository {
                 "the first part must be a registry host (with a dot or a port, or localhost)",
             ));
         }
-        // Docker's reference grammar (`values::reference`), the one the recipes use too.
-        if !crate::values::reference::domain(host) {
-            return Err(bad(
-                "the registry host is not a host name (letters, digits and `-` per dot-separated part, not starting or ending with `-`), IP address or [IPv6] address, with an optional :port",
-            ));
+        // Docker's reference grammar (`values::reference`), the one the recipes and
+        // `promote --image` use too; the host is checked before the tag rule below.
+        if !reference::is_domain(host) {
+            return Err(bad(&ReferenceError::Domain(host.to_string()).to_string()));
         }
         if path.contains('@') || path.contains(':') {
             return Err(bad(
                 "a repository has no tag or digest: the tool chooses the tags",
             ));
         }
-        for part in path.split('/') {
-            if !crate::values::reference::path_component(part) {
-                return Err(bad(&format!(
-                    "path component `{}` must be lowercase letters and digits joined by `.`, `_`, `__` or `-`s (Docker's reference grammar)",
-                    crate::escape::value(part)
-                )));
-            }
-        }
-        if given.len() > 255 {
-            return Err(bad("a repository name is at most 255 characters"));
-        }
+        let parsed = Reference::parse(given).map_err(|e| bad(&e.to_string()))?;
         Ok(Repository {
-            host: host.to_string(),
-            path: path.to_string(),
+            host: parsed.domain().unwrap_or(host).to_string(),
+            path: parsed.path().to_string(),
         })
     }
 
@@ -118,13 +112,7 @@ impl fmt::Display for Repository {
 
 /// Checks a tag the user gave (`pull --tag`).
 pub fn validate_tag(tag: &str) -> Result<(), RegistryInputError> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && !tag.starts_with(['.', '-']);
-    if ok {
+    if crate::values::reference::is_tag(tag) {
         Ok(())
     } else {
         Err(RegistryInputError::Tag(tag.to_string()))
@@ -405,22 +393,12 @@ pub fn date_tag(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y%m%d").to_string()
 }
 
-/// `sha256:` and 64 lowercase hex digits: a manifest digest this tool can use (an empty or
-/// odd one from a registry or an engine is an error, never a digest).
-pub fn is_sha256_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 /// The pushed digest from the engine's last push status line
 /// (`<tag>: digest: sha256:<hex> size: <n>`).
 pub fn pushed_digest(status: &str) -> Option<String> {
     let rest = status.split("digest: ").nth(1)?;
     let digest = rest.split_whitespace().next()?;
-    is_sha256_digest(digest).then(|| digest.to_string())
+    crate::hex::is_sha256_digest(digest).then(|| digest.to_string())
 }
 
 /// The error codes of the OCI distribution spec ("Error codes"), which a registry puts in

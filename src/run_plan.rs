@@ -29,7 +29,7 @@ const MIOPEN_KERNELS_ENV: &str = "MIOPEN_CUSTOM_CACHE_DIR";
 
 /// The image `run` starts for a recipe.
 pub fn image_for(recipe: &str) -> String {
-    format!("rdna1-images:{recipe}")
+    format!("{}:{recipe}", crate::registry::REPOSITORY)
 }
 
 /// What to tell a user whose image is not there yet.

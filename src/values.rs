@@ -134,12 +134,6 @@ fn only(s: &str, what: &str, allowed: &str, ok: impl Fn(char) -> bool) -> Result
     }
 }
 
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 grammar_type!(
     /// One line of printable text: descriptions, reasons, ENV and LABEL values.
     Text,
@@ -185,9 +179,10 @@ grammar_type!(
 
 fn check_image(s: &str) -> Result<(), String> {
     let allowed = "an image reference like `ubuntu:jammy-20260901.2` or `registry:5000/team/image:tag` (Docker's reference grammar), without a digest (put it in `digest`)";
-    match reference::parse(s) {
-        Some(_) => Ok(()),
-        None => Err(format!("{} is not {allowed}", shown(s))),
+    match reference::Reference::parse(s) {
+        Ok(r) if r.digest().is_none() => Ok(()),
+        Ok(_) => Err(format!("{} is not {allowed}", shown(s))),
+        Err(why) => Err(format!("{} is not {allowed}: {why}", shown(s))),
     }
 }
 
@@ -201,7 +196,7 @@ grammar_type!(
     /// A content digest: `sha256:` and 64 lowercase hex digits.
     Digest,
     |s| {
-        if s.strip_prefix("sha256:").is_some_and(|h| is_hex(h, 64)) {
+        if crate::hex::is_sha256_digest(s) {
             Ok(())
         } else {
             Err(format!("{} must be sha256:<64 lowercase hex digits>", shown(s)))
@@ -213,7 +208,7 @@ grammar_type!(
     /// A sha256 of a file: 64 lowercase hex digits.
     Sha256,
     |s| {
-        if is_hex(s, 64) {
+        if crate::hex::is_lower_hex(s, 64) {
             Ok(())
         } else {
             Err(format!("{} is not a sha256 (64 lowercase hex digits)", shown(s)))
@@ -225,7 +220,7 @@ grammar_type!(
     /// A full git commit id: 40 lowercase hex digits.
     CommitId,
     |s| {
-        if is_hex(s, 40) {
+        if crate::hex::is_lower_hex(s, 40) {
             Ok(())
         } else {
             Err(format!("{} must be a full 40-hex commit id", shown(s)))

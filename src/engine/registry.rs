@@ -74,23 +74,24 @@ impl EngineError {
 }
 
 impl Engine {
-    /// The manifest digest of `reference` in its registry, or None when the tag is not
-    /// there, or the registry answers DENIED as GHCR does for a package never pushed ("not
-    /// there yet": a push that follows says whether access was the problem). Unreachable and
-    /// refused credentials are errors (the caller decides whether that stops it).
-    pub async fn registry_digest(
+    /// The manifest digest `reference` names in its registry (the manifest list's, for a
+    /// multi-platform image), asked of the engine (`GET /distribution/{name}/json`, so its
+    /// TLS, insecure-registry list and mirrors apply) without pulling. The one look-up behind
+    /// [`Engine::registry_digest`] and [`Engine::resolve_digest`]: a failure is classed from
+    /// the engine's answer, and an answer without a sha256 digest is an error, never a digest.
+    pub(super) async fn lookup_digest(
         &self,
         reference: &str,
         creds: Option<&Credentials>,
-    ) -> Result<Option<String>, EngineError> {
-        let what = format!("looking up {reference}");
+        what: String,
+    ) -> Result<String, EngineError> {
         match self
             .docker
             .inspect_registry_image(reference, header(creds))
             .await
         {
             Ok(d) => match d.descriptor.digest {
-                Some(digest) if crate::registry::is_sha256_digest(&digest) => Ok(Some(digest)),
+                Some(digest) if crate::hex::is_sha256_digest(&digest) => Ok(digest),
                 other => Err(EngineError::Registry {
                     what,
                     detail: format!(
@@ -100,13 +101,29 @@ impl Engine {
                     class: RegistryFailure::Other,
                 }),
             },
-            Err(e) => match EngineError::registry_call(what, RegistryOp::Lookup, &e) {
-                EngineError::Registry {
-                    class: RegistryFailure::NotFound | RegistryFailure::NotThereYet,
-                    ..
-                } => Ok(None),
-                err => Err(err),
-            },
+            Err(e) => Err(EngineError::registry_call(what, RegistryOp::Lookup, &e)),
+        }
+    }
+
+    /// The manifest digest of `reference` in its registry, or None when the tag is not
+    /// there, or the registry answers DENIED as GHCR does for a package never pushed ("not
+    /// there yet": a push that follows says whether access was the problem). Unreachable and
+    /// refused credentials are errors (the caller decides whether that stops it).
+    pub async fn registry_digest(
+        &self,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<String>, EngineError> {
+        match self
+            .lookup_digest(reference, creds, format!("looking up {reference}"))
+            .await
+        {
+            Ok(digest) => Ok(Some(digest)),
+            Err(EngineError::Registry {
+                class: RegistryFailure::NotFound | RegistryFailure::NotThereYet,
+                ..
+            }) => Ok(None),
+            Err(err) => Err(err),
         }
     }
 

@@ -1,5 +1,6 @@
-//! Tag -> digest through the registry API, as the engine sees the registry (its TLS, its
-//! insecure-registry list, its mirrors): `GET /distribution/{name}/json`.
+//! Tag -> digest for `lock`, as the engine sees the registry (its TLS, its insecure-registry
+//! list, its mirrors): the same look-up as [`Engine::registry_digest`], anonymous, where a
+//! tag that is not there is an error.
 
 use super::{Engine, EngineError};
 
@@ -7,14 +8,11 @@ impl Engine {
     /// The content digest a tag points at in its registry (the manifest list's, for a
     /// multi-platform image), without pulling it.
     pub async fn resolve_digest(&self, reference: &str) -> Result<String, EngineError> {
-        let d = self
-            .docker
-            .inspect_registry_image(reference, None)
-            .await
-            .map_err(|e| EngineError::api(format!("resolving {reference} in its registry"), e))?;
-        d.descriptor.digest.ok_or_else(|| EngineError::Api {
-            what: format!("resolving {reference} in its registry"),
-            detail: "the registry answered without a digest".into(),
-        })
+        self.lookup_digest(
+            reference,
+            None,
+            format!("resolving {reference} in its registry"),
+        )
+        .await
     }
 }

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::Path;
 
+use oci_spec::image::Descriptor;
 use sha2::{Digest, Sha256};
 
-use super::{
-    bad, blob_path, find_config, find_manifest, unpack, HashRead, Unpacked, METADATA_LIMIT,
-};
+use super::documents::{blob_path, find_config, find_manifest};
+use super::{unpack, HashRead, Unpacked, METADATA_LIMIT};
 use crate::hex::encode as hex;
 use crate::reproduce::{self, NormaliseError};
 
@@ -65,7 +65,7 @@ pub fn small_blob(r: &Received) -> Option<Vec<u8>> {
 pub fn pushed_config(
     top: &[u8],
     by_digest: &HashMap<String, Vec<u8>>,
-) -> Result<(serde_json::Value, Vec<serde_json::Value>), NormaliseError> {
+) -> Result<(serde_json::Value, Vec<Descriptor>), NormaliseError> {
     find_config(&as_layout(top, by_digest))
 }
 
@@ -73,13 +73,12 @@ pub fn pushed_config(
 pub fn pushed_manifest(
     top: &[u8],
     by_digest: &HashMap<String, Vec<u8>>,
-) -> Result<(String, Vec<serde_json::Value>), NormaliseError> {
-    let node = find_manifest(&as_layout(top, by_digest))?;
-    let config = node["config"]["digest"]
-        .as_str()
-        .ok_or_else(|| bad("the pushed manifest names no config"))?;
-    let layers = node["layers"].as_array().cloned().unwrap_or_default();
-    Ok((config.to_string(), layers))
+) -> Result<(String, Vec<Descriptor>), NormaliseError> {
+    let manifest = find_manifest(&as_layout(top, by_digest))?;
+    Ok((
+        manifest.config().digest().to_string(),
+        manifest.layers().clone(),
+    ))
 }
 
 fn as_layout(top: &[u8], by_digest: &HashMap<String, Vec<u8>>) -> HashMap<String, Vec<u8>> {

@@ -473,13 +473,13 @@ async fn pull_checked(
             "{reference} was pulled but the engine does not list it"
         ))
     })?;
-    let theirs = image.labels.get(labels::RECIPE).cloned();
-    if theirs.as_deref() != Some(recipe) {
+    let labelled_recipe = image.labels.get(labels::RECIPE).cloned();
+    if labelled_recipe.as_deref() != Some(recipe) {
         pulled.release().await?;
         return Err(DistError::Input(format!(
             "{reference} is not an image of recipe {recipe} (its {} label is {}): pick the tag of that recipe",
             labels::RECIPE,
-            theirs.as_deref().unwrap_or("missing")
+            labelled_recipe.as_deref().unwrap_or("missing")
         )));
     }
     Ok((image, printer.bytes, pulled))
@@ -502,23 +502,23 @@ pub async fn pull(
     let started = Instant::now();
     let (image, bytes, pulled) = pull_checked(engine, remote, &r.name, tag, progress).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let theirs = image.labels.get(labels::INPUT_DIGEST).cloned();
-    let ours = prepared.digest.hex();
-    let same = theirs.as_deref() == Some(ours.as_str());
+    let pulled_label = image.labels.get(labels::INPUT_DIGEST).cloned();
+    let local_digest = prepared.digest.hex();
+    let same = pulled_label.as_deref() == Some(local_digest.as_str());
     if let Err(m) = target.same_stack(&image.labels) {
         progress.note(&format!(
             "WARNING: {reference} is an app image of another stack image: {m}; `rdna1-images pull {}` first gives the stack it was tested on",
             target.recipe.name
         ));
     }
-    let their_digest = match promote::label_digest(&reference, theirs.as_ref()) {
+    let pulled_digest = match promote::label_digest(&reference, pulled_label.as_ref()) {
         Ok(d) => d,
         Err(e) => {
             pulled.release().await?;
             return Err(e);
         }
     };
-    let tested = match &their_digest {
+    let tested = match &pulled_digest {
         Some(d) => {
             registry_report(engine, remote, &r.name, &d.short(), &image.id, progress).await?
         }
@@ -527,7 +527,7 @@ pub async fn pull(
     let mut tags = vec![];
     engine.tag(&image.id, REPOSITORY, &r.name).await?;
     tags.push(format!("{REPOSITORY}:{}", r.name));
-    if let (Some(d), Some(_)) = (&their_digest, &tested) {
+    if let (Some(d), Some(_)) = (&pulled_digest, &tested) {
         let t = format!("{}-{}", r.name, d.short());
         engine.tag(&image.id, REPOSITORY, &t).await?;
         tags.push(format!("{REPOSITORY}:{t}"));
@@ -541,8 +541,8 @@ pub async fn pull(
         manifest_digest,
         image_id: image.id,
         tags,
-        input_digest: theirs,
-        local_input_digest: ours,
+        input_digest: pulled_label,
+        local_input_digest: local_digest,
         same_inputs: same,
         tested,
         seconds,

@@ -452,7 +452,7 @@ async fn by_push(
         }
         let mut missing: HashSet<String> = (plan.keep..plan.diff_ids.len())
             .filter(|i| !added.contains_key(i))
-            .filter_map(|i| layers.get(i)?["digest"].as_str().map(String::from))
+            .filter_map(|i| Some(layers.get(i)?.digest().to_string()))
             .collect();
         if !small.contains_key(&config_digest) {
             missing.insert(config_digest);
@@ -475,7 +475,7 @@ async fn by_push(
             ask: missing,
             have: layers[..plan.keep.min(layers.len())]
                 .iter()
-                .filter_map(|d| d["digest"].as_str().map(String::from))
+                .map(|d| d.digest().to_string())
                 .collect(),
             skip_unknown: false,
             spool: true,

@@ -9,8 +9,9 @@ use crate::engine::BuildEvent;
 use crate::registry::{Credentials, Repository};
 use crate::smoke::{Level, SmokeReport};
 
-/// The local repository every image is tagged in.
-pub const REPOSITORY: &str = "rdna1-images";
+/// The local repository every image is tagged in (defined in the core, where `run` and the
+/// app renderer read it too).
+pub use crate::registry::REPOSITORY;
 
 /// The tags of a recipe: the moving one and the one named by the input digest.
 pub fn tags(recipe: &str, digest: &context::InputDigest) -> (String, String) {

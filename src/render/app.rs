@@ -19,8 +19,8 @@ pub const APP_DIR: &str = "/opt/app";
 pub const STACK_ARG: &str = "STACK_IMAGE";
 /// The app's user (not root): uid and gid.
 pub const APP_UID: u64 = 1000;
-/// The local repository (the pipeline's `REPOSITORY`; the core may not import it).
-pub const REPOSITORY: &str = "rdna1-images";
+/// The local repository, defined once in the core ([`crate::registry::REPOSITORY`]).
+pub use crate::registry::REPOSITORY;
 
 pub mod checks;
 

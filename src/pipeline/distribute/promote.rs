@@ -2,6 +2,7 @@
 //! level stable needs, and only on a pass push the report and the stable tags.
 
 use super::*;
+use crate::values::reference::Reference;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PromoteOutcome {
@@ -19,24 +20,20 @@ pub struct PromoteOutcome {
 /// The digest of `--image REF@sha256:<hex>`: promote tests and moves exactly the manifest
 /// the nightly built and signed, never what a moving tag names by the time it runs.
 pub fn pinned_digest(given: &str) -> Result<(String, String), DistError> {
-    let Some((name, digest)) = given.rsplit_once('@') else {
-        return Err(DistError::Input(format!(
+    let moving = || {
+        DistError::Input(format!(
             "--image {given}: a tag moves, so it does not say which image was built and signed; \
              give the digest the nightly pushed, as REPO@sha256:<64 hex> (the nightly job's `digest` output)"
-        )));
+        ))
     };
-    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(DistError::Input(format!(
-            "--image {given}: `{digest}` is not a digest: expected sha256: and 64 lowercase hex digits"
-        )));
+    if !given.contains('@') {
+        return Err(moving());
     }
+    let reference =
+        Reference::parse(given).map_err(|e| DistError::Input(format!("--image {given}: {e}")))?;
     // `repo:tag@sha256:...` is allowed; the tag is ignored, the digest decides.
-    let repo = match name.rsplit_once(':') {
-        Some((r, tag)) if !tag.contains('/') => r,
-        _ => name,
-    };
-    Ok((repo.to_string(), digest.to_string()))
+    let digest = reference.digest().ok_or_else(moving)?;
+    Ok((reference.name(), digest.to_string()))
 }
 
 /// Pulls the nightly image (exactly `image`'s digest, or the one `<recipe>-nightly` names
@@ -85,7 +82,7 @@ pub async fn promote(
     // The digest the report and the stable tags are recorded under is the one the image
     // carries: a label that is missing or not a digest stops here, before anything moves.
     let label = image.labels.get(labels::INPUT_DIGEST);
-    let theirs = match label_digest(&nightly, label) {
+    let nightly_digest = match label_digest(&nightly, label) {
         Ok(Some(d)) => d,
         other => {
             pulled.release().await?;
@@ -98,11 +95,11 @@ pub async fn promote(
             }));
         }
     };
-    let digest = theirs;
-    if theirs != prepared.digest {
+    let digest = nightly_digest;
+    if nightly_digest != prepared.digest {
         progress.note(&format!(
             "note: {nightly} was built from a different recipe version (input digest {}, the local recipe's is {}); it is judged against the local recipe's smoke spec",
-            theirs.hex(),
+            nightly_digest.hex(),
             prepared.digest.hex()
         ));
     }
@@ -211,6 +208,32 @@ mod label_tests {
                 "{m}"
             );
             assert!(m.len() < 400, "the label is cut: {m}");
+        }
+    }
+
+    #[test]
+    fn pinned_digest_takes_the_repository_and_digest_and_says_what_is_wrong() {
+        let d = format!("sha256:{}", "0a".repeat(32));
+        assert_eq!(
+            pinned_digest(&format!("127.0.0.1:5000/x/y:nightly@{d}")).unwrap(),
+            ("127.0.0.1:5000/x/y".to_string(), d.clone())
+        );
+        for (given, says) in [
+            ("127.0.0.1:5000/x/y:nightly".to_string(), "a tag moves"),
+            (
+                "127.0.0.1:5000/x/y@sha256:1234".to_string(),
+                "`sha256:1234` is not a digest",
+            ),
+            (format!("127.0.0.1:5000/X@{d}"), "path component `X`"),
+            (format!("-h-.io:1/x@{d}"), "the registry host `-h-.io:1`"),
+        ] {
+            let e = pinned_digest(&given).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{given}");
+            let m = e.to_string();
+            assert!(
+                m.contains(&format!("--image {given}")) && m.contains(says),
+                "{m}"
+            );
         }
     }
 }
