@@ -110,11 +110,3 @@ pub async fn app_smoke(
     let (passed, findings) = app_checks::judge(&report);
     Ok((passed, findings, app_checks::table(&report)))
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_core_names_the_same_repository() {
-        assert_eq!(crate::render::app::REPOSITORY, super::REPOSITORY);
-    }
-}
