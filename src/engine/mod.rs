@@ -20,7 +20,7 @@ use bollard::Docker;
 
 use crate::endpoint::{Endpoint, EnvView, Scheme};
 
-pub use build::{BuildEvent, BuildRequest};
+pub use build::{BuildEvent, BuildRequest, StepTail};
 pub use container::{Attach, ContainerOutcome, ContainerSpec, ManagedContainer, MountSpec};
 pub use guard::{ContainerGuard, ImageGuard, ScratchGuard, SweepGuard, TagGuard};
 pub use images::ImageSummary;
