@@ -61,7 +61,7 @@ pub async fn run(cli: Cli) -> Outcome {
                 Some((message.as_str(), *code))
             }
             Err(f) => {
-                message = format!("{:#}", f.error);
+                message = f.message();
                 Some((message.as_str(), f.code))
             }
         };

@@ -41,6 +41,23 @@ impl Failure {
             error: e.into(),
         }
     }
+
+    /// What a person reads: the error's whole chain once (`{:#}`), then what to do where the
+    /// error keeps that apart from its message (the engine's advice, after its causes).
+    pub fn message(&self) -> String {
+        let mut text = format!("{:#}", self.error);
+        let engine = self.error.downcast_ref::<EngineError>().or_else(|| {
+            match self.error.downcast_ref::<DistError>() {
+                Some(DistError::Engine(e)) => Some(e),
+                _ => None,
+            }
+        });
+        if let Some(advice) = engine.and_then(EngineError::advice) {
+            text.push_str("\n  ");
+            text.push_str(advice);
+        }
+        text
+    }
 }
 
 impl From<LookupError> for Failure {

@@ -366,12 +366,12 @@ impl Engine {
                     timed_out = true;
                     deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
                     if let Err(e) = self.kill(id).await {
-                        tracing::warn!("{e}");
+                        tracing::warn!("{}", crate::error_chain::Chain(&e));
                     }
                 },
                 _ = cancel.cancelled() => {
                     if let Err(e) = self.kill(id).await {
-                        tracing::warn!("{e}");
+                        tracing::warn!("{}", crate::error_chain::Chain(&e));
                     }
                     return Err(EngineError::Interrupted { what: what() });
                 }
@@ -621,7 +621,7 @@ impl Engine {
                     }
                     _ = cancel.cancelled() => {
                         if let Err(e) = self.kill(&id).await {
-                            tracing::warn!("{e}");
+                            tracing::warn!("{}", crate::error_chain::Chain(&e));
                         }
                         stdin_task.abort();
                         return Err(EngineError::Interrupted { what: what() });

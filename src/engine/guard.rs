@@ -134,12 +134,12 @@ pub async fn drain() {
         match l {
             Leftover::Container(e, id) => {
                 if let Err(err) = e.remove_container(&id).await {
-                    tracing::warn!("cleanup: {err}");
+                    tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err));
                 }
             }
             Leftover::Tag(e, reference) => {
                 if let Err(err) = e.untag(&reference).await {
-                    tracing::warn!("cleanup: {err}");
+                    tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err));
                 }
             }
             Leftover::Image(e, id) => images.push((e, id)),
@@ -151,7 +151,7 @@ pub async fn drain() {
         match e.remove_untagged(&id).await {
             Ok(true) => tracing::debug!("cleanup: removed candidate image {id}"),
             Ok(false) => {}
-            Err(err) => tracing::warn!("cleanup: {err}"),
+            Err(err) => tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err)),
         }
     }
     for (e, digest) in sweeps {
@@ -186,7 +186,7 @@ async fn sweep(engine: &Engine, digest: &str) {
                             "cleanup: removed untagged image {id} of input {digest}"
                         ),
                         Ok(false) => {}
-                        Err(err) => tracing::warn!("cleanup: {err}"),
+                        Err(err) => tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err)),
                     }
                 }
                 if settle {
@@ -195,7 +195,7 @@ async fn sweep(engine: &Engine, digest: &str) {
             }
             Ok(_) => {}
             Err(err) => {
-                tracing::warn!("cleanup: {err}");
+                tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err));
                 return;
             }
         }
