@@ -46,12 +46,14 @@ pub struct Policy {
     pub spool: bool,
 }
 
+/// An upload under way: its bytes go to `task`, which hashes, decompresses and spools them.
 struct Upload {
     tx: mpsc::Sender<io::Result<Bytes>>,
     task: tokio::task::JoinHandle<io::Result<Received>>,
     bytes: u64,
 }
 
+/// What the sink has been told and has received, behind one lock.
 #[derive(Default)]
 struct State {
     policy: Policy,
@@ -62,6 +64,8 @@ struct State {
     next_upload: u64,
 }
 
+/// What the accept loop and every connection share: our repository's name, where uploads
+/// spool, and the state.
 struct Shared {
     repo_path: String,
     scratch: PathBuf,
@@ -576,14 +580,17 @@ mod tests {
     #[test]
     fn only_our_name_is_routed() {
         let repo = "rdna1-images-normalise/abc";
-        let ours = "/v2/rdna1-images-normalise/abc";
+        let our_repo = "/v2/rdna1-images-normalise/abc";
         for (path, want) in [
             ("/v2/".to_string(), Route::Ping),
-            (format!("{ours}/blobs/sha256:1"), Route::Blob("sha256:1")),
-            (format!("{ours}/blobs/uploads/"), Route::Uploads("")),
-            (format!("{ours}/blobs/uploads/u3"), Route::Uploads("u3")),
-            (format!("{ours}/manifests/t"), Route::Manifest("t")),
-            (format!("{ours}d/blobs/sha256:1"), Route::Other),
+            (
+                format!("{our_repo}/blobs/sha256:1"),
+                Route::Blob("sha256:1"),
+            ),
+            (format!("{our_repo}/blobs/uploads/"), Route::Uploads("")),
+            (format!("{our_repo}/blobs/uploads/u3"), Route::Uploads("u3")),
+            (format!("{our_repo}/manifests/t"), Route::Manifest("t")),
+            (format!("{our_repo}d/blobs/sha256:1"), Route::Other),
             ("/v2/other/blobs/sha256:1".to_string(), Route::Other),
         ] {
             assert_eq!(route(&path, repo), want, "{path}");
