@@ -26,10 +26,7 @@ use crate::smoke::Level;
 /// `main` on the way out.
 pub async fn run(cli: Cli) -> Outcome {
     if let Err(e) = crate::signals::install() {
-        return Err(Failure {
-            code: 3,
-            error: anyhow::anyhow!("cannot watch for SIGINT/SIGTERM: {e}"),
-        });
+        return Err(crate::commands::EnvironmentError::Signals(e).into());
     }
     let token = crate::signals::token();
     let what = cli.command.name();
@@ -451,10 +448,8 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
 }
 
 pub(crate) fn host_report() -> Result<crate::host::HostReport, Failure> {
-    let root = crate::host::HostRoot::from_env().map_err(|e| Failure {
-        code: 3,
-        error: anyhow::anyhow!("cannot read this host's identity: {e}"),
-    })?;
+    let root = crate::host::HostRoot::from_env()
+        .map_err(crate::commands::EnvironmentError::HostIdentity)?;
     Ok(crate::host::probe(&root))
 }
 
@@ -495,10 +490,9 @@ async fn run_cmd(cli: &Cli, a: &cli::RunArgs, console: &mut Console) -> Outcome 
                     .collect()
             })
             .unwrap_or_default();
-        Failure {
-            code: 3,
-            error: anyhow::anyhow!("{}", e.with_fits(&all, &host)),
-        }
+        Failure::from(crate::commands::EnvironmentError::Plan(
+            e.with_fits(&all, &host),
+        ))
     })?;
     if a.dry_run {
         println!("{}", crate::run_plan::docker_cli(&plan));

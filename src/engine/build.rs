@@ -39,7 +39,8 @@ pub enum BuildEvent {
 }
 
 /// What the engine says when it cannot reach a registry: Go's dialer and resolver, TLS
-/// and proxy errors, as BuildKit passes them on.
+/// and proxy errors, as BuildKit passes them on. Read from text because that is all the
+/// build stream gives (`errorDetail.message`, `DockerStreamError`): no code, no type.
 const NETWORK_FAILURES: [&str; 10] = [
     "dial tcp",
     "no such host",

@@ -159,6 +159,8 @@ impl From<crate::endpoint::EndpointError> for EngineError {
 /// so it shows under load, beside concurrent builds, and never alone. A stream cut mid-message
 /// gives another error (hyper's "connection closed before message completed"), so callers that
 /// already have what the stream was for (the image id, the digest) may end it here.
+/// Compared by text: tokio-util's `Decoder::decode_eof` makes it `io::Error::other` with only
+/// that text (no kind, no type of its own), so there is nothing typed to match.
 pub(crate) fn stray_end_of_stream(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::IOError { err } if err.to_string() == "bytes remaining on stream")
 }
