@@ -6,8 +6,9 @@ use std::fmt;
 /// An error of one engine call. Its text is what the daemon said and the HTTP status
 /// (bollard's own text repeats the status first); a transport error (hyper, ssh, a socket)
 /// says its causes as the error chain, so `{:#}` at the top prints each part once.
+/// Boxed: bollard's error is large, and every engine call returns this on its error path.
 #[derive(Debug)]
-pub struct DaemonError(bollard::errors::Error);
+pub struct DaemonError(Box<bollard::errors::Error>);
 
 impl DaemonError {
     /// The error as bollard gave it, for decisions by type (a status code, an I/O kind).
@@ -17,7 +18,7 @@ impl DaemonError {
 
     /// The HTTP status the daemon answered with, when it answered.
     pub fn status(&self) -> Option<u16> {
-        match &self.0 {
+        match &*self.0 {
             bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
                 Some(*status_code)
             }
@@ -28,7 +29,7 @@ impl DaemonError {
     /// The daemon's own words, without the status: what a registry classification reads.
     pub fn message(&self) -> Option<&str> {
         use bollard::errors::Error as E;
-        match &self.0 {
+        match &*self.0 {
             E::DockerResponseServerError { message, .. } => Some(message),
             E::DockerStreamError { error } => Some(error),
             _ => None,
@@ -38,12 +39,12 @@ impl DaemonError {
     /// Whether some cause is an I/O error of `kind` (a socket the user may not open).
     pub fn io_kind_is(&self, kind: std::io::ErrorKind) -> bool {
         // bollard's IOError is transparent: its source is the I/O error's source, not it.
-        if let bollard::errors::Error::IOError { err } = &self.0 {
+        if let bollard::errors::Error::IOError { err } = &*self.0 {
             if err.kind() == kind {
                 return true;
             }
         }
-        let mut cause: Option<&(dyn Error + 'static)> = Some(&self.0);
+        let mut cause: Option<&(dyn Error + 'static)> = Some(&*self.0);
         while let Some(c) = cause {
             if c.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == kind)
@@ -58,7 +59,7 @@ impl DaemonError {
 
 impl From<bollard::errors::Error> for DaemonError {
     fn from(e: bollard::errors::Error) -> Self {
-        DaemonError(e)
+        DaemonError(Box::new(e))
     }
 }
 
