@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> Outcome {
         r = dispatch(&cli) => match r {
             // A stage that saw the signal itself said so; any other error after it is one.
             Err(f) if crate::signals::cancelled() && f.code != 130 => {
-                Err(EngineError::Interrupted { what: format!("{what} ({:#})", f.error) }.into())
+                Err(EngineError::Interrupted { what: format!("{what} ({})", f.message()) }.into())
             }
             r => r,
         },
