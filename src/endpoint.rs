@@ -130,11 +130,11 @@ impl Endpoint {
     }
 
     /// What to do when the engine does not answer, for this kind of endpoint and the way it
-    /// was chosen: a remote or a context gets no `systemctl` advice.
-    pub fn unreachable_advice(&self, detail: &str) -> String {
-        let lower = detail.to_ascii_lowercase();
+    /// was chosen: a remote or a context gets no `systemctl` advice. `permission_denied`:
+    /// the connection was refused with EACCES (an I/O error of that kind in the cause).
+    pub fn unreachable_advice(&self, permission_denied: bool) -> String {
         let mut advice = match self.scheme() {
-            _ if lower.contains("permission denied") && self.is_local() => {
+            _ if permission_denied && self.is_local() => {
                 "add your user to group docker: `sudo usermod -aG docker $USER`, then log out and back in (or use rootless Docker)".to_string()
             }
             Scheme::Unix if self.source == Source::Default => {
@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(e.host, LOCAL_SOCKET);
         assert_eq!(e.source, Source::Default);
         assert!(e
-            .unreachable_advice("connection refused")
+            .unreachable_advice(false)
             .contains("systemctl start docker"));
     }
 
@@ -470,7 +470,7 @@ mod tests {
             (e.host.as_str(), &e.source),
             ("unix:///tmp/x.sock", &Source::DockerHost)
         );
-        let advice = e.unreachable_advice("connection refused");
+        let advice = e.unreachable_advice(false);
         assert!(advice.contains("unset DOCKER_HOST"), "{advice}");
         assert!(!advice.contains("systemctl start docker"), "{advice}");
     }
@@ -494,7 +494,7 @@ mod tests {
             e.source.to_string(),
             "context `builder` from DOCKER_CONTEXT"
         );
-        let advice = e.unreachable_advice("exit status 255");
+        let advice = e.unreachable_advice(false);
         assert!(
             advice.contains("ssh me@builder docker system dial-stdio"),
             "{advice}"
@@ -515,7 +515,7 @@ mod tests {
             format!("context `builder` from {}", config.display())
         );
         assert!(e
-            .unreachable_advice("connection refused")
+            .unreachable_advice(false)
             .contains("docker context use default"));
     }
 
@@ -602,7 +602,7 @@ mod tests {
         };
         let e = resolve(&env).unwrap();
         assert_eq!(e.tls.as_ref().unwrap().ca, tls_dir.join("ca.pem"));
-        assert!(e.unreachable_advice("refused").contains("ca.pem"));
+        assert!(e.unreachable_advice(false).contains("ca.pem"));
 
         std::fs::remove_file(tls_dir.join("key.pem")).unwrap();
         let err = resolve(&env).unwrap_err().to_string();

@@ -15,8 +15,13 @@ use crate::simple_index::{self, IndexFile};
 /// something that is not what was asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{url}: cannot reach it: {reason}")]
-    Unreachable { url: String, reason: String },
+    /// The transport's error (ureq's, or the body's read) is the source.
+    #[error("{url}: cannot reach it")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     #[error("{url}: {reason}")]
     Answer { url: String, reason: String },
 }
@@ -61,7 +66,7 @@ impl IndexClient {
                 },
                 other => FetchError::Unreachable {
                     url: url.to_string(),
-                    reason: other.to_string(),
+                    source: other.into(),
                 },
             })
     }
@@ -88,7 +93,7 @@ impl IndexClient {
             .read_to_string()
             .map_err(|e| FetchError::Unreachable {
                 url: served.to_string(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         simple_index::parse_page(&body, &content_type, &served).map_err(|reason| {
             FetchError::Answer {
@@ -105,9 +110,9 @@ impl IndexClient {
 
     /// sha256 and size in bytes of what `url` serves, streamed.
     pub fn sha256_and_size(&self, url: &str) -> Result<(String, u64), FetchError> {
-        let unreachable = |e: &dyn std::fmt::Display| FetchError::Unreachable {
+        let unreachable = |e: std::io::Error| FetchError::Unreachable {
             url: url.to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         };
         let mut resp = self.get(url, "*/*")?;
         let mut reader = resp.body_mut().with_config().limit(FILE_LIMIT).reader();
@@ -115,7 +120,7 @@ impl IndexClient {
         let mut buf = vec![0u8; 1 << 16];
         let mut size = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(|e| unreachable(&e))?;
+            let n = reader.read(&mut buf).map_err(unreachable)?;
             if n == 0 {
                 break;
             }

@@ -10,6 +10,7 @@ pub mod digest_json;
 pub mod doctor;
 pub mod endpoint;
 pub mod engine;
+pub mod error_chain;
 pub mod escape;
 pub mod hex;
 pub mod host;

@@ -65,6 +65,9 @@ pub enum LockError {
     /// The recipe or its lock file (2).
     #[error("{0}")]
     Recipe(String),
+    /// A field of the recipe, with its file, line and path (2).
+    #[error(transparent)]
+    Invalid(#[from] crate::recipe::RecipeError),
     /// `--locked`, and the lock lacks entries (2).
     #[error("{file}: no locked file for {} ({recipe} pins them by version only), and --locked forbids resolving them: run `rdna1-images{dir} lock {recipe}` where {index} is reachable, or build without --locked", packages.join(", "))]
     Missing {
@@ -83,14 +86,23 @@ pub enum LockError {
     /// The index answered, but not with what the recipe pins (1).
     #[error("{0}")]
     Resolve(String),
+    /// The index answered with something unusable (1).
+    #[error(transparent)]
+    Answer(crate::index_client::FetchError),
+    /// The blocking look-up task itself failed (1).
+    #[error("index lookup failed")]
+    Lookup(#[source] tokio::task::JoinError),
 }
 
 impl LockError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            LockError::Recipe(_) | LockError::Missing { .. } => 2,
+            LockError::Recipe(_) | LockError::Invalid(_) | LockError::Missing { .. } => 2,
             LockError::Unreachable(_) => 3,
-            LockError::Changed { .. } | LockError::Resolve(_) => 1,
+            LockError::Changed { .. }
+            | LockError::Resolve(_)
+            | LockError::Answer(_)
+            | LockError::Lookup(_) => 1,
         }
     }
 }
@@ -99,7 +111,7 @@ impl From<crate::index_client::FetchError> for LockError {
     fn from(e: crate::index_client::FetchError) -> Self {
         match e {
             crate::index_client::FetchError::Unreachable { .. } => LockError::Unreachable(e),
-            other => LockError::Resolve(other.to_string()),
+            crate::index_client::FetchError::Answer { .. } => LockError::Answer(e),
         }
     }
 }
@@ -110,7 +122,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, LockError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| LockError::Resolve(format!("index lookup failed: {e}")))?
+        .map_err(LockError::Lookup)?
         .map_err(LockError::from)
 }
 
@@ -119,16 +131,13 @@ async fn blocking<T: Send + 'static>(
 pub fn target_of(l: &Loaded) -> Result<Target, LockError> {
     let r = &l.recipe;
     let glibc = r.base.glibc.as_ref().ok_or_else(|| {
-        LockError::Recipe(
-            l.error_at(
-                &["base"],
-                "`glibc` is needed to choose wheels as pip would on this base (e.g. glibc: \"2.41\" for Debian 13; `ldd --version` in the base says)",
-            )
-            .to_string(),
-        )
+        LockError::Invalid(l.error_at(
+            &["base"],
+            "`glibc` is needed to choose wheels as pip would on this base (e.g. glibc: \"2.41\" for Debian 13; `ldd --version` in the base says)",
+        ))
     })?;
     Target::parse(r.python.version.as_str(), glibc.as_str())
-        .map_err(|e| LockError::Recipe(l.error_at(&["base", "glibc"], e).to_string()))
+        .map_err(|e| LockError::Invalid(l.error_at(&["base", "glibc"], e)))
 }
 
 /// The lock as applied to a loaded recipe.

@@ -44,7 +44,7 @@ fn main() -> std::process::ExitCode {
     let code = match ran {
         Ok(Ok(code)) => code,
         Ok(Err(f)) => {
-            let message = format!("{:#}", f.error);
+            let message = f.message();
             eprintln!("error: {}", rdna1_images::escape::message(&message));
             f.code
         }

@@ -131,6 +131,17 @@ impl OutFolder {
         Ok(Some(at))
     }
 
+    /// Refuses `rel` unless `st` says it is a regular file.
+    fn regular_file(&self, rel: &str, st: &rustix::fs::Stat) -> Result<(), OutError> {
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Ok(()),
+            k => Err(self.err(
+                rel,
+                format!("it is {}, not a regular file: {REMOVE}", kind_name(k)),
+            )),
+        }
+    }
+
     /// Says what an entry that could not be opened is (a link, a FIFO...).
     fn what_is(&self, at: &OwnedFd, name: &str, e: Errno) -> String {
         match rustix::fs::statat(at, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
@@ -160,13 +171,7 @@ impl OutFolder {
         // Not even opened when it is a device (opening some has effects) or a FIFO; the
         // fstat after the open closes the race with a swap in between.
         if let Ok(st) = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-            let k = FileType::from_raw_mode(st.st_mode);
-            if k != FileType::RegularFile {
-                return Err(self.err(
-                    rel,
-                    format!("it is {}, not a regular file: {REMOVE}", kind_name(k)),
-                ));
-            }
+            self.regular_file(rel, &st)?;
         }
         let flags =
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
@@ -176,13 +181,7 @@ impl OutFolder {
             Err(e) => return Err(self.err(rel, self.what_is(&dir, name, e))),
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| self.err(rel, e.to_string()))?;
-        let k = FileType::from_raw_mode(st.st_mode);
-        if k != FileType::RegularFile {
-            return Err(self.err(
-                rel,
-                format!("it is {}, not a regular file: {REMOVE}", kind_name(k)),
-            ));
-        }
+        self.regular_file(rel, &st)?;
         let mut data = Vec::new();
         File::from(fd)
             .take(limit.saturating_add(1))
@@ -201,13 +200,7 @@ impl OutFolder {
             .ok_or_else(|| self.err(rel, "its folder could not be made".into()))?;
         // A folder at the name is refused; a link, FIFO or device is replaced by the rename.
         if let Ok(st) = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-            let k = FileType::from_raw_mode(st.st_mode);
-            if k != FileType::RegularFile {
-                return Err(self.err(
-                    rel,
-                    format!("it is {}, not a regular file: {REMOVE}", kind_name(k)),
-                ));
-            }
+            self.regular_file(rel, &st)?;
         }
         let tmp = format!(".{name}.tmp-{}", std::process::id());
         let flags =

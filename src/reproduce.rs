@@ -83,7 +83,7 @@ impl Normalised {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NormaliseError {
-    #[error("reading the saved image: {0}")]
+    #[error("reading the saved image")]
     Io(#[from] io::Error),
     #[error("the saved image is not in the expected format: {0}")]
     Format(String),

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "digest_json",
             "doctor",
             "endpoint",
+            "error_chain",
             "escape",
             "hex",
             "host",

@@ -26,10 +26,7 @@ use crate::smoke::Level;
 /// `main` on the way out.
 pub async fn run(cli: Cli) -> Outcome {
     if let Err(e) = crate::signals::install() {
-        return Err(Failure {
-            code: 3,
-            error: anyhow::anyhow!("cannot watch for SIGINT/SIGTERM: {e}"),
-        });
+        return Err(crate::commands::EnvironmentError::Signals(e).into());
     }
     let token = crate::signals::token();
     let what = cli.command.name();
@@ -39,7 +36,7 @@ pub async fn run(cli: Cli) -> Outcome {
         r = dispatch(&cli) => match r {
             // A stage that saw the signal itself said so; any other error after it is one.
             Err(f) if crate::signals::cancelled() && f.code != 130 => {
-                Err(EngineError::Interrupted { what: format!("{what} ({:#})", f.error) }.into())
+                Err(EngineError::Interrupted { what: format!("{what} ({})", f.message()) }.into())
             }
             r => r,
         },
@@ -61,7 +58,7 @@ pub async fn run(cli: Cli) -> Outcome {
                 Some((message.as_str(), *code))
             }
             Err(f) => {
-                message = format!("{:#}", f.error);
+                message = f.message();
                 Some((message.as_str(), f.code))
             }
         };
@@ -489,10 +486,8 @@ async fn smoke(cli: &Cli, a: &cli::SmokeArgs, console: &mut Console) -> Outcome 
 }
 
 pub(crate) fn host_report() -> Result<crate::host::HostReport, Failure> {
-    let root = crate::host::HostRoot::from_env().map_err(|e| Failure {
-        code: 3,
-        error: anyhow::anyhow!("cannot read this host's identity: {e}"),
-    })?;
+    let root = crate::host::HostRoot::from_env()
+        .map_err(crate::commands::EnvironmentError::HostIdentity)?;
     Ok(crate::host::probe(&root))
 }
 
@@ -533,10 +528,9 @@ async fn run_cmd(cli: &Cli, a: &cli::RunArgs, console: &mut Console) -> Outcome 
                     .collect()
             })
             .unwrap_or_default();
-        Failure {
-            code: 3,
-            error: anyhow::anyhow!("{}", e.with_fits(&all, &host)),
-        }
+        Failure::from(crate::commands::EnvironmentError::Plan(
+            e.with_fits(&all, &host),
+        ))
     })?;
     if a.dry_run {
         println!("{}", crate::run_plan::docker_cli(&plan));

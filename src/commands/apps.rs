@@ -151,12 +151,10 @@ async fn run(cat: &Catalog, a: &cli::RunArgs, console: &mut Console) -> Outcome 
     opts.interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     opts.shm_size = Some(a.shm_size.clone());
     opts.network = a.network.mode().map(String::from);
-    let mut plan = run_plan::plan(&r, &host, &opts).map_err(|e| Failure {
-        code: 3,
-        error: anyhow::anyhow!(
-            "{}",
-            e.with_fits(std::slice::from_ref(&l.stack.recipe), &host)
-        ),
+    let mut plan = run_plan::plan(&r, &host, &opts).map_err(|e| {
+        crate::commands::EnvironmentError::Plan(
+            e.with_fits(std::slice::from_ref(&l.stack.recipe), &host),
+        )
     })?;
     plan.cmd = if a.cmd.is_empty() {
         let target = if a.cpu {

@@ -24,12 +24,13 @@ pub async fn clean(a: &cli::CleanArgs, console: &mut Console) -> Outcome {
     let mut locks: std::collections::HashMap<String, Result<RunLock, String>> = Default::default();
     let mut lock_of = |r: &str| -> Result<Option<String>, Failure> {
         if !locks.contains_key(r) {
-            let l = RunLock::try_acquire(&engine.host, r, "rdna1-images clean").map_err(|e| {
-                Failure {
-                    code: 3,
-                    error: anyhow::anyhow!("cannot read the run lock of {r}: {e}"),
-                }
-            })?;
+            let l =
+                RunLock::try_acquire(&engine.host, r, "rdna1-images clean").map_err(|source| {
+                    crate::commands::EnvironmentError::ReadRunLock {
+                        recipe: r.to_string(),
+                        source,
+                    }
+                })?;
             locks.insert(r.to_string(), l);
         }
         Ok(locks[r].as_ref().err().cloned())

@@ -60,7 +60,7 @@ pub(crate) async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
         Some(e) => Some(
             e.resolve_digest(loaded.recipe.base.image.as_ref())
                 .await
-                .map_err(|x| x.to_string()),
+                .map_err(|x| crate::error_chain::text(&x)),
         ),
         None => Some(Err(
             "no Docker engine answers to ask the registry".to_string()

@@ -41,6 +41,23 @@ impl Failure {
             error: e.into(),
         }
     }
+
+    /// What a person reads: the error's whole chain once (`{:#}`), then what to do where the
+    /// error keeps that apart from its message (the engine's advice, after its causes).
+    pub fn message(&self) -> String {
+        let mut text = format!("{:#}", self.error);
+        let engine = self.error.downcast_ref::<EngineError>().or_else(|| {
+            match self.error.downcast_ref::<DistError>() {
+                Some(DistError::Engine(e)) => Some(e),
+                _ => None,
+            }
+        });
+        if let Some(advice) = engine.and_then(EngineError::advice) {
+            text.push_str("\n  ");
+            text.push_str(advice);
+        }
+        text
+    }
 }
 
 impl From<LookupError> for Failure {
@@ -57,6 +74,42 @@ impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
         Failure {
             code: e.exit_code(),
+            error: e.into(),
+        }
+    }
+}
+
+/// The machine is not as the command needs it: exit 3, the CLI contract's environment.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    #[error("--smoke gpu needs an AMD GPU: {} does not exist (is the amdgpu driver loaded? `rdna1-images doctor` checks the host); use --smoke cpu on machines without one", kfd.display())]
+    NoGpu { kfd: std::path::PathBuf },
+    #[error("cannot take the run lock of {recipe} in {} (the state folder must be writable: set XDG_STATE_HOME to move it)", dir.display())]
+    RunLock {
+        recipe: String,
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the run lock of {recipe}")]
+    ReadRunLock {
+        recipe: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch for SIGINT/SIGTERM")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot read this host's identity")]
+    HostIdentity(#[source] std::io::Error),
+    /// No way to run the recipe on this host's GPUs (with the recipes that would fit).
+    #[error(transparent)]
+    Plan(#[from] crate::run_plan::PlanError),
+}
+
+impl From<EnvironmentError> for Failure {
+    fn from(e: EnvironmentError) -> Self {
+        Failure {
+            code: 3,
             error: e.into(),
         }
     }
@@ -153,13 +206,7 @@ pub(crate) fn resolve_level(choice: SmokeChoice, console: &mut Console) -> Resul
     Ok(match choice {
         SmokeChoice::Gpu => {
             if !kfd.exists() {
-                return Err(Failure {
-                    code: 3,
-                    error: anyhow::anyhow!(
-                        "--smoke gpu needs an AMD GPU: {} does not exist (is the amdgpu driver loaded? `rdna1-images doctor` checks the host); use --smoke cpu on machines without one",
-                        kfd.display()
-                    ),
-                });
+                return Err(EnvironmentError::NoGpu { kfd }.into());
             }
             Level::Gpu
         }
@@ -193,11 +240,55 @@ pub(crate) async fn hold_recipe(
     let what = format!("rdna1-images {command} {recipe}");
     crate::owner::RunLock::acquire(&engine.host, recipe, &what, &mut |m| progress.note(m))
         .await
-        .map_err(|e| Failure {
-            code: 3,
-            error: anyhow::anyhow!(
-                "cannot take the run lock of {recipe} in {}: {e}; the state folder must be writable (set XDG_STATE_HOME to move it)",
-                crate::owner::lock_dir().display()
-            ),
+        .map_err(|source| {
+            EnvironmentError::RunLock {
+                recipe: recipe.to_string(),
+                dir: crate::owner::lock_dir(),
+                source,
+            }
+            .into()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_code_comes_from_the_error_s_type() {
+        let f = Failure::from(EnvironmentError::Signals(std::io::Error::other(
+            "no signalfd",
+        )));
+        assert_eq!(f.code, 3);
+        assert_eq!(
+            f.message(),
+            "cannot watch for SIGINT/SIGTERM: no signalfd",
+            "the cause once, after its error"
+        );
+        let f = Failure::from(EngineError::api(
+            "inspecting image x",
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message: "boom".into(),
+            },
+        ));
+        assert_eq!(f.code, 1);
+        assert_eq!(f.message(), "inspecting image x: boom (HTTP 500)");
+    }
+
+    #[test]
+    fn the_engine_s_advice_follows_the_whole_chain() {
+        let e = EngineError::Unreachable {
+            host: "unix:///x.sock".into(),
+            chosen_by: crate::endpoint::Source::DockerHost,
+            cause: crate::engine::Unanswered::Timeout(std::time::Duration::from_secs(15)),
+            advice: "start it".into(),
+        };
+        let f = Failure::from(DistError::Engine(e));
+        assert_eq!(f.code, 3);
+        assert_eq!(
+            f.message(),
+            "cannot reach the Docker engine at unix:///x.sock (DOCKER_HOST): no answer within 15 s\n  start it"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! BuildKit builds through the Engine API, with progress as it happens.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
@@ -39,7 +39,8 @@ pub enum BuildEvent {
 }
 
 /// What the engine says when it cannot reach a registry: Go's dialer and resolver, TLS
-/// and proxy errors, as BuildKit passes them on.
+/// and proxy errors, as BuildKit passes them on. Read from text because that is all the
+/// build stream gives (`errorDetail.message`, `DockerStreamError`): no code, no type.
 const NETWORK_FAILURES: [&str; 10] = [
     "dial tcp",
     "no such host",
@@ -98,10 +99,38 @@ struct Vertices {
     finished: std::collections::HashSet<String>,
     partial: HashMap<String, String>,
     /// Last lines of each step's output, for the error message.
-    tails: HashMap<String, Vec<String>>,
+    tails: HashMap<String, StepTail>,
 }
 
-const TAIL_LINES: usize = 30;
+/// The last lines of one build step's output: what a failed step shows, in its error and on
+/// the console (one length for both, so the two never disagree on what "the tail" is).
+#[derive(Debug, Clone, Default)]
+pub struct StepTail(VecDeque<String>);
+
+impl StepTail {
+    /// How many lines a failed step shows.
+    pub const LINES: usize = 40;
+
+    /// Keeps `line`, dropping the oldest beyond [`StepTail::LINES`].
+    pub fn push(&mut self, line: String) {
+        self.0.push_back(line);
+        if self.0.len() > Self::LINES {
+            self.0.pop_front();
+        }
+    }
+
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl Vertices {
     fn output(&mut self, vertex: &str, bytes: &[u8], emit: &mut dyn FnMut(BuildEvent)) {
@@ -115,11 +144,10 @@ impl Vertices {
             if line.is_empty() {
                 continue;
             }
-            let tail = self.tails.entry(vertex.to_string()).or_default();
-            tail.push(line.clone());
-            if tail.len() > TAIL_LINES {
-                tail.remove(0);
-            }
+            self.tails
+                .entry(vertex.to_string())
+                .or_default()
+                .push(line.clone());
             emit(BuildEvent::Output {
                 step: name.clone(),
                 line,
@@ -177,7 +205,7 @@ impl Engine {
                         .is_some_and(|n| message.contains(n.as_str()))
                 })
                 .or_else(|| v.tails.iter().max_by_key(|(_, t)| t.len()))
-                .map(|(_, t)| t.join("\n    "))
+                .map(|(_, t)| t.lines().collect::<Vec<_>>().join("\n    "))
                 .unwrap_or_default();
             let message = if tail.is_empty() {
                 message
@@ -302,6 +330,20 @@ impl Engine {
 #[cfg(test)]
 mod base_fetch_tests {
     use super::*;
+
+    #[test]
+    fn a_step_tail_keeps_the_last_lines_only() {
+        let mut t = StepTail::default();
+        for i in 0..StepTail::LINES + 5 {
+            t.push(format!("line {i}"));
+        }
+        assert_eq!(t.len(), StepTail::LINES);
+        assert_eq!(t.lines().next(), Some("line 5"));
+        assert_eq!(
+            t.lines().last().map(str::to_string),
+            Some(format!("line {}", StepTail::LINES + 4))
+        );
+    }
 
     #[test]
     fn a_base_the_engine_cannot_reach_is_the_environment_and_a_failing_run_step_is_not() {

@@ -76,7 +76,7 @@ impl CappedOutput {
 }
 
 /// How [`Engine::drive`] ended.
-enum Driven {
+enum DriveEnd {
     Ended(ContainerOutcome),
     /// Still running [`KILL_GRACE`] after its SIGKILL: the run gives up on it.
     Stuck(EngineError),
@@ -268,8 +268,8 @@ impl Engine {
         // otherwise leave the container behind), and by the guard when this is cancelled.
         let guard = ContainerGuard::new(self, created.id);
         let result = match self.drive(guard.id(), spec, on_stderr).await {
-            Ok(Driven::Ended(outcome)) => Ok(outcome),
-            Ok(Driven::Stuck(e)) => {
+            Ok(DriveEnd::Ended(outcome)) => Ok(outcome),
+            Ok(DriveEnd::Stuck(e)) => {
                 // Left running and labelled: `clean` (or a reboot) removes it later. A
                 // remove now would only wait on the engine as the kill did.
                 guard.keep();
@@ -288,7 +288,7 @@ impl Engine {
         id: &str,
         spec: &ContainerSpec,
         on_stderr: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<Driven, EngineError> {
+    ) -> Result<DriveEnd, EngineError> {
         let what = || format!("container of {}", spec.image);
         self.docker
             .start_container(id, None)
@@ -361,17 +361,17 @@ impl Engine {
                             // It is gone; only its log stream did not end: keep what came.
                             break;
                         }
-                        return Ok(Driven::Stuck(stuck(id, &what(), spec.timeout)));
+                        return Ok(DriveEnd::Stuck(stuck(id, &what(), spec.timeout)));
                     }
                     timed_out = true;
                     deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
                     if let Err(e) = self.kill(id).await {
-                        tracing::warn!("{e}");
+                        tracing::warn!("{}", crate::error_chain::Chain(&e));
                     }
                 },
                 _ = cancel.cancelled() => {
                     if let Err(e) = self.kill(id).await {
-                        tracing::warn!("{e}");
+                        tracing::warn!("{}", crate::error_chain::Chain(&e));
                     }
                     return Err(EngineError::Interrupted { what: what() });
                 }
@@ -380,7 +380,7 @@ impl Engine {
         if timed_out {
             exit_code = None;
         }
-        Ok(Driven::Ended(ContainerOutcome {
+        Ok(DriveEnd::Ended(ContainerOutcome {
             exit_code,
             stdout: stdout.into_string(),
             stderr: stderr.into_string(),
@@ -621,7 +621,7 @@ impl Engine {
                     }
                     _ = cancel.cancelled() => {
                         if let Err(e) = self.kill(&id).await {
-                            tracing::warn!("{e}");
+                            tracing::warn!("{}", crate::error_chain::Chain(&e));
                         }
                         stdin_task.abort();
                         return Err(EngineError::Interrupted { what: what() });

@@ -8,7 +8,7 @@ use bollard::query_parameters::ImportImageOptionsBuilder;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
-use super::{describe, Engine, EngineError};
+use super::{Engine, EngineError};
 use crate::image_archive::Store;
 
 /// A blocking writer whose bytes become the body of an engine request: the load archive is
@@ -98,7 +98,7 @@ impl Engine {
         let stream = self
             .docker
             .export_image(image)
-            .map_err(move |e| io::Error::other(format!("{what}: {}", describe(&e))));
+            .map_err(move |e| io::Error::other(EngineError::api(what.clone(), e)));
         tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(stream)))
     }
 
@@ -117,10 +117,7 @@ impl Engine {
         while let Some(item) = stream.next().await {
             let info = match item {
                 Err(e) if said.contains("Loaded image") && super::stray_end_of_stream(&e) => break,
-                other => other.map_err(|e| EngineError::Api {
-                    what: what(),
-                    detail: describe(&e),
-                })?,
+                other => other.map_err(|e| EngineError::api(what(), e))?,
             };
             if let Some(s) = info.stream {
                 said.push_str(&s);

@@ -12,14 +12,16 @@ use std::sync::Mutex;
 
 use super::{Engine, EngineError};
 
-enum Leftover {
+/// What a guard dropped armed leaves for [`drain`] to remove.
+enum PendingRemoval {
     Container(Engine, String),
     /// A temporary name (a registry reference the push or a pull made).
-    Tag(Engine, String),
-    Image(Engine, String),
-    Scratch(PathBuf),
+    TemporaryTag(Engine, String),
+    /// A candidate image (by id) that was not kept.
+    CandidateImage(Engine, String),
+    ScratchFolder(PathBuf),
     /// The untagged images of one input digest (see [`SweepGuard`]).
-    Sweep(Engine, String),
+    UntaggedOfInput(Engine, String),
 }
 
 /// Set while BuildKit exports an image whose id has not reached us yet (see
@@ -109,8 +111,8 @@ async fn wait_in_flight() {
     }
 }
 
-fn pending() -> std::sync::MutexGuard<'static, Vec<Leftover>> {
-    static PENDING: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
+fn pending() -> std::sync::MutexGuard<'static, Vec<PendingRemoval>> {
+    static PENDING: Mutex<Vec<PendingRemoval>> = Mutex::new(Vec::new());
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -122,36 +124,36 @@ pub async fn drain() {
     wait_in_flight().await;
     let mut all = std::mem::take(&mut *pending());
     all.sort_by_key(|l| match l {
-        Leftover::Container(..) => 0,
-        Leftover::Tag(..) => 1,
-        Leftover::Image(..) => 2,
-        Leftover::Sweep(..) => 3,
-        Leftover::Scratch(_) => 4,
+        PendingRemoval::Container(..) => 0,
+        PendingRemoval::TemporaryTag(..) => 1,
+        PendingRemoval::CandidateImage(..) => 2,
+        PendingRemoval::UntaggedOfInput(..) => 3,
+        PendingRemoval::ScratchFolder(_) => 4,
     });
     let mut images = vec![];
     let mut sweeps = vec![];
     for l in all {
         match l {
-            Leftover::Container(e, id) => {
+            PendingRemoval::Container(e, id) => {
                 if let Err(err) = e.remove_container(&id).await {
-                    tracing::warn!("cleanup: {err}");
+                    tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err));
                 }
             }
-            Leftover::Tag(e, reference) => {
+            PendingRemoval::TemporaryTag(e, reference) => {
                 if let Err(err) = e.untag(&reference).await {
-                    tracing::warn!("cleanup: {err}");
+                    tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err));
                 }
             }
-            Leftover::Image(e, id) => images.push((e, id)),
-            Leftover::Sweep(e, digest) => sweeps.push((e, digest)),
-            Leftover::Scratch(p) => remove_scratch(&p),
+            PendingRemoval::CandidateImage(e, id) => images.push((e, id)),
+            PendingRemoval::UntaggedOfInput(e, digest) => sweeps.push((e, digest)),
+            PendingRemoval::ScratchFolder(p) => remove_scratch(&p),
         }
     }
     for (e, id) in images.into_iter().rev() {
         match e.remove_untagged(&id).await {
             Ok(true) => tracing::debug!("cleanup: removed candidate image {id}"),
             Ok(false) => {}
-            Err(err) => tracing::warn!("cleanup: {err}"),
+            Err(err) => tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err)),
         }
     }
     for (e, digest) in sweeps {
@@ -186,7 +188,7 @@ async fn sweep(engine: &Engine, digest: &str) {
                             "cleanup: removed untagged image {id} of input {digest}"
                         ),
                         Ok(false) => {}
-                        Err(err) => tracing::warn!("cleanup: {err}"),
+                        Err(err) => tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err)),
                     }
                 }
                 if settle {
@@ -195,7 +197,7 @@ async fn sweep(engine: &Engine, digest: &str) {
             }
             Ok(_) => {}
             Err(err) => {
-                tracing::warn!("cleanup: {err}");
+                tracing::warn!("cleanup: {}", crate::error_chain::Chain(&err));
                 return;
             }
         }
@@ -234,7 +236,7 @@ impl SweepGuard {
 impl Drop for SweepGuard {
     fn drop(&mut self) {
         if let Some(d) = self.digest.take() {
-            pending().push(Leftover::Sweep(self.engine.clone(), d));
+            pending().push(PendingRemoval::UntaggedOfInput(self.engine.clone(), d));
         }
     }
 }
@@ -246,7 +248,7 @@ impl Drop for SweepGuard {
 pub fn drain_scratch_blocking() {
     let mut q = pending();
     q.retain(|l| match l {
-        Leftover::Scratch(p) => {
+        PendingRemoval::ScratchFolder(p) => {
             remove_scratch(p);
             false
         }
@@ -314,7 +316,7 @@ impl ImageGuard {
 impl Drop for ImageGuard {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            pending().push(Leftover::Image(self.engine.clone(), id));
+            pending().push(PendingRemoval::CandidateImage(self.engine.clone(), id));
         }
     }
 }
@@ -362,7 +364,7 @@ impl TagGuard {
 impl Drop for TagGuard {
     fn drop(&mut self) {
         if let Some(r) = self.reference.take() {
-            pending().push(Leftover::Tag(self.engine.clone(), r));
+            pending().push(PendingRemoval::TemporaryTag(self.engine.clone(), r));
         }
     }
 }
@@ -404,7 +406,7 @@ impl ContainerGuard {
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            pending().push(Leftover::Container(self.engine.clone(), id));
+            pending().push(PendingRemoval::Container(self.engine.clone(), id));
         }
     }
 }
@@ -462,7 +464,7 @@ impl Drop for ScratchGuard {
         if let Some(d) = self.dir.take() {
             live().retain(|p| p != &d);
             if std::fs::remove_dir_all(&d).is_err() && d.exists() {
-                pending().push(Leftover::Scratch(d));
+                pending().push(PendingRemoval::ScratchFolder(d));
             }
         }
     }

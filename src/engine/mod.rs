@@ -5,6 +5,7 @@
 
 mod build;
 mod container;
+mod daemon_error;
 pub mod export;
 pub mod guard;
 mod images;
@@ -20,29 +21,52 @@ use bollard::Docker;
 
 use crate::endpoint::{Endpoint, EnvView, Scheme};
 
-pub use build::{BuildEvent, BuildRequest};
+pub use build::{BuildEvent, BuildRequest, StepTail};
 pub use container::{Attach, ContainerOutcome, ContainerSpec, ManagedContainer, MountSpec};
+pub(crate) use daemon_error::describe;
+pub use daemon_error::DaemonError;
 pub use guard::{ContainerGuard, ImageGuard, ScratchGuard, SweepGuard, TagGuard};
 pub use images::ImageSummary;
 pub use registry::TransferEvent;
 pub use status::engine_status;
 
-/// Errors from the engine, each classed for the exit code.
+/// Errors from the engine, each classed for the exit code by its variant. Each keeps what
+/// went wrong as its source, so `{:#}` at the top says the whole chain once.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot reach the Docker engine at {host} ({chosen_by}): {detail}\n  {advice}")]
+    /// The engine did not answer: the environment (exit 3). What to do is in `advice`
+    /// ([`EngineError::advice`]), said after the whole chain.
+    #[error("cannot reach the Docker engine at {host} ({chosen_by})")]
     Unreachable {
         host: String,
         chosen_by: crate::endpoint::Source,
-        detail: String,
+        #[source]
+        cause: Unanswered,
         advice: String,
     },
-    #[error("cannot choose the Docker engine: {0}")]
-    Endpoint(crate::endpoint::EndpointError),
+    #[error("cannot choose the Docker engine")]
+    Endpoint(#[source] crate::endpoint::EndpointError),
+    /// The build failed; `message` is the engine's own text (with the step's last lines).
     #[error("build of {what} failed: {message}")]
     Build { what: String, message: String },
+    /// The engine answered something we cannot use (no id, no digest): our words, no cause.
     #[error("{what}: {detail}")]
     Api { what: String, detail: String },
+    /// An engine call failed; bollard's error is the source.
+    #[error("{what}")]
+    Daemon {
+        what: String,
+        #[source]
+        source: DaemonError,
+    },
+    /// A step on the engine's side failed for a reason of ours (the host could not be read,
+    /// a scratch folder, an archive): that error is the source.
+    #[error("{what}")]
+    Failed {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// The engine could not reach the base image's registry (DNS, a refused or cut
     /// connection, a proxy): the environment, not the recipe (exit 3).
     #[error("build of {what}: the engine could not fetch the base image{}: {message}\n  {}", base.as_deref().map(|b| format!(" {b}")).unwrap_or_default(), build::base_fetch_advice(base.as_deref()))]
@@ -51,6 +75,8 @@ pub enum EngineError {
         base: Option<String>,
         message: String,
     },
+    /// `detail` is the engine's or the registry's text, which the class was read from (the
+    /// registry's error code reaches us only inside it).
     #[error("{what}: {detail}\n  {}", class.advice())]
     Registry {
         what: String,
@@ -64,6 +90,15 @@ pub enum EngineError {
     Input(#[from] crate::recipe::RecipeError),
 }
 
+/// Why the engine did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Unanswered {
+    #[error("no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+}
+
 impl EngineError {
     /// The CLI contract's exit code: 3 for the environment, 130 interrupted, 1 the job.
     pub fn exit_code(&self) -> i32 {
@@ -73,15 +108,37 @@ impl EngineError {
             | EngineError::BaseUnreachable { .. } => 3,
             EngineError::Interrupted { .. } => 130,
             EngineError::Input(_) => 2,
-            EngineError::Build { .. } | EngineError::Api { .. } => 1,
+            EngineError::Build { .. }
+            | EngineError::Api { .. }
+            | EngineError::Daemon { .. }
+            | EngineError::Failed { .. } => 1,
             EngineError::Registry { class, .. } => class.exit_code(),
         }
     }
 
-    fn api(what: impl Into<String>, e: bollard::errors::Error) -> Self {
-        EngineError::Api {
+    /// What to do, where it is said after the whole chain rather than in the message.
+    pub fn advice(&self) -> Option<&str> {
+        match self {
+            EngineError::Unreachable { advice, .. } => Some(advice),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn api(what: impl Into<String>, e: bollard::errors::Error) -> Self {
+        EngineError::Daemon {
             what: what.into(),
-            detail: describe(&e),
+            source: DaemonError::from(e),
+        }
+    }
+
+    /// A failure of ours on the way, keeping `e` as the cause.
+    pub fn failed(
+        what: impl Into<String>,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        EngineError::Failed {
+            what: what.into(),
+            source: e.into(),
         }
     }
 }
@@ -102,34 +159,10 @@ impl From<crate::endpoint::EndpointError> for EngineError {
 /// so it shows under load, beside concurrent builds, and never alone. A stream cut mid-message
 /// gives another error (hyper's "connection closed before message completed"), so callers that
 /// already have what the stream was for (the image id, the digest) may end it here.
+/// Compared by text: tokio-util's `Decoder::decode_eof` makes it `io::Error::other` with only
+/// that text (no kind, no type of its own), so there is nothing typed to match.
 pub(crate) fn stray_end_of_stream(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::IOError { err } if err.to_string() == "bytes remaining on stream")
-}
-
-/// bollard's Display for server errors repeats the status code; keep the daemon's message.
-/// Transport errors (hyper, ssh) hide the cause in their source chain: say all of it.
-pub(crate) fn describe(e: &bollard::errors::Error) -> String {
-    use bollard::errors::Error as E;
-    match e {
-        E::DockerResponseServerError {
-            status_code,
-            message,
-        } => format!("{message} (HTTP {status_code})"),
-        E::DockerStreamError { error } => error.clone(),
-        other => {
-            let mut text = other.to_string();
-            let mut cause = std::error::Error::source(other);
-            while let Some(c) = cause {
-                let part = c.to_string();
-                if !text.contains(&part) {
-                    text.push_str(": ");
-                    text.push_str(&part);
-                }
-                cause = c.source();
-            }
-            text
-        }
-    }
 }
 
 /// A connected engine.
@@ -190,14 +223,17 @@ impl Engine {
     }
 
     pub async fn connect_to(endpoint: Endpoint) -> Result<Engine, EngineError> {
-        let unreachable = |detail: String| EngineError::Unreachable {
+        let unreachable = |cause: Unanswered| EngineError::Unreachable {
             host: endpoint.host.clone(),
             chosen_by: endpoint.source.clone(),
-            advice: endpoint.unreachable_advice(&detail),
-            detail,
+            advice: endpoint.unreachable_advice(matches!(
+                &cause,
+                Unanswered::Daemon(d) if d.io_kind_is(std::io::ErrorKind::PermissionDenied)
+            )),
+            cause,
         };
         tracing::debug!(host = %endpoint.host, chosen_by = %endpoint.source, "connecting");
-        let docker = client_for(&endpoint).map_err(|e| unreachable(describe(&e)))?;
+        let docker = client_for(&endpoint).map_err(|e| unreachable(DaemonError::from(e).into()))?;
         // An ssh endpoint starts an ssh session first: allow for a slow login.
         let deadline = Duration::from_secs(match endpoint.scheme() {
             Scheme::Ssh => 40,
@@ -205,12 +241,12 @@ impl Engine {
         });
         let docker = tokio::time::timeout(deadline, docker.negotiate_version())
             .await
-            .map_err(|_| unreachable(format!("no answer within {} s", deadline.as_secs())))?
-            .map_err(|e| unreachable(describe(&e)))?;
+            .map_err(|_| unreachable(Unanswered::Timeout(deadline)))?
+            .map_err(|e| unreachable(DaemonError::from(e).into()))?;
         tokio::time::timeout(deadline, docker.ping())
             .await
-            .map_err(|_| unreachable(format!("no answer within {} s", deadline.as_secs())))?
-            .map_err(|e| unreachable(describe(&e)))?;
+            .map_err(|_| unreachable(Unanswered::Timeout(deadline)))?
+            .map_err(|e| unreachable(DaemonError::from(e).into()))?;
         Ok(Engine {
             docker,
             host: endpoint.host.clone(),

@@ -40,7 +40,8 @@ fn header(creds: Option<&Credentials>) -> Option<DockerCredentials> {
 
 impl EngineError {
     /// A registry failure, classed for the exit code from what the engine said: its HTTP
-    /// status where it answered with one, and the registry's error code in its message.
+    /// status where it answered with one, and the registry's error code in its message (the
+    /// engine passes the registry's error on only as text, in its message or stream).
     pub fn registry(
         what: impl Into<String>,
         op: RegistryOp,

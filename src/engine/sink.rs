@@ -46,12 +46,14 @@ pub struct Policy {
     pub spool: bool,
 }
 
+/// An upload under way: its bytes go to `task`, which hashes, decompresses and spools them.
 struct Upload {
     tx: mpsc::Sender<io::Result<Bytes>>,
     task: tokio::task::JoinHandle<io::Result<Received>>,
     bytes: u64,
 }
 
+/// What the sink has been told and has received, behind one lock.
 #[derive(Default)]
 struct State {
     policy: Policy,
@@ -62,6 +64,8 @@ struct State {
     next_upload: u64,
 }
 
+/// What the accept loop and every connection share: our repository's name, where uploads
+/// spool, and the state.
 struct Shared {
     repo_path: String,
     scratch: PathBuf,
@@ -81,23 +85,12 @@ impl Drop for Sink {
     }
 }
 
-/// 16 random bytes as hex, for a repository name nobody else guesses.
-fn token() -> String {
-    use std::io::Read;
+/// 16 random bytes as hex, for a repository name nobody else guesses: from the system's
+/// random source (getrandom), so a failure says so instead of falling back to the clock.
+fn token() -> io::Result<String> {
     let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let seed = format!(
-            "{:?} {} {:p}",
-            std::time::SystemTime::now(),
-            std::process::id(),
-            &b
-        );
-        b.copy_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
-    }
-    hex(b)
+    getrandom::fill(&mut b)?;
+    Ok(hex(b))
 }
 
 impl Sink {
@@ -106,7 +99,7 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            repo_path: format!("rdna1-images-normalise/{}", token()),
+            repo_path: format!("rdna1-images-normalise/{}", token()?),
             scratch,
             state: Mutex::new(State::default()),
         });
@@ -147,15 +140,6 @@ impl Sink {
 
     pub fn set_policy(&self, policy: Policy) {
         self.shared.state.lock().unwrap().policy = policy;
-    }
-
-    /// The digest and diff id of each blob received so far.
-    pub fn received(&self) -> Vec<(String, String)> {
-        let st = self.shared.state.lock().unwrap();
-        st.blobs
-            .values()
-            .map(|b| (b.digest.clone(), b.diff_id.clone()))
-            .collect()
     }
 
     /// Takes the blobs received so far, by digest.
@@ -515,48 +499,33 @@ mod tests {
         let d = digest(&blob);
         let at = |rest: &str| format!("/v2/{name}/{rest}");
 
+        // What a normalise push sets: every blob but `ask` is had, `ask` is asked for.
+        let asking = |ask: &[&String]| Policy {
+            ask: ask.iter().map(|d| d.to_string()).collect(),
+            skip_unknown: true,
+            spool: true,
+            ..Policy::default()
+        };
+        let head = |digest: &str| {
+            let path = at(&format!("blobs/{digest}"));
+            let sink = &sink;
+            async move { call(sink, "HEAD", &path, b"").await }
+        };
+
         assert_eq!(call(&sink, "GET", "/v2/", b"").await.0, 200);
-        sink.set_policy(Policy {
-            skip_unknown: true,
-            spool: true,
-            ..Policy::default()
-        });
-        assert_eq!(
-            call(&sink, "HEAD", &at(&format!("blobs/{d}")), b"").await.0,
-            200
-        );
-        sink.set_policy(Policy {
-            ask: HashSet::from([d.clone()]),
-            skip_unknown: true,
-            spool: true,
-            ..Policy::default()
-        });
-        assert_eq!(
-            call(&sink, "HEAD", &at(&format!("blobs/{d}")), b"").await.0,
-            404
-        );
+        sink.set_policy(asking(&[]));
+        assert_eq!(head(&d).await.0, 200);
+        sink.set_policy(asking(&[&d]));
+        assert_eq!(head(&d).await.0, 404);
         // Asked for nothing unknown: only what it is told it has is had.
         let other_digest = digest(b"x");
         sink.set_policy(Policy {
             have: HashSet::from([other_digest.clone()]),
             ..Policy::default()
         });
-        assert_eq!(
-            call(&sink, "HEAD", &at(&format!("blobs/{d}")), b"").await.0,
-            404
-        );
-        assert_eq!(
-            call(&sink, "HEAD", &at(&format!("blobs/{other_digest}")), b"")
-                .await
-                .0,
-            200
-        );
-        sink.set_policy(Policy {
-            ask: HashSet::from([d.clone()]),
-            skip_unknown: true,
-            spool: true,
-            ..Policy::default()
-        });
+        assert_eq!(head(&d).await.0, 404);
+        assert_eq!(head(&other_digest).await.0, 200);
+        sink.set_policy(asking(&[&d]));
         // Another name, even one that starts like ours, is not served.
         let other = format!("/v2/{name}x/blobs/{d}");
         assert_eq!(call(&sink, "HEAD", &other, b"").await.0, 404);
@@ -611,14 +580,17 @@ mod tests {
     #[test]
     fn only_our_name_is_routed() {
         let repo = "rdna1-images-normalise/abc";
-        let ours = "/v2/rdna1-images-normalise/abc";
+        let our_repo = "/v2/rdna1-images-normalise/abc";
         for (path, want) in [
             ("/v2/".to_string(), Route::Ping),
-            (format!("{ours}/blobs/sha256:1"), Route::Blob("sha256:1")),
-            (format!("{ours}/blobs/uploads/"), Route::Uploads("")),
-            (format!("{ours}/blobs/uploads/u3"), Route::Uploads("u3")),
-            (format!("{ours}/manifests/t"), Route::Manifest("t")),
-            (format!("{ours}d/blobs/sha256:1"), Route::Other),
+            (
+                format!("{our_repo}/blobs/sha256:1"),
+                Route::Blob("sha256:1"),
+            ),
+            (format!("{our_repo}/blobs/uploads/"), Route::Uploads("")),
+            (format!("{our_repo}/blobs/uploads/u3"), Route::Uploads("u3")),
+            (format!("{our_repo}/manifests/t"), Route::Manifest("t")),
+            (format!("{our_repo}d/blobs/sha256:1"), Route::Other),
             ("/v2/other/blobs/sha256:1".to_string(), Route::Other),
         ] {
             assert_eq!(route(&path, repo), want, "{path}");

@@ -9,7 +9,9 @@ use crate::endpoint::EnvView;
 pub async fn engine_status() -> EngineStatus {
     let endpoint = match crate::endpoint::resolve(&EnvView::from_process()) {
         Ok(e) => e,
-        Err(e) => return EngineStatus::unreachable(EngineError::from(e).to_string()),
+        Err(e) => {
+            return EngineStatus::unreachable(crate::error_chain::text(&EngineError::from(e)))
+        }
     };
     let mut status = EngineStatus {
         chosen_by: Some(endpoint.source.to_string()),
@@ -19,11 +21,11 @@ pub async fn engine_status() -> EngineStatus {
     let engine = match Engine::connect_to(endpoint).await {
         Ok(e) => e,
         Err(e) => {
-            if let EngineError::Unreachable { detail, advice, .. } = &e {
-                status.error = Some(detail.clone());
+            if let EngineError::Unreachable { cause, advice, .. } = &e {
+                status.error = Some(crate::error_chain::text(cause));
                 status.fix = Some(advice.clone());
             } else {
-                status.error = Some(e.to_string());
+                status.error = Some(crate::error_chain::text(&e));
             }
             return status;
         }
@@ -31,7 +33,7 @@ pub async fn engine_status() -> EngineStatus {
     let info = match engine.info().await {
         Ok(i) => i,
         Err(e) => {
-            status.error = Some(e.to_string());
+            status.error = Some(crate::error_chain::text(&e));
             return status;
         }
     };

@@ -75,18 +75,11 @@ pub async fn app_smoke(
     let mut target = None;
     if level == Level::Gpu {
         let what = || format!("app checks of {} ({})", r.name, short_id(image));
-        let root = HostRoot::from_env().map_err(|e| EngineError::Api {
-            what: what(),
-            detail: format!("cannot read the host: {e}"),
-        })?;
+        let root = HostRoot::from_env()
+            .map_err(|e| EngineError::failed(format!("{}: cannot read the host", what()), e))?;
         let host = crate::host::probe(&root);
-        let plan =
-            run_plan::plan(&r, &host, &RunOptions::new(std::env::temp_dir())).map_err(|e| {
-                EngineError::Api {
-                    what: what(),
-                    detail: e.to_string(),
-                }
-            })?;
+        let plan = run_plan::plan(&r, &host, &RunOptions::new(std::env::temp_dir()))
+            .map_err(|e| EngineError::failed(what(), e))?;
         let gpu = crate::pipeline::container_spec(&plan);
         container.devices = gpu.devices;
         container.group_add = gpu.group_add;

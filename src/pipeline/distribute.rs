@@ -589,7 +589,10 @@ pub async fn pull_for_build(
         Ok(Err(e)) => {
             progress.note(&format!(
                 "could not ask the registry for {reference} ({}): building",
-                e.to_string().lines().next().unwrap_or_default()
+                crate::error_chain::text(&e)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
             ));
             return Ok(PullForBuild::Build);
         }

@@ -289,9 +289,10 @@ async fn drift_note(
             progress.note(&format!("drift of {pinned_ref}, old build first:\n{c}"));
         }
         Err(e) => progress.note(&format!(
-            "drift: could not compare {} with {}: {e}",
+            "drift: could not compare {} with {}: {}",
             short_id(old),
-            short_id(new)
+            short_id(new),
+            crate::error_chain::Chain(&e)
         )),
     }
 }

@@ -42,11 +42,12 @@ pub fn final_base(r: &Recipe) -> String {
     }
 }
 
-fn failed(image: &str, detail: impl ToString) -> EngineError {
-    EngineError::Api {
-        what: format!("normalising image {image}"),
-        detail: detail.to_string(),
-    }
+/// What went wrong stays the source: an engine error, an archive error, or our words.
+fn failed(
+    image: &str,
+    cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+) -> EngineError {
+    EngineError::failed(format!("normalising image {image}"), cause)
 }
 
 /// Rewrites the layers the build added and the config, loads the result, and removes the
@@ -168,7 +169,8 @@ async fn normalise_inner(
             Ok(s) => s,
             Err(e) if way == Way::Auto => {
                 progress.note(&format!(
-                    "the engine could not hand over the new layers by a push to 127.0.0.1 ({e}); reading the whole image from a save instead"
+                    "the engine could not hand over the new layers by a push to 127.0.0.1 ({e}); reading the whole image from a save instead",
+                    e = crate::error_chain::Chain(&e)
                 ));
                 timings = Timings::default();
                 by_save(engine, built, &plan, &scratch, &mut timings).await?
@@ -352,15 +354,15 @@ async fn by_push(
     scratch: &ScratchGuard,
     timings: &mut Timings,
 ) -> Result<SavedImage, EngineError> {
-    let fail = |d: String| failed(built, d);
     if plan.keep == 0 {
-        return Err(fail(format!(
-            "the push way needs the base {base} in the engine, and it is not"
-        )));
+        return Err(failed(
+            built,
+            format!("the push way needs the base {base} in the engine, and it is not"),
+        ));
     }
     let sink = Sink::start(scratch.path().to_path_buf())
         .await
-        .map_err(|e| fail(format!("starting a registry on 127.0.0.1: {e}")))?;
+        .map_err(|e| failed(built, format!("starting a registry on 127.0.0.1: {e}")))?;
     let repo = sink.repository();
     let started = Instant::now();
     let cached = lower_cache::load(plan);
@@ -375,7 +377,7 @@ async fn by_push(
         engine.tag(base, &repo, "base").await?;
         let pushed = push_to_sink(engine, &sink, "base").await;
         name.release().await?;
-        pushed.map_err(|e| fail(e.to_string()))?;
+        pushed.map_err(|e| failed(built, e))?;
         let blobs = sink.take_blobs();
         match cached {
             Some(l) => l,
@@ -383,7 +385,10 @@ async fn by_push(
                 let mut lower = Lower::default();
                 for (i, id) in plan.diff_ids[..plan.keep].iter().enumerate() {
                     let b = blobs.values().find(|b| b.diff_id == *id).ok_or_else(|| {
-                        fail(format!("the push did not hand over base layer {i} ({id})"))
+                        failed(
+                            built,
+                            format!("the push did not hand over base layer {i} ({id})"),
+                        )
                     })?;
                     timings.bytes_skipped += b.bytes;
                     match &b.entries {
@@ -420,7 +425,7 @@ async fn by_push(
         sink.set_policy(policy.clone());
         push_to_sink(engine, &sink, "built")
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| failed(built, e))?;
         for (digest, mut b) in sink.take_blobs() {
             let added_at =
                 (plan.keep..plan.diff_ids.len()).find(|&i| plan.diff_ids[i] == b.diff_id);
@@ -435,9 +440,9 @@ async fn by_push(
         }
         let (top, mut by_digest) = sink
             .manifests("built")
-            .ok_or_else(|| fail("the push sent no manifest".into()))?;
+            .ok_or_else(|| failed(built, "the push sent no manifest"))?;
         let (config_digest, layers) =
-            image_archive::pushed_manifest(&top, &by_digest).map_err(|e| fail(e.to_string()))?;
+            image_archive::pushed_manifest(&top, &by_digest).map_err(|e| failed(built, e))?;
         // What the registry got under the tag must be the built image itself: the image id
         // is the config digest (classic) or the manifest's (containerd). Layers are checked
         // against the engine's diff ids in `finish`.
@@ -446,9 +451,10 @@ async fn by_push(
             Store::Containerd => format!("sha256:{}", crate::hex::encode(Sha256::digest(&top))),
         };
         if pushed != built {
-            return Err(fail(format!(
-                "the registry got {pushed} under the built image's name, not {built}"
-            )));
+            return Err(failed(
+                built,
+                format!("the registry got {pushed} under the built image's name, not {built}"),
+            ));
         }
         let mut missing: HashSet<String> = (plan.keep..plan.diff_ids.len())
             .filter(|i| !added.contains_key(i))
@@ -459,14 +465,16 @@ async fn by_push(
         }
         if missing.is_empty() {
             by_digest.extend(small.drain());
-            break image_archive::pushed_config(&top, &by_digest)
-                .map_err(|e| fail(e.to_string()))?;
+            break image_archive::pushed_config(&top, &by_digest).map_err(|e| failed(built, e))?;
         }
         if timings.passes >= 2 {
-            return Err(fail(format!(
-                "the push did not hand over {} blob(s) the registry asked for: {missing:?}",
-                missing.len()
-            )));
+            return Err(failed(
+                built,
+                format!(
+                    "the push did not hand over {} blob(s) the registry asked for: {missing:?}",
+                    missing.len()
+                ),
+            ));
         }
         // The second push: only the base layers, by the digests this manifest gave them,
         // are had. The classic store may try a layer under more than one digest it has
@@ -486,7 +494,7 @@ async fn by_push(
     timings.save = started.elapsed();
     drop(sink);
     image_archive::finish(plan, config, descriptors, added, lower, timings)
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| failed(built, e))
 }
 
 /// The base's folders ([`Lower`]), cached per base under `$XDG_CACHE_HOME/rdna1-images/lower`

@@ -83,16 +83,11 @@ pub async fn smoke_image(
         // The devices, numeric GIDs and override `run` would use on this host; no cache
         // volume: the first call must meet MIOpen's search with empty caches.
         let what = || format!("gpu smoke test of {} ({})", r.name, short_id(image));
-        let root = HostRoot::from_env().map_err(|e| EngineError::Api {
-            what: what(),
-            detail: format!("cannot read the host: {e}"),
-        })?;
+        let root = HostRoot::from_env()
+            .map_err(|e| EngineError::failed(format!("{}: cannot read the host", what()), e))?;
         let host = crate::host::probe(&root);
         let opts = RunOptions::new(std::env::temp_dir());
-        let plan = run_plan::plan(r, &host, &opts).map_err(|e| EngineError::Api {
-            what: what(),
-            detail: e.to_string(),
-        })?;
+        let plan = run_plan::plan(r, &host, &opts).map_err(|e| EngineError::failed(what(), e))?;
         let gpu = container_spec(&plan);
         container.devices = gpu.devices;
         container.group_add = gpu.group_add;

@@ -561,7 +561,8 @@ fn mismatch_message(name: &str, rel_error: f64, tolerance: f64) -> String {
     )
 }
 
-type Shape = (
+/// A Conv2d case's shape as the report gives it: in and out channels, size, batch, kernel.
+type Conv2dShape = (
     Option<u32>,
     Option<u32>,
     Option<u32>,
@@ -569,7 +570,7 @@ type Shape = (
     Option<u32>,
 );
 
-fn shape((cin, cout, size, batch, kernel): Shape) -> String {
+fn shape((cin, cout, size, batch, kernel): Conv2dShape) -> String {
     let n = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     format!(
         "{}->{} ch, input {}x{}x{}x{}, kernel {}",

@@ -4,20 +4,17 @@
 //! elapsed time); finished steps collapse to one line with their time, cached ones say so.
 //! Not on a terminal (CI logs): plain lines without escape codes, one per step start and
 //! end, with times. Build output shows with `-v` only, or when a step fails: its last
-//! [`TAIL_LINES`] lines, and the path of the whole log.
+//! [`StepTail::LINES`] lines, and the path of the whole log.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::BuildEvent;
+use crate::engine::{BuildEvent, StepTail};
 use crate::pipeline::{LayerEvent, Progress, Stage};
-
-/// Lines of a failed step shown on the console.
-pub const TAIL_LINES: usize = 40;
 
 /// Where the plain lines go: stderr, or a buffer in tests.
 type Sink = Box<dyn Write + Send>;
@@ -49,7 +46,7 @@ pub struct Console {
     /// Running steps, in the order they started, with their start.
     running: Vec<(String, Instant)>,
     /// The last lines of each step's output.
-    tails: HashMap<String, VecDeque<String>>,
+    tails: HashMap<String, StepTail>,
     log: Option<BuildLog>,
     log_dir: Option<PathBuf>,
     /// The recipe whose stages are being timed, its start and its stages.
@@ -311,7 +308,7 @@ impl Console {
         let tail: Vec<String> = self
             .tails
             .get(name)
-            .map(|t| t.iter().cloned().collect())
+            .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default();
         if !tail.is_empty() && self.verbose == 0 {
             self.always(&format!("   its last {} lines of output:", tail.len()));
@@ -354,11 +351,10 @@ impl Progress for Console {
             }
             BuildEvent::Output { step, line } => {
                 self.log_line(&format!("{step}: {line}"));
-                let tail = self.tails.entry(step.clone()).or_default();
-                tail.push_back(line.clone());
-                if tail.len() > TAIL_LINES {
-                    tail.pop_front();
-                }
+                self.tails
+                    .entry(step.clone())
+                    .or_default()
+                    .push(line.clone());
                 if self.verbose > 0 {
                     self.line(&format!("   | {line}"));
                 }
