@@ -17,7 +17,41 @@ die() { printf 'ensure-docker: error: %s\n' "$*" >&2; exit 1; }
 
 engine_answers() { command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; }
 
-engine_answers && exit 0
+# The default bridge network names a Linux bridge (docker0) that dockerd made at its start.
+# Where the machine's network set-up removes it afterwards, every published port fails
+# ("could not find bridge docker0"), and `rdna1-images run` of an app cannot publish its
+# port. Made again as dockerd makes it: the name, the subnet's first address, the MTU.
+# Only for the default engine (RDNA1_DOCKERD_ARGS engines have their own network set-up).
+repair_default_bridge() {
+    [[ -z ${RDNA1_DOCKERD_ARGS:-} ]] || return 0
+    local name subnet gateway mtu
+    name=$(timeout 20 docker network inspect bridge \
+        --format '{{index .Options "com.docker.network.bridge.name"}}' 2>/dev/null) || return 0
+    [[ $name =~ ^[a-zA-Z0-9_.-]{1,15}$ ]] || return 0
+    ip link show "$name" >/dev/null 2>&1 && return 0
+    if [[ $(id -u) -ne 0 ]] || ! command -v ip >/dev/null; then
+        log "the engine's bridge $name is missing, so no port can be published; only root with iproute2 can make it again"
+        return 0
+    fi
+    subnet=$(timeout 20 docker network inspect bridge --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}')
+    gateway=$(timeout 20 docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}} {{end}}')
+    mtu=$(timeout 20 docker network inspect bridge --format '{{index .Options "com.docker.network.driver.mtu"}}')
+    read -r subnet _ <<<"$subnet"
+    read -r gateway _ <<<"${gateway:-}"
+    if [[ ! $subnet =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/([0-9]+)$ ]]; then
+        log "the engine's bridge $name is missing and its subnet '$subnet' is not one this script can set up; published ports will fail"
+        return 0
+    fi
+    local prefix=${BASH_REMATCH[1]} bits=${BASH_REMATCH[2]}
+    gateway=${gateway:-$prefix.1}
+    ip link add "$name" type bridge
+    ip addr add "$gateway/$bits" dev "$name"
+    [[ $mtu =~ ^[0-9]+$ ]] && ip link set "$name" mtu "$mtu"
+    ip link set "$name" up
+    log "made the engine's missing bridge $name again ($gateway/$bits, mtu ${mtu:-default})"
+}
+
+engine_answers && { repair_default_bridge; exit 0; }
 
 [[ $(id -u) -eq 0 ]] || die "the Docker engine does not answer and only root can install or start it"
 
@@ -27,7 +61,7 @@ if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
     # policy-rc.d or no init system: the package's own service may not start, so
     # dockerd is started by hand below either way.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
-    engine_answers && { log "engine answers after install"; exit 0; }
+    engine_answers && { log "engine answers after install"; repair_default_bridge; exit 0; }
 fi
 
 # A dockerd may already be running but still starting up (or wedged): do not
@@ -54,6 +88,7 @@ fi
 for ((i = 0; i < WAIT; i++)); do
     if engine_answers; then
         log "engine answers after ${i} s"
+        repair_default_bridge
         exit 0
     fi
     if [[ -n ${pid:-} ]] && ! kill -0 "$pid" 2>/dev/null; then

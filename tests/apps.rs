@@ -305,13 +305,16 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
             ]);
             assert!(left.is_empty(), "containers left: {left}");
             if err.contains("could not find bridge docker0") {
-                // Docker 20.10 here has no docker0 bridge: no port can be published at all
-                // (`docker run -p` fails the same way). What `run` must do then is what is
-                // checked: fail, pass the engine's reason on, and leave no container
-                // (asserted above). The 28.5 engines below reach the app itself.
+                // The engine's default bridge is gone (this machine's network set-up removes
+                // docker0 after dockerd made it; ci/ensure-docker.sh makes it again). `run`
+                // failed and left nothing (asserted above), but the port was not proven.
                 assert_ne!(code, Some(0), "run succeeded without its port:\n{err}");
                 let _ = docker(&["volume", "rm", &format!("rdna1-images-miopen-{app}")]);
-                eprintln!("apps: the engine has no docker0 bridge: `run` failed as it must, leaving nothing; the port itself is not reachable here");
+                let why = "the engine's docker0 bridge is missing, so no port can be published: run `bash ci/ensure-docker.sh` as root";
+                if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") {
+                    panic!("{why}\n{err}");
+                }
+                skip(why);
                 return;
             }
             panic!("run ended before answering ({code:?}):\n{err}");
