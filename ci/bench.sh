@@ -46,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 # A cache of our own: the first build on each base is measured as such.
 export XDG_CACHE_HOME=$work/cache
-# This machine kind's engine has no docker0 bridge; the fixture needs no network.
+# The fixture needs no network (and this machine kind's engine may have lost docker0).
 export RDNA1_IMAGES_BUILD_NETWORK=none
 # Time the build itself, not a registry lookup (pull-or-build).
 export RDNA1_IMAGES_NO_PULL=1

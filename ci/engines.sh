@@ -21,7 +21,7 @@
 #
 # Why these flags: the machine's /etc/docker/daemon.json sets data-root and
 # storage-driver, which conflict with flags, so each daemon gets a config file of
-# its own; these machines have no docker0 bridge and no iptables to spare, hence
+# its own; docker0 belongs to the machine's engine and iptables is not ours to change, hence
 # --bridge=none --iptables=false. sid's runc needs glibc 2.38, so the machine's own
 # runc runs the containers (dockerd and containerd 2.1 run on bookworm's glibc).
 # State lives in $RDNA1_ENGINES_DIR (default /tmp/rdna1-engines); the mirror comes

@@ -245,7 +245,7 @@ fn clean_spares_a_live_run() {
             "run",
             &name,
             "--cpu",
-            // This machine's 20.10 engine has no docker0 bridge.
+            // No network needed (and 20.10 here may have lost its docker0 bridge).
             "--network",
             "none",
             "--",

@@ -391,6 +391,47 @@ impl Engine {
 
     /// SIGKILL, bounded by [`KILL_GRACE`]: the engine answers a kill only once the process
     /// has exited, which a process stuck in the kernel never does.
+    /// Every port `spec` publishes is bound by the engine. An engine without a bridge
+    /// network (`dockerd --bridge=none`) starts the container and publishes nothing, with no
+    /// error: the address `run` prints would answer nothing.
+    async fn check_published(
+        &self,
+        id: &str,
+        spec: &ContainerSpec,
+        what: &str,
+    ) -> Result<(), EngineError> {
+        if spec.ports.is_empty() {
+            return Ok(());
+        }
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| EngineError::api(format!("inspecting the {what}"), e))?;
+        let bound = info
+            .network_settings
+            .and_then(|n| n.ports)
+            .unwrap_or_default();
+        for (address, host_port, port) in &spec.ports {
+            let published = bound
+                .get(&format!("{port}/tcp"))
+                .and_then(|b| b.as_ref())
+                .is_some_and(|b| !b.is_empty());
+            if !published {
+                return Err(EngineError::PortNotPublished {
+                    what: what.to_string(),
+                    port: *port,
+                    address: if address.contains(':') {
+                        format!("[{address}]:{host_port}")
+                    } else {
+                        format!("{address}:{host_port}")
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn kill(&self, id: &str) -> Result<(), EngineError> {
         let kill = self.docker.kill_container(
             id,
@@ -586,6 +627,10 @@ impl Engine {
                 .start_container(&id, None)
                 .await
                 .map_err(|e| EngineError::api(format!("starting the {}", what()), e))?;
+            if let Err(e) = self.check_published(&id, spec, &what()).await {
+                let _ = self.kill(&id).await;
+                return Err(e);
+            }
             let resizer = tty.then(|| self.follow_window_size(&id));
             let _raw = if tty { RawMode::enable() } else { None };
             let mut input = attached.input;

@@ -83,6 +83,15 @@ pub enum EngineError {
         detail: String,
         class: crate::registry::RegistryFailure,
     },
+    /// A container was to publish ports and the engine published none (an engine without a
+    /// bridge network, `dockerd --bridge=none`, starts it anyway): nothing would answer at
+    /// the address, so the container is stopped. The environment (exit 3).
+    #[error("the engine started the {what} but published no port for its {port}/tcp, so nothing would answer at {address}\n  the engine has no network that publishes ports (started with --bridge=none, or its bridge is gone): start it with a bridge network, or run on an engine that has one")]
+    PortNotPublished {
+        what: String,
+        port: u16,
+        address: String,
+    },
     #[error("{what} was interrupted")]
     Interrupted { what: String },
     /// Bad input found on the way (a recipe's file or patch missing): exit 2, not 1.
@@ -105,7 +114,8 @@ impl EngineError {
         match self {
             EngineError::Unreachable { .. }
             | EngineError::Endpoint(_)
-            | EngineError::BaseUnreachable { .. } => 3,
+            | EngineError::BaseUnreachable { .. }
+            | EngineError::PortNotPublished { .. } => 3,
             EngineError::Interrupted { .. } => 130,
             EngineError::Input(_) => 2,
             EngineError::Build { .. }
