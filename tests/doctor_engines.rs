@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -15,40 +14,9 @@ use common::*;
 /// The machine's engine and the 28.5 engines of ci/engines.sh, with what `docker` says their
 /// store is (`containerd` or `classic`).
 fn engines(test: &str) -> Vec<(String, String)> {
-    let mut hosts = vec![(
-        "machine".to_string(),
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
-    )];
-    let listed = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/engines.sh"))
-        .arg("env")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for (var, label) in [
-        ("RDNA1_ENGINE_CLASSIC", "28 classic"),
-        ("RDNA1_ENGINE_CONTAINERD", "28 containerd"),
-    ] {
-        let host = std::env::var(var).ok().or_else(|| {
-            listed
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-                .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
-        });
-        let up = host
-            .as_ref()
-            .is_some_and(|h| docker_at(h, &["image", "inspect", "rdna1-test-base:bookworm"]).0);
-        match host {
-            Some(h) if up => hosts.push((label.to_string(), h)),
-            _ if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") => panic!(
-                "{test}: the {label} engine ({var}) is not running with the test base: `bash ci/engines.sh start`"
-            ),
-            _ => skip(&format!(
-                "{test} on {label}: {var} is not running (bash ci/engines.sh start)"
-            )),
-        }
-    }
-    hosts
+    engines_for(test, "machine", |h| {
+        docker_at(h, &["image", "inspect", "rdna1-test-base:bookworm"]).0
+    })
 }
 
 fn docker_at(host: &str, args: &[&str]) -> (bool, String) {

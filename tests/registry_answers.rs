@@ -215,42 +215,13 @@ fn answer(
 
 /// The machine's engine and the 28.5 engines of ci/engines.sh.
 fn engines(test: &str) -> Vec<(String, String)> {
-    let mut hosts = vec![(
-        "20.10".to_string(),
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
-    )];
-    let listed = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/engines.sh"))
-        .arg("env")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for (var, label) in [
-        ("RDNA1_ENGINE_CLASSIC", "28 classic"),
-        ("RDNA1_ENGINE_CONTAINERD", "28 containerd"),
-    ] {
-        let host = std::env::var(var).ok().or_else(|| {
-            listed
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-                .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
-        });
-        let up = host.as_ref().is_some_and(|h| {
-            Command::new("docker")
-                .env("DOCKER_HOST", h)
-                .args(["version"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        match host {
-            Some(h) if up => hosts.push((label.to_string(), h)),
-            _ if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") => {
-                panic!("{test}: the {label} engine ({var}) does not answer: `bash ci/engines.sh start`")
-            }
-            _ => skip(&format!("{test} on {label}: {var} is not running")),
-        }
-    }
-    hosts
+    engines_for(test, "20.10", |h| {
+        Command::new("docker")
+            .env("DOCKER_HOST", h)
+            .args(["version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 fn tool(sb: &Sandbox, host: &str, args: &[&str], repo: &str, creds: Option<&str>) -> Output {

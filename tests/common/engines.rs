@@ -35,3 +35,26 @@ pub fn engines_28() -> Vec<(&'static str, &'static str, Option<String>)> {
     })
     .collect()
 }
+
+/// The machine's engine (labelled `machine_label`) and each 28.5 engine for which `usable`
+/// holds, as (label, address). A 28.5 engine that is missing or not usable fails the test
+/// under RDNA1_REQUIRE_DOCKER=1 and is otherwise skipped, recorded.
+pub fn engines_for(
+    test: &str,
+    machine_label: &str,
+    usable: impl Fn(&str) -> bool,
+) -> Vec<(String, String)> {
+    let mut hosts = vec![(machine_label.to_string(), machine_engine())];
+    for (label, var, host) in engines_28() {
+        match host {
+            Some(h) if usable(&h) => hosts.push((label.to_string(), h)),
+            _ if std::env::var("RDNA1_REQUIRE_DOCKER").as_deref() == Ok("1") => panic!(
+                "{test}: the {label} engine ({var}) is not running or not ready: `bash ci/engines.sh start`"
+            ),
+            _ => crate::common::skip(&format!(
+                "{test} on {label}: {var} is not running (bash ci/engines.sh start)"
+            )),
+        }
+    }
+    hosts
+}

@@ -15,7 +15,7 @@ mod engines;
 mod folder_server;
 mod group;
 #[allow(unused_imports)]
-pub use engines::{engines_28, machine_engine};
+pub use engines::{engines_28, engines_for, machine_engine};
 #[allow(unused_imports)]
 pub use folder_server::FolderServer;
 #[allow(unused_imports)]
