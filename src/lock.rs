@@ -279,13 +279,15 @@ pub async fn lock(
                     if opts.verify {
                         let (c, e2) = (client.clone(), e.clone());
                         let sdist = p.sdist;
-                        match blocking(move || resolve::recheck(&c, &e2, &target, sdist)).await? {
+                        match blocking(move || resolve::recheck(&c, &e2, &target, sdist, None))
+                            .await?
+                        {
                             Recheck::Same => {
                                 report.verified.push(format!("{} {}", e.name, e.version))
                             }
                             Recheck::Changed { url, sha256 } => changed.push(format!(
                                 "{} {}: the lock has {} ({}), the index now has {sha256} ({url})",
-                                e.name, e.version, e.sha256, e.url
+                                e.name, e.version, e.sha256, e.shown_source()
                             )),
                             Recheck::Skipped(why) => report.skipped.push(why),
                         }
@@ -305,7 +307,7 @@ pub async fn lock(
                     let e = blocking(move || resolve::resolve_one(&c, &i, &req, &target)).await?;
                     report.pinned.push((
                         format!("{} {}", e.name, e.version),
-                        format!("{} sha256 {} from {}", e.filename, e.sha256, e.index),
+                        format!("{} sha256 {} from {}", e.filename, e.sha256, e.shown_index()),
                     ));
                     new.put(e);
                 }
@@ -334,7 +336,7 @@ pub async fn lock(
                 req.url = None;
                 let (c, i) = (client.clone(), index.clone());
                 let now = blocking(move || resolve::resolve_one(&c, &i, &req, &target)).await?;
-                if &now.url != u || !p.sha256.contains(&now.sha256) {
+                if now.url.as_ref() != Some(u) || !p.sha256.contains(&now.sha256) {
                     changed.push(format!(
                         "{shown}: the recipe has {} ({u}), the index now has {} ({})",
                         p.sha256
@@ -343,7 +345,7 @@ pub async fn lock(
                             .collect::<Vec<_>>()
                             .join(", "),
                         now.sha256,
-                        now.url
+                        now.shown_source()
                     ));
                 } else {
                     report.verified.push(shown);

@@ -37,8 +37,9 @@ pub struct AppRecipe {
     pub requires: AppRequires,
     pub source: AppSource,
     /// Every Python package the app installs (the whole closure: pip runs with
-    /// `--no-deps`), pinned and hashed for the stack's Python. Never torch, torchvision or
-    /// torchaudio: those are the stack's.
+    /// `--no-deps`), pinned by version; the file and sha256 for the stack's Python are in the
+    /// lock beside the recipe (`<name>.lock`), unless the recipe hashes a package itself.
+    /// Never torch, torchvision or torchaudio: those are the stack's.
     #[serde(default)]
     pub python_packages: Vec<Wheel>,
     /// Wheel files from the recipes folder, installed from there instead of an index (apps
@@ -131,6 +132,8 @@ pub struct LoadedApp {
     pub stack: Loaded,
     /// The files the recipe names (source files, wheels, pip), by path.
     pub inputs: BTreeMap<RelPath, Vec<u8>>,
+    /// The lock file of the app's packages (as shown in messages).
+    pub lock_file: String,
 }
 
 impl LoadedApp {
@@ -191,12 +194,6 @@ fn validate_app(file: &str, text: &str, a: &AppRecipe) -> Result<(), RecipeError
                     "`{}` is the stack's: an app never installs or replaces torch, torchvision or torchaudio (the stack `{}` provides the tested ones); remove it",
                     p.name, a.stack
                 ),
-            );
-        }
-        if p.sha256.is_empty() {
-            return err(
-                &["python_packages", &i, "sha256"],
-                format!("`{}` has no sha256: every package an app installs is hashed (`pip download` the file and sha256sum it)", p.name),
             );
         }
     }
@@ -336,8 +333,37 @@ impl Catalog {
         }
     }
 
-    /// Finds, parses and validates one app recipe, with its stack and the files it names.
+    /// Finds, parses and validates one app recipe, with its stack and the files it names,
+    /// and fills its packages' hashes from its lock: what render, list, build and push all
+    /// see, so the input digest is the same in each. A package neither the recipe nor the
+    /// lock hashes is bad input naming the lock and the command that writes it.
     pub fn load_app(&self, name: &str) -> Result<LoadedApp, LookupError> {
+        let mut l = self.load_app_unlocked(name)?;
+        let missing = attach_app_lock(&self.source, &mut l)?;
+        if let Some((i, p)) = missing.first() {
+            let dir = match &self.source {
+                Origin::Dir(d) => format!(" --recipes {}", d.display()),
+                Origin::Embedded => String::new(),
+            };
+            let names: Vec<String> = missing
+                .iter()
+                .map(|(_, p)| format!("{} {}", p.name, p.version))
+                .collect();
+            return Err(l
+                .error_at(
+                    &["python_packages", &i.to_string(), "version"],
+                    format!(
+                        "`{} {}` has no hash in the recipe nor in {} (missing or stale for: {}): run `rdna1-images{dir} lock {name}` where pip's index is reachable",
+                        p.name, p.version, l.lock_file, names.join(", ")
+                    ),
+                )
+                .into());
+        }
+        Ok(l)
+    }
+
+    /// The app recipe as written, its lock not applied: what `lock` resolves from.
+    pub fn load_app_unlocked(&self, name: &str) -> Result<LoadedApp, LookupError> {
         if !is_plain_name(name) {
             return Err(LookupError::NotAName(name.to_string()));
         }
@@ -394,13 +420,55 @@ impl Catalog {
             let data = data.map_err(|m| RecipeError::at(&file, &text, &p, m))?;
             inputs.insert(rel, data);
         }
+        let lock_file = crate::lock::file::path_for(&self.source, name)
+            .display()
+            .to_string();
         Ok(LoadedApp {
             app,
             file,
             text,
             stack,
             inputs,
+            lock_file,
         })
+    }
+}
+
+/// Reads the app's lock (the shipped one for an embedded app without its own) and fills the
+/// hashes of the packages the recipe pins by version only; returns those still without one,
+/// with their index in `python_packages`.
+fn attach_app_lock(origin: &Origin, l: &mut LoadedApp) -> Result<Vec<(usize, Wheel)>, RecipeError> {
+    let name = l.app.name.to_string();
+    let (file, lock) = crate::lock::file::read(origin, &name).map_err(|m| lock_error(&m))?;
+    l.lock_file = file;
+    if let Some(lock) = &lock {
+        crate::lock::file::apply_app(&mut l.app.python_packages, lock);
+    }
+    Ok(l
+        .app
+        .python_packages
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.sha256.is_empty())
+        .map(|(i, p)| (i, p.clone()))
+        .collect())
+}
+
+/// A lock file's error (`file:line: message`) as a recipe error with its file and line.
+fn lock_error(m: &str) -> RecipeError {
+    let mut parts = m.splitn(3, ": ");
+    let head = parts.next().unwrap_or_default();
+    let (file, line) = match head.rsplit_once(':') {
+        Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().ok()),
+        _ => (head, None),
+    };
+    let rest = m[head.len()..].trim_start_matches(": ");
+    RecipeError {
+        file: file.to_string(),
+        line,
+        column: None,
+        field: String::new(),
+        message: rest.to_string(),
     }
 }
 
