@@ -13,6 +13,7 @@ use crate::recipe::{Loaded, PyTorch, Recipe, Wheel};
 use crate::simple_index::Target;
 use crate::values::HttpsUrl;
 
+pub mod app;
 pub mod file;
 pub mod resolve;
 
@@ -170,17 +171,21 @@ pub fn require_complete(l: &Loaded, a: &Attached) -> Result<(), LockError> {
         PyTorch::Wheels(w) => w.index.to_string(),
         _ => "its index".into(),
     };
-    let dir = match &l.origin {
-        crate::recipe::Origin::Dir(d) => format!(" --recipes {}", d.display()),
-        crate::recipe::Origin::Embedded => String::new(),
-    };
     Err(LockError::Missing {
         recipe: l.recipe.name.to_string(),
         file: a.file.clone(),
-        dir,
+        dir: recipes_flag(&l.origin),
         index,
         packages: a.missing.clone(),
     })
+}
+
+/// ` --recipes DIR` for the command a message tells to run, or nothing (embedded recipes).
+fn recipes_flag(origin: &crate::recipe::Origin) -> String {
+    match origin {
+        crate::recipe::Origin::Dir(d) => format!(" --recipes {}", d.display()),
+        crate::recipe::Origin::Embedded => String::new(),
+    }
 }
 
 fn requirement(p: &Wheel) -> Requirement {
@@ -285,10 +290,12 @@ pub async fn lock(
                             Recheck::Same => {
                                 report.verified.push(format!("{} {}", e.name, e.version))
                             }
-                            Recheck::Changed { url, sha256 } => changed.push(format!(
+                            Recheck::Changed { url, sha256 } => {
+                                changed.push(format!(
                                 "{} {}: the lock has {} ({}), the index now has {sha256} ({url})",
                                 e.name, e.version, e.sha256, e.shown_source()
-                            )),
+                            ))
+                            }
                             Recheck::Skipped(why) => report.skipped.push(why),
                         }
                     }
@@ -307,7 +314,12 @@ pub async fn lock(
                     let e = blocking(move || resolve::resolve_one(&c, &i, &req, &target)).await?;
                     report.pinned.push((
                         format!("{} {}", e.name, e.version),
-                        format!("{} sha256 {} from {}", e.filename, e.sha256, e.shown_index()),
+                        format!(
+                            "{} sha256 {} from {}",
+                            e.filename,
+                            e.sha256,
+                            e.shown_index()
+                        ),
                     ));
                     new.put(e);
                 }

@@ -51,8 +51,48 @@ pub(crate) async fn for_build(
     Ok(l)
 }
 
+/// An app's lock for `build`: as it is with `--locked` (a missing or stale entry is bad
+/// input naming the lock and the command to run), else completed first from pip's index,
+/// said loudly, as for a stack.
+pub(crate) async fn app_for_build(
+    cat: &Catalog,
+    name: &str,
+    locked: bool,
+    console: &mut Console,
+) -> Result<crate::recipe::LoadedApp, Failure> {
+    let first = cat.load_app(name);
+    if locked || first.is_ok() {
+        return Ok(first?);
+    }
+    let raw = cat.load_app_unlocked(name)?;
+    console.note(&format!(
+        "LOCK: {} pins packages by version only that {} has no file for: resolving them on pip's configured index now (--locked forbids this)",
+        raw.app.name, raw.lock_file
+    ));
+    let report =
+        crate::lock::app::lock_app(&raw, crate::lock::LockOptions::default(), None).await?;
+    for (what, file) in &report.pinned {
+        console.note(&format!("LOCK: pinned {what}: {file}"));
+    }
+    console.note(&format!(
+        "LOCK: wrote {} ({} new entries); later builds use it as it is",
+        report.file,
+        report.pinned.len()
+    ));
+    Ok(cat.load_app(name)?)
+}
+
 pub(crate) async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
     let cat = catalog(cli);
+    let opts = crate::lock::LockOptions {
+        verify: a.verify,
+        locked: a.locked,
+    };
+    if cat.is_app(&a.recipe) {
+        let raw = cat.load_app_unlocked(&a.recipe)?;
+        let report = crate::lock::app::lock_app(&raw, opts, None).await?;
+        return print_report(&report, a.json);
+    }
     let loaded = cat.load(&a.recipe)?;
     let engine = Engine::connect().await.ok();
     // The base's digest, asked of the registry through the engine when one answers.
@@ -66,13 +106,13 @@ pub(crate) async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
             "no Docker engine answers to ask the registry".to_string()
         )),
     };
-    let opts = crate::lock::LockOptions {
-        verify: a.verify,
-        locked: a.locked,
-    };
     let report = crate::lock::lock(&loaded, opts, base).await?;
-    if a.json {
-        print_json(&report)?;
+    print_report(&report, a.json)
+}
+
+fn print_report(report: &crate::lock::LockReport, json: bool) -> Outcome {
+    if json {
+        print_json(report)?;
     } else {
         for (field, value) in &report.pinned {
             println!("pinned {}: {field} = {value}", report.file);

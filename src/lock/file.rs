@@ -17,11 +17,10 @@ use crate::values::{HttpsUrl, PipName, Sha256, Version};
 /// The lock files shipped with the embedded recipes (include_str, like the recipes): the
 /// nightly proposes them filled in; until then an empty lock, which the first `build`
 /// completes in the state folder.
-pub const EMBEDDED_LOCKS: &[(&str, &str)] =
-    &[
-        ("therock", include_str!("../../recipes/therock.lock")),
-        ("comfyui", include_str!("../../recipes/comfyui.lock")),
-    ];
+pub const EMBEDDED_LOCKS: &[(&str, &str)] = &[
+    ("therock", include_str!("../../recipes/therock.lock")),
+    ("comfyui", include_str!("../../recipes/comfyui.lock")),
+];
 
 /// The one format version this binary reads and writes.
 const FORMAT: &str = "1";
@@ -410,8 +409,7 @@ mod tests {
             index: Some(HttpsUrl::parse("https://h/simple/").unwrap()),
             filename: format!("{name}-{version}-py3-none-any.whl"),
             url: Some(
-                HttpsUrl::parse(&format!("https://h/f/{name}-{version}-py3-none-any.whl"))
-                    .unwrap(),
+                HttpsUrl::parse(&format!("https://h/f/{name}-{version}-py3-none-any.whl")).unwrap(),
             ),
             size: Some(12),
             sha256: Sha256::parse(&sha.to_string().repeat(64)).unwrap(),

@@ -345,10 +345,14 @@ impl Catalog {
                 Origin::Dir(d) => format!(" --recipes {}", d.display()),
                 Origin::Embedded => String::new(),
             };
-            let names: Vec<String> = missing
+            let mut names: Vec<String> = missing
                 .iter()
+                .take(5)
                 .map(|(_, p)| format!("{} {}", p.name, p.version))
                 .collect();
+            if missing.len() > names.len() {
+                names.push(format!("{} more", missing.len() - names.len()));
+            }
             return Err(l
                 .error_at(
                     &["python_packages", &i.to_string(), "version"],
@@ -444,8 +448,7 @@ fn attach_app_lock(origin: &Origin, l: &mut LoadedApp) -> Result<Vec<(usize, Whe
     if let Some(lock) = &lock {
         crate::lock::file::apply_app(&mut l.app.python_packages, lock);
     }
-    Ok(l
-        .app
+    Ok(l.app
         .python_packages
         .iter()
         .enumerate()
