@@ -141,10 +141,12 @@ pub fn recheck(
         }
         _ => match pip_index {
             Some(i) => i,
-            None => return Ok(Recheck::Skipped(format!(
+            None => {
+                return Ok(Recheck::Skipped(format!(
                 "{} {}: locked for pip's configured index, and none was given to compare it with",
                 e.name, e.version
-            ))),
+            )))
+            }
         },
     };
     let req = Requirement {

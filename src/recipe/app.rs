@@ -492,6 +492,59 @@ mod tests {
     }
 
     #[test]
+    fn comfyui_takes_every_hash_from_its_lock_and_refuses_without_it() {
+        let raw = Catalog::embedded().load_app_unlocked("comfyui").unwrap();
+        assert_eq!(raw.app.python_packages.len(), 70);
+        assert!(raw.app.python_packages.iter().all(|p| p.sha256.is_empty()));
+        let l = Catalog::embedded().load_app("comfyui").unwrap();
+        assert!(l.app.python_packages.iter().all(|p| p.sha256.len() == 1));
+
+        // A folder with the recipe but no lock: bad input naming the lock and the command.
+        let d = tempfile::tempdir().unwrap();
+        for n in ["comfyui", "therock"] {
+            let (_, t) = EMBEDDED_APPS
+                .iter()
+                .chain(EMBEDDED.iter())
+                .find(|(x, _)| *x == n)
+                .unwrap();
+            std::fs::write(d.path().join(format!("{n}.yaml")), t).unwrap();
+        }
+        let e = Catalog::dir(d.path())
+            .load_app("comfyui")
+            .unwrap_err()
+            .to_string();
+        let lock = d.path().join("comfyui.lock").display().to_string();
+        assert!(
+            e.contains(&lock)
+                && e.contains(&format!(
+                    "rdna1-images --recipes {} lock comfyui",
+                    d.path().display()
+                ))
+                && e.contains("python_packages[0].version")
+                && e.contains("65 more"),
+            "{e}"
+        );
+        // A hostile value in it: file and line.
+        let (_, t) = crate::lock::file::EMBEDDED_LOCKS
+            .iter()
+            .find(|(n, _)| *n == "comfyui")
+            .unwrap();
+        std::fs::write(
+            d.path().join("comfyui.lock"),
+            t.replacen("\nfile ", "\nfile ../", 1),
+        )
+        .unwrap();
+        let e = Catalog::dir(d.path())
+            .load_app("comfyui")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{lock}:7:")) && e.contains("not a file name"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn an_unsupported_pair_is_refused_with_file_and_line() {
         let text =
             include_str!("../../recipes/comfyui.yaml").replace("stack: therock", "stack: rocm52");
