@@ -267,6 +267,7 @@ pub async fn lock(
             .as_ref()
             .map(|_| l.recipe.base.reference());
     }
+    let mut changed = Vec::new();
     if let PyTorch::Wheels(w) = &l.recipe.pytorch {
         let client = Arc::new(IndexClient::new());
         let index: HttpsUrl = w.index.clone();
@@ -276,28 +277,14 @@ pub async fn lock(
         } else {
             Some(target_of(l)?)
         };
-        let mut changed = Vec::new();
         for p in unlocked {
             let target = target.expect("set when a package is unlocked");
             match file::entry_for(&old, p) {
                 Some(e) => {
                     if opts.verify {
-                        let (c, e2) = (client.clone(), e.clone());
                         let sdist = p.sdist;
-                        match blocking(move || resolve::recheck(&c, &e2, &target, sdist, None))
-                            .await?
-                        {
-                            Recheck::Same => {
-                                report.verified.push(format!("{} {}", e.name, e.version))
-                            }
-                            Recheck::Changed { url, sha256 } => {
-                                changed.push(format!(
-                                "{} {}: the lock has {} ({}), the index now has {sha256} ({url})",
-                                e.name, e.version, e.sha256, e.shown_source()
-                            ))
-                            }
-                            Recheck::Skipped(why) => report.skipped.push(why),
-                        }
+                        verify_entry(&client, e, target, sdist, None, &mut report, &mut changed)
+                            .await?;
                     }
                     new.put(e.clone());
                 }
@@ -364,15 +351,54 @@ pub async fn lock(
                 }
             }
         }
-        if !changed.is_empty() {
-            return Err(LockError::Changed {
-                file: report.file,
-                changed,
-            });
-        }
+    }
+    finish(report, changed, (&old, &new), &path, &name, opts)
+}
+
+/// Re-checks one locked entry (an app's on `pip_index`) and records what the index says:
+/// the same file in `report.verified`, a skip in `report.skipped`, another one in `changed`.
+async fn verify_entry(
+    client: &Arc<IndexClient>,
+    e: &LockEntry,
+    target: Target,
+    sdist: bool,
+    pip_index: Option<HttpsUrl>,
+    report: &mut LockReport,
+    changed: &mut Vec<String>,
+) -> Result<(), LockError> {
+    let (c, e2) = (client.clone(), e.clone());
+    match blocking(move || resolve::recheck(&c, &e2, &target, sdist, pip_index.as_ref())).await? {
+        Recheck::Same => report.verified.push(format!("{} {}", e.name, e.version)),
+        Recheck::Changed { url, sha256 } => changed.push(format!(
+            "{} {}: the lock has {} ({}), the index now has {sha256} ({url})",
+            e.name,
+            e.version,
+            e.sha256,
+            e.shown_source()
+        )),
+        Recheck::Skipped(why) => report.skipped.push(why),
+    }
+    Ok(())
+}
+
+/// The end of every `lock`: nothing written when a verified file changed (exit 1), else the
+/// new lock written atomically when it differs from the old, unless `--locked`.
+fn finish(
+    report: LockReport,
+    changed: Vec<String>,
+    (old, new): (&LockFile, &LockFile),
+    path: &std::path::Path,
+    name: &str,
+    opts: LockOptions,
+) -> Result<LockReport, LockError> {
+    if !changed.is_empty() {
+        return Err(LockError::Changed {
+            file: report.file,
+            changed,
+        });
     }
     if new != old && !opts.locked {
-        file::write_atomic(&path, &new.render(&name)).map_err(LockError::Recipe)?;
+        file::write_atomic(path, &new.render(name)).map_err(LockError::Recipe)?;
     }
     Ok(report)
 }

@@ -37,14 +37,7 @@ pub(crate) async fn for_build(
         attached.file
     ));
     let report = crate::lock::lock(&raw, crate::lock::LockOptions::default(), None).await?;
-    for (what, file) in &report.pinned {
-        console.note(&format!("LOCK: pinned {what}: {file}"));
-    }
-    console.note(&format!(
-        "LOCK: wrote {} ({} new entries); later builds use it as it is",
-        report.file,
-        report.pinned.len()
-    ));
+    say_written(&report, console);
     let mut l = cat.load(name)?;
     let attached = crate::lock::attach(&mut l)?;
     crate::lock::require_complete(&l, &attached)?;
@@ -67,10 +60,17 @@ pub(crate) async fn app_for_build(
     let raw = cat.load_app_unlocked(name)?;
     console.note(&format!(
         "LOCK: {} pins packages by version only that {} has no file for: resolving them on pip's configured index now (--locked forbids this)",
-        raw.app.name, raw.lock_file
+        raw.app.name,
+        crate::lock::file::path_for(&raw.stack.origin, name).display()
     ));
     let report =
         crate::lock::app::lock_app(&raw, crate::lock::LockOptions::default(), None).await?;
+    say_written(&report, console);
+    Ok(cat.load_app(name)?)
+}
+
+/// The `LOCK:` lines of a build that had to complete its lock.
+fn say_written(report: &crate::lock::LockReport, console: &mut Console) {
     for (what, file) in &report.pinned {
         console.note(&format!("LOCK: pinned {what}: {file}"));
     }
@@ -79,7 +79,6 @@ pub(crate) async fn app_for_build(
         report.file,
         report.pinned.len()
     ));
-    Ok(cat.load_app(name)?)
 }
 
 pub(crate) async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {

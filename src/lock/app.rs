@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use crate::index_client::IndexClient;
-use crate::recipe::{LoadedApp, Wheel};
+use crate::recipe::{Catalog, LoadedApp, LookupError, Origin, RecipeError, Wheel};
 use crate::values::HttpsUrl;
 
 use super::{
-    blocking, file, recipes_flag, requirement, resolve, target_of, LockError, LockFile,
-    LockOptions, LockReport, Recheck,
+    blocking, file, finish, recipes_flag, requirement, resolve, target_of, verify_entry, LockError,
+    LockFile, LockOptions, LockReport,
 };
 
 /// Says which index pip installs from here, read through pip's own configuration (its
@@ -107,21 +107,8 @@ pub async fn lock_app(
         match file::entry_for(&old, p) {
             Some(e) => {
                 if opts.verify {
-                    let (c, e2, i) = (client.clone(), e.clone(), index.clone());
-                    let sdist = p.sdist;
-                    match blocking(move || resolve::recheck(&c, &e2, &target, sdist, i.as_ref()))
-                        .await?
-                    {
-                        Recheck::Same => report.verified.push(format!("{} {}", e.name, e.version)),
-                        Recheck::Changed { url, sha256 } => changed.push(format!(
-                            "{} {}: the lock has {} ({}), pip's index now has {sha256} ({url})",
-                            e.name,
-                            e.version,
-                            e.sha256,
-                            e.shown_source()
-                        )),
-                        Recheck::Skipped(why) => report.skipped.push(why),
-                    }
+                    let (i, sdist) = (index.clone(), p.sdist);
+                    verify_entry(&client, e, target, sdist, i, &mut report, &mut changed).await?;
                 }
                 new.put(e.clone());
             }
@@ -152,14 +139,138 @@ pub async fn lock_app(
             }
         }
     }
-    if !changed.is_empty() {
-        return Err(LockError::Changed {
-            file: report.file,
-            changed,
-        });
+    finish(report, changed, (&old, &new), &path, &name, opts)
+}
+
+// `load_app` lives here, beside the lock it attaches, so that `recipe` stays below `lock`.
+impl Catalog {
+    /// Finds, parses and validates one app recipe, with its stack and the files it names,
+    /// and fills its packages' hashes from its lock: what render, list, build and push all
+    /// see, so the input digest is the same in each. A package neither the recipe nor the
+    /// lock hashes is bad input naming the lock and the command that writes it.
+    pub fn load_app(&self, name: &str) -> Result<LoadedApp, LookupError> {
+        let mut l = self.load_app_unlocked(name)?;
+        let missing = attach_app_lock(&self.source, &mut l)?;
+        if let Some((i, p)) = missing.first() {
+            let dir = match &self.source {
+                Origin::Dir(d) => format!(" --recipes {}", d.display()),
+                Origin::Embedded => String::new(),
+            };
+            let mut names: Vec<String> = missing
+                .iter()
+                .take(5)
+                .map(|(_, p)| format!("{} {}", p.name, p.version))
+                .collect();
+            if missing.len() > names.len() {
+                names.push(format!("{} more", missing.len() - names.len()));
+            }
+            return Err(l
+                .error_at(
+                    &["python_packages", &i.to_string(), "version"],
+                    format!(
+                        "`{} {}` has no hash in the recipe nor in {} (missing or stale for: {}): run `rdna1-images{dir} lock {name}` where pip's index is reachable",
+                        p.name, p.version, l.lock_file, names.join(", ")
+                    ),
+                )
+                .into());
+        }
+        Ok(l)
     }
-    if new != old && !opts.locked {
-        file::write_atomic(&path, &new.render(&name)).map_err(LockError::Recipe)?;
+}
+
+/// Reads the app's lock (the shipped one for an embedded app without its own) and fills the
+/// hashes of the packages the recipe pins by version only; returns those still without one,
+/// with their index in `python_packages`.
+fn attach_app_lock(origin: &Origin, l: &mut LoadedApp) -> Result<Vec<(usize, Wheel)>, RecipeError> {
+    let name = l.app.name.to_string();
+    let (file, lock) = file::read(origin, &name).map_err(|m| lock_error(&m))?;
+    l.lock_file = file;
+    if let Some(lock) = &lock {
+        file::apply_app(&mut l.app.python_packages, lock);
     }
-    Ok(report)
+    Ok(l.app
+        .python_packages
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.sha256.is_empty())
+        .map(|(i, p)| (i, p.clone()))
+        .collect())
+}
+
+/// A lock file's error (`file:line: message`) as a recipe error with its file and line.
+fn lock_error(m: &str) -> RecipeError {
+    let mut parts = m.splitn(3, ": ");
+    let head = parts.next().unwrap_or_default();
+    let (file, line) = match head.rsplit_once(':') {
+        Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().ok()),
+        _ => (head, None),
+    };
+    let rest = m[head.len()..].trim_start_matches(": ");
+    RecipeError {
+        file: file.to_string(),
+        line,
+        column: None,
+        field: String::new(),
+        message: rest.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::app::EMBEDDED_APPS;
+    use crate::recipe::EMBEDDED;
+
+    #[test]
+    fn comfyui_takes_every_hash_from_its_lock_and_refuses_without_it() {
+        let raw = Catalog::embedded().load_app_unlocked("comfyui").unwrap();
+        assert_eq!(raw.app.python_packages.len(), 70);
+        assert!(raw.app.python_packages.iter().all(|p| p.sha256.is_empty()));
+        let l = Catalog::embedded().load_app("comfyui").unwrap();
+        assert!(l.app.python_packages.iter().all(|p| p.sha256.len() == 1));
+
+        // A folder with the recipe but no lock: bad input naming the lock and the command.
+        let d = tempfile::tempdir().unwrap();
+        for n in ["comfyui", "therock"] {
+            let (_, t) = EMBEDDED_APPS
+                .iter()
+                .chain(EMBEDDED.iter())
+                .find(|(x, _)| *x == n)
+                .unwrap();
+            std::fs::write(d.path().join(format!("{n}.yaml")), t).unwrap();
+        }
+        let e = Catalog::dir(d.path())
+            .load_app("comfyui")
+            .unwrap_err()
+            .to_string();
+        let lock = d.path().join("comfyui.lock").display().to_string();
+        assert!(
+            e.contains(&lock)
+                && e.contains(&format!(
+                    "rdna1-images --recipes {} lock comfyui",
+                    d.path().display()
+                ))
+                && e.contains("python_packages[0].version")
+                && e.contains("65 more"),
+            "{e}"
+        );
+        // A hostile value in it: file and line.
+        let (_, t) = file::EMBEDDED_LOCKS
+            .iter()
+            .find(|(n, _)| *n == "comfyui")
+            .unwrap();
+        std::fs::write(
+            d.path().join("comfyui.lock"),
+            t.replacen("\nfile ", "\nfile ../", 1),
+        )
+        .unwrap();
+        let e = Catalog::dir(d.path())
+            .load_app("comfyui")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{lock}:7:")) && e.contains("not a file name"),
+            "{e}"
+        );
+    }
 }

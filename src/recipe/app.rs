@@ -132,7 +132,7 @@ pub struct LoadedApp {
     pub stack: Loaded,
     /// The files the recipe names (source files, wheels, pip), by path.
     pub inputs: BTreeMap<RelPath, Vec<u8>>,
-    /// The lock file of the app's packages (as shown in messages).
+    /// The lock file of the app's packages (as shown in messages), once attached.
     pub lock_file: String,
 }
 
@@ -333,40 +333,9 @@ impl Catalog {
         }
     }
 
-    /// Finds, parses and validates one app recipe, with its stack and the files it names,
-    /// and fills its packages' hashes from its lock: what render, list, build and push all
-    /// see, so the input digest is the same in each. A package neither the recipe nor the
-    /// lock hashes is bad input naming the lock and the command that writes it.
-    pub fn load_app(&self, name: &str) -> Result<LoadedApp, LookupError> {
-        let mut l = self.load_app_unlocked(name)?;
-        let missing = attach_app_lock(&self.source, &mut l)?;
-        if let Some((i, p)) = missing.first() {
-            let dir = match &self.source {
-                Origin::Dir(d) => format!(" --recipes {}", d.display()),
-                Origin::Embedded => String::new(),
-            };
-            let mut names: Vec<String> = missing
-                .iter()
-                .take(5)
-                .map(|(_, p)| format!("{} {}", p.name, p.version))
-                .collect();
-            if missing.len() > names.len() {
-                names.push(format!("{} more", missing.len() - names.len()));
-            }
-            return Err(l
-                .error_at(
-                    &["python_packages", &i.to_string(), "version"],
-                    format!(
-                        "`{} {}` has no hash in the recipe nor in {} (missing or stale for: {}): run `rdna1-images{dir} lock {name}` where pip's index is reachable",
-                        p.name, p.version, l.lock_file, names.join(", ")
-                    ),
-                )
-                .into());
-        }
-        Ok(l)
-    }
-
-    /// The app recipe as written, its lock not applied: what `lock` resolves from.
+    /// Finds, parses and validates one app recipe, with its stack and the files it names, as
+    /// written: its lock not applied (`Catalog::load_app` in `lock::app` applies it; that
+    /// is what render, list, build and push use).
     pub fn load_app_unlocked(&self, name: &str) -> Result<LoadedApp, LookupError> {
         if !is_plain_name(name) {
             return Err(LookupError::NotAName(name.to_string()));
@@ -424,54 +393,14 @@ impl Catalog {
             let data = data.map_err(|m| RecipeError::at(&file, &text, &p, m))?;
             inputs.insert(rel, data);
         }
-        let lock_file = crate::lock::file::path_for(&self.source, name)
-            .display()
-            .to_string();
         Ok(LoadedApp {
             app,
             file,
             text,
             stack,
             inputs,
-            lock_file,
+            lock_file: String::new(),
         })
-    }
-}
-
-/// Reads the app's lock (the shipped one for an embedded app without its own) and fills the
-/// hashes of the packages the recipe pins by version only; returns those still without one,
-/// with their index in `python_packages`.
-fn attach_app_lock(origin: &Origin, l: &mut LoadedApp) -> Result<Vec<(usize, Wheel)>, RecipeError> {
-    let name = l.app.name.to_string();
-    let (file, lock) = crate::lock::file::read(origin, &name).map_err(|m| lock_error(&m))?;
-    l.lock_file = file;
-    if let Some(lock) = &lock {
-        crate::lock::file::apply_app(&mut l.app.python_packages, lock);
-    }
-    Ok(l.app
-        .python_packages
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.sha256.is_empty())
-        .map(|(i, p)| (i, p.clone()))
-        .collect())
-}
-
-/// A lock file's error (`file:line: message`) as a recipe error with its file and line.
-fn lock_error(m: &str) -> RecipeError {
-    let mut parts = m.splitn(3, ": ");
-    let head = parts.next().unwrap_or_default();
-    let (file, line) = match head.rsplit_once(':') {
-        Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().ok()),
-        _ => (head, None),
-    };
-    let rest = m[head.len()..].trim_start_matches(": ");
-    RecipeError {
-        file: file.to_string(),
-        line,
-        column: None,
-        field: String::new(),
-        message: rest.to_string(),
     }
 }
 
@@ -489,59 +418,6 @@ mod tests {
             .names()
             .unwrap()
             .contains(&"comfyui".to_string()));
-    }
-
-    #[test]
-    fn comfyui_takes_every_hash_from_its_lock_and_refuses_without_it() {
-        let raw = Catalog::embedded().load_app_unlocked("comfyui").unwrap();
-        assert_eq!(raw.app.python_packages.len(), 70);
-        assert!(raw.app.python_packages.iter().all(|p| p.sha256.is_empty()));
-        let l = Catalog::embedded().load_app("comfyui").unwrap();
-        assert!(l.app.python_packages.iter().all(|p| p.sha256.len() == 1));
-
-        // A folder with the recipe but no lock: bad input naming the lock and the command.
-        let d = tempfile::tempdir().unwrap();
-        for n in ["comfyui", "therock"] {
-            let (_, t) = EMBEDDED_APPS
-                .iter()
-                .chain(EMBEDDED.iter())
-                .find(|(x, _)| *x == n)
-                .unwrap();
-            std::fs::write(d.path().join(format!("{n}.yaml")), t).unwrap();
-        }
-        let e = Catalog::dir(d.path())
-            .load_app("comfyui")
-            .unwrap_err()
-            .to_string();
-        let lock = d.path().join("comfyui.lock").display().to_string();
-        assert!(
-            e.contains(&lock)
-                && e.contains(&format!(
-                    "rdna1-images --recipes {} lock comfyui",
-                    d.path().display()
-                ))
-                && e.contains("python_packages[0].version")
-                && e.contains("65 more"),
-            "{e}"
-        );
-        // A hostile value in it: file and line.
-        let (_, t) = crate::lock::file::EMBEDDED_LOCKS
-            .iter()
-            .find(|(n, _)| *n == "comfyui")
-            .unwrap();
-        std::fs::write(
-            d.path().join("comfyui.lock"),
-            t.replacen("\nfile ", "\nfile ../", 1),
-        )
-        .unwrap();
-        let e = Catalog::dir(d.path())
-            .load_app("comfyui")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!("{lock}:7:")) && e.contains("not a file name"),
-            "{e}"
-        );
     }
 
     #[test]
