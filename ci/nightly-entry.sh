@@ -6,7 +6,7 @@
 #
 # Usage: ci/nightly-entry.sh RECIPE
 #
-#   0 lock     with RDNA1_NIGHTLY_LOCK=1 (recipes that pin versions only: therock):
+#   0 lock     with RDNA1_NIGHTLY_LOCK=1 (recipes that pin versions only: therock; the apps, comfyui):
 #              `rdna1-images lock RECIPE --verify` resolves what RECIPE.lock lacks from the
 #              recipe's index, once, into the checkout's lock, and fails when a locked file
 #              now has another hash; the steps below read that lock, and the workflow's

@@ -190,8 +190,8 @@ pub struct PromoteArgs {
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The recipe to lock: its lock file (`<recipe>.lock` beside it in --recipes DIR, else in
-    /// the state folder) gets every package the recipe pins by version only. The recipe
-    /// file itself is never written.
+    /// the state folder) gets every package the recipe pins by version only (an app's from
+    /// the index pip is configured with). The recipe file itself is never written.
     pub recipe: String,
     /// Also re-check every locked file, and every hashed package from the recipe's index,
     /// against the index, and fail (exit 1, nothing written) when a pinned version now has

@@ -13,6 +13,7 @@ use crate::recipe::{Loaded, PyTorch, Recipe, Wheel};
 use crate::simple_index::Target;
 use crate::values::HttpsUrl;
 
+pub mod app;
 pub mod file;
 pub mod resolve;
 
@@ -179,17 +180,21 @@ pub fn require_complete(l: &Loaded, a: &Attached) -> Result<(), LockError> {
         PyTorch::Wheels(w) => w.index.to_string(),
         _ => "its index".into(),
     };
-    let dir = match &l.origin {
-        crate::recipe::Origin::Dir(d) => format!(" --recipes {}", d.display()),
-        crate::recipe::Origin::Embedded => String::new(),
-    };
     Err(LockError::Missing {
         recipe: l.recipe.name.to_string(),
         file: a.file.clone(),
-        dir,
+        dir: recipes_flag(&l.origin),
         index,
         packages: a.missing.clone(),
     })
+}
+
+/// ` --recipes DIR` for the command a message tells to run, or nothing (embedded recipes).
+fn recipes_flag(origin: &crate::recipe::Origin) -> String {
+    match origin {
+        crate::recipe::Origin::Dir(d) => format!(" --recipes {}", d.display()),
+        crate::recipe::Origin::Embedded => String::new(),
+    }
 }
 
 fn requirement(p: &Wheel) -> Requirement {
@@ -271,6 +276,7 @@ pub async fn lock(
             .as_ref()
             .map(|_| l.recipe.base.reference());
     }
+    let mut changed = Vec::new();
     if let PyTorch::Wheels(w) = &l.recipe.pytorch {
         let client = Arc::new(IndexClient::new());
         let index: HttpsUrl = w.index.clone();
@@ -280,24 +286,14 @@ pub async fn lock(
         } else {
             Some(target_of(l)?)
         };
-        let mut changed = Vec::new();
         for p in unlocked {
             let target = target.expect("set when a package is unlocked");
             match file::entry_for(&old, p) {
                 Some(e) => {
                     if opts.verify {
-                        let (c, e2) = (client.clone(), e.clone());
                         let sdist = p.sdist;
-                        match blocking(move || resolve::recheck(&c, &e2, &target, sdist)).await? {
-                            Recheck::Same => {
-                                report.verified.push(format!("{} {}", e.name, e.version))
-                            }
-                            Recheck::Changed { url, sha256 } => changed.push(format!(
-                                "{} {}: the lock has {} ({}), the index now has {sha256} ({url})",
-                                e.name, e.version, e.sha256, e.url
-                            )),
-                            Recheck::Skipped(why) => report.skipped.push(why),
-                        }
+                        verify_entry(&client, e, target, sdist, None, &mut report, &mut changed)
+                            .await?;
                     }
                     new.put(e.clone());
                 }
@@ -314,7 +310,12 @@ pub async fn lock(
                     let e = blocking(move || resolve::resolve_one(&c, &i, &req, &target)).await?;
                     report.pinned.push((
                         format!("{} {}", e.name, e.version),
-                        format!("{} sha256 {} from {}", e.filename, e.sha256, e.index),
+                        format!(
+                            "{} sha256 {} from {}",
+                            e.filename,
+                            e.sha256,
+                            e.shown_index()
+                        ),
                     ));
                     new.put(e);
                 }
@@ -343,7 +344,7 @@ pub async fn lock(
                 req.url = None;
                 let (c, i) = (client.clone(), index.clone());
                 let now = blocking(move || resolve::resolve_one(&c, &i, &req, &target)).await?;
-                if &now.url != u || !p.sha256.contains(&now.sha256) {
+                if now.url.as_ref() != Some(u) || !p.sha256.contains(&now.sha256) {
                     changed.push(format!(
                         "{shown}: the recipe has {} ({u}), the index now has {} ({})",
                         p.sha256
@@ -352,22 +353,61 @@ pub async fn lock(
                             .collect::<Vec<_>>()
                             .join(", "),
                         now.sha256,
-                        now.url
+                        now.shown_source()
                     ));
                 } else {
                     report.verified.push(shown);
                 }
             }
         }
-        if !changed.is_empty() {
-            return Err(LockError::Changed {
-                file: report.file,
-                changed,
-            });
-        }
+    }
+    finish(report, changed, (&old, &new), &path, &name, opts)
+}
+
+/// Re-checks one locked entry (an app's on `pip_index`) and records what the index says:
+/// the same file in `report.verified`, a skip in `report.skipped`, another one in `changed`.
+async fn verify_entry(
+    client: &Arc<IndexClient>,
+    e: &LockEntry,
+    target: Target,
+    sdist: bool,
+    pip_index: Option<HttpsUrl>,
+    report: &mut LockReport,
+    changed: &mut Vec<String>,
+) -> Result<(), LockError> {
+    let (c, e2) = (client.clone(), e.clone());
+    match blocking(move || resolve::recheck(&c, &e2, &target, sdist, pip_index.as_ref())).await? {
+        Recheck::Same => report.verified.push(format!("{} {}", e.name, e.version)),
+        Recheck::Changed { url, sha256 } => changed.push(format!(
+            "{} {}: the lock has {} ({}), the index now has {sha256} ({url})",
+            e.name,
+            e.version,
+            e.sha256,
+            e.shown_source()
+        )),
+        Recheck::Skipped(why) => report.skipped.push(why),
+    }
+    Ok(())
+}
+
+/// The end of every `lock`: nothing written when a verified file changed (exit 1), else the
+/// new lock written atomically when it differs from the old, unless `--locked`.
+fn finish(
+    report: LockReport,
+    changed: Vec<String>,
+    (old, new): (&LockFile, &LockFile),
+    path: &std::path::Path,
+    name: &str,
+    opts: LockOptions,
+) -> Result<LockReport, LockError> {
+    if !changed.is_empty() {
+        return Err(LockError::Changed {
+            file: report.file,
+            changed,
+        });
     }
     if new != old && !opts.locked {
-        file::write_atomic(&path, &new.render(&name)).map_err(LockError::Recipe)?;
+        file::write_atomic(path, &new.render(name)).map_err(LockError::Recipe)?;
     }
     Ok(report)
 }

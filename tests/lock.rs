@@ -382,3 +382,160 @@ fn lock_says_which_version_is_missing_and_an_unreachable_index_is_the_environmen
         text(&o)
     );
 }
+
+/// An app is locked like a stack: the fixture app on the shipped therock stack, its two
+/// packages pinned by version only, resolved on pip's configured index (PIP_INDEX_URL on
+/// loopback here) for the stack's CPython 3.13 and glibc. Before the lock, render and a
+/// `--locked` build refuse it naming the lock and the command to run; the lock records file
+/// and hash (no index host), round-trips, `--verify` catches a swap, and a hostile lock
+/// value is refused with file, line and key.
+#[test]
+fn an_app_is_locked_from_pips_index_and_refused_without_its_lock() {
+    let root = tempfile::tempdir().unwrap();
+    let mut projects = BTreeMap::new();
+    for (name, version) in [("tiny_dep", "1.2.0"), ("other-dep", "0.3.1")] {
+        let file = format!("{}-{version}-py3-none-any.whl", name.replace('-', "_"));
+        projects.insert(
+            name.to_string(),
+            Project {
+                files: vec![(file, format!("{name} {version}\n").into_bytes())],
+                publish_hash: name == "tiny_dep",
+            },
+        );
+    }
+    write_index(root.path(), &projects);
+    let server = FolderServer::start(root.path());
+    let pip_index = ("PIP_INDEX_URL", server.url("simple"));
+    let env = [NO_ENGINE, (pip_index.0, pip_index.1.as_str())];
+
+    let sb = Sandbox::new();
+    sb.write("therock", &therock_text());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apps");
+    std::fs::create_dir_all(sb.dir.path().join("apps")).unwrap();
+    std::fs::copy(
+        fixtures.join("server.py"),
+        sb.dir.path().join("apps/server.py"),
+    )
+    .unwrap();
+    let app = std::fs::read_to_string(fixtures.join("fixture-app.yaml"))
+        .unwrap()
+        .replace("stack: STACK", "stack: therock")
+        .replace(
+            "source_date_epoch:",
+            "python_packages:\n  - name: tiny_dep\n    version: \"1.2.0\"\n  - name: other-dep\n    version: \"0.3.1\"\nsource_date_epoch:",
+        );
+    sb.write("fixture-app", &app);
+    let lock_path = sb.dir.path().join("fixture-app.lock");
+    let dir = sb.dir.path().display().to_string();
+
+    // No lock: render and a --locked build refuse, naming the lock and what to run.
+    for args in [
+        &["render", "fixture-app"][..],
+        &["build", "fixture-app", "--smoke", "skip", "--locked"][..],
+    ] {
+        let o = sb.cmd_env(args, &env);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{dir}/fixture-app.lock"))
+                && err.contains(&format!("rdna1-images --recipes {dir} lock fixture-app"))
+                && err.contains("tiny_dep 1.2.0"),
+            "{args:?}: {err}"
+        );
+    }
+    let o = sb.cmd_env(&["lock", "fixture-app", "--locked"], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!lock_path.exists(), "--locked wrote nothing");
+
+    let o = sb.cmd_env(&["lock", "fixture-app"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let locked = std::fs::read_to_string(&lock_path).unwrap();
+    for (name, p) in &projects {
+        let (file, data) = &p.files[0];
+        assert!(
+            locked.contains(&format!("file {file}\n"))
+                && locked.contains(&format!("sha256 {}\n", sha(data))),
+            "{name}: {locked}"
+        );
+    }
+    assert!(
+        !locked.contains("127.0.0.1") && !locked.contains("\nurl ") && !locked.contains("\nindex "),
+        "no index host in an app's lock: {locked}"
+    );
+    assert!(sb.read("fixture-app") == app, "the recipe is never written");
+
+    // Round trip: a second lock changes nothing; render and the --locked check accept it.
+    let o = sb.cmd_env(&["lock", "fixture-app"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to pin"));
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), locked);
+    let o = sb.cmd_env(&["render", "fixture-app"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = sb.cmd_env(&["list"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = sb.cmd_env(&["lock", "fixture-app", "--verify", "--locked"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("same   ") && out.contains("tiny_dep 1.2.0"),
+        "{out}"
+    );
+    let hash = sha(&projects["tiny_dep"].files[0].1);
+
+    // The same version rebuilt on the index: --verify fails (1), names it, writes nothing.
+    let mut swapped = BTreeMap::new();
+    swapped.insert(
+        "other-dep".to_string(),
+        Project {
+            files: vec![(
+                projects["other-dep"].files[0].0.clone(),
+                b"rebuilt\n".to_vec(),
+            )],
+            publish_hash: true,
+        },
+    );
+    write_index(root.path(), &swapped);
+    let o = sb.cmd_env(&["lock", "fixture-app", "--verify"], &env);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("other-dep 0.3.1") && err.contains(&sha(b"rebuilt\n")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), locked);
+
+    // Hostile values: a bad hash, a bad name, an unknown key; each names file, line and key.
+    for (from, to, want) in [
+        (
+            format!("sha256 {hash}"),
+            "sha256 xyz".to_string(),
+            "`sha256`",
+        ),
+        (
+            "package tiny_dep 1.2.0".to_string(),
+            "package tiny$dep 1.2.0".to_string(),
+            "tiny$dep",
+        ),
+        (
+            format!("sha256 {hash}"),
+            format!("sha256 {hash}\ncolour red"),
+            "unknown key `colour`",
+        ),
+    ] {
+        let bad = locked.replacen(&from, &to, 1);
+        assert_ne!(bad, locked, "{from}");
+        std::fs::write(&lock_path, &bad).unwrap();
+        let line = bad
+            .lines()
+            .position(|l| l.starts_with(to.lines().last().unwrap()))
+            .unwrap()
+            + 1;
+        let o = sb.cmd_env(&["render", "fixture-app"], &env);
+        assert_eq!(o.status.code(), Some(2), "{to}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{dir}/fixture-app.lock:{line}:")) && err.contains(want),
+            "{to}: {err}"
+        );
+    }
+}

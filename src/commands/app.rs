@@ -277,7 +277,8 @@ async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome 
         names.iter().partition(|n| cat.is_app(n));
     let mut apps = Vec::new();
     for n in app_names {
-        apps.push(Subject::App(Box::new(cat.load_app(n)?)));
+        let l = crate::commands::lock::app_for_build(&cat, n, a.locked, console).await?;
+        apps.push(Subject::App(Box::new(l)));
     }
     for n in &stack_names {
         cat.load(n)?;

@@ -37,6 +37,40 @@ pub(crate) async fn for_build(
         attached.file
     ));
     let report = crate::lock::lock(&raw, crate::lock::LockOptions::default(), None).await?;
+    say_written(&report, console);
+    let mut l = cat.load(name)?;
+    let attached = crate::lock::attach(&mut l)?;
+    crate::lock::require_complete(&l, &attached)?;
+    Ok(l)
+}
+
+/// An app's lock for `build`: as it is with `--locked` (a missing or stale entry is bad
+/// input naming the lock and the command to run), else completed first from pip's index,
+/// said loudly, as for a stack.
+pub(crate) async fn app_for_build(
+    cat: &Catalog,
+    name: &str,
+    locked: bool,
+    console: &mut Console,
+) -> Result<crate::recipe::LoadedApp, Failure> {
+    let first = cat.load_app(name);
+    if locked || first.is_ok() {
+        return Ok(first?);
+    }
+    let raw = cat.load_app_unlocked(name)?;
+    console.note(&format!(
+        "LOCK: {} pins packages by version only that {} has no file for: resolving them on pip's configured index now (--locked forbids this)",
+        raw.app.name,
+        crate::lock::file::path_for(&raw.stack.origin, name).display()
+    ));
+    let report =
+        crate::lock::app::lock_app(&raw, crate::lock::LockOptions::default(), None).await?;
+    say_written(&report, console);
+    Ok(cat.load_app(name)?)
+}
+
+/// The `LOCK:` lines of a build that had to complete its lock.
+fn say_written(report: &crate::lock::LockReport, console: &mut Console) {
     for (what, file) in &report.pinned {
         console.note(&format!("LOCK: pinned {what}: {file}"));
     }
@@ -45,14 +79,19 @@ pub(crate) async fn for_build(
         report.file,
         report.pinned.len()
     ));
-    let mut l = cat.load(name)?;
-    let attached = crate::lock::attach(&mut l)?;
-    crate::lock::require_complete(&l, &attached)?;
-    Ok(l)
 }
 
 pub(crate) async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
     let cat = catalog(cli);
+    let opts = crate::lock::LockOptions {
+        verify: a.verify,
+        locked: a.locked,
+    };
+    if cat.is_app(&a.recipe) {
+        let raw = cat.load_app_unlocked(&a.recipe)?;
+        let report = crate::lock::app::lock_app(&raw, opts, None).await?;
+        return print_report(&report, a.json);
+    }
     let loaded = cat.load(&a.recipe)?;
     let engine = Engine::connect().await.ok();
     // The base's digest, asked of the registry through the engine when one answers.
@@ -66,13 +105,13 @@ pub(crate) async fn lock(cli: &Cli, a: &cli::LockArgs) -> Outcome {
             "no Docker engine answers to ask the registry".to_string()
         )),
     };
-    let opts = crate::lock::LockOptions {
-        verify: a.verify,
-        locked: a.locked,
-    };
     let report = crate::lock::lock(&loaded, opts, base).await?;
-    if a.json {
-        print_json(&report)?;
+    print_report(&report, a.json)
+}
+
+fn print_report(report: &crate::lock::LockReport, json: bool) -> Outcome {
+    if json {
+        print_json(report)?;
     } else {
         for (field, value) in &report.pinned {
             println!("pinned {}: {field} = {value}", report.file);

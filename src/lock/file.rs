@@ -17,8 +17,10 @@ use crate::values::{HttpsUrl, PipName, Sha256, Version};
 /// The lock files shipped with the embedded recipes (include_str, like the recipes): the
 /// nightly proposes them filled in; until then an empty lock, which the first `build`
 /// completes in the state folder.
-pub const EMBEDDED_LOCKS: &[(&str, &str)] =
-    &[("therock", include_str!("../../recipes/therock.lock"))];
+pub const EMBEDDED_LOCKS: &[(&str, &str)] = &[
+    ("therock", include_str!("../../recipes/therock.lock")),
+    ("comfyui", include_str!("../../recipes/comfyui.lock")),
+];
 
 /// The one format version this binary reads and writes.
 const FORMAT: &str = "1";
@@ -29,9 +31,11 @@ pub struct LockEntry {
     pub name: PipName,
     pub version: Version,
     /// The index it was resolved on (`pytorch.wheels.index`), or the recipe's own URL.
-    pub index: HttpsUrl,
+    /// None for an app's packages: they come from pip's configured index, which is the
+    /// user's (a mirror, a proxy), so the lock records the file and hash, not the host.
+    pub index: Option<HttpsUrl>,
     pub filename: String,
-    pub url: HttpsUrl,
+    pub url: Option<HttpsUrl>,
     /// Bytes, when the index published it or the file was downloaded to hash it.
     pub size: Option<u64>,
     pub sha256: Sha256,
@@ -41,6 +45,22 @@ impl LockEntry {
     /// Whether this entry is the one for `p` (PEP 503 name, PEP 440 version).
     pub fn is_for(&self, name: &str, version: &str) -> bool {
         same_name(self.name.as_str(), name) && same_version(self.version.as_str(), version)
+    }
+
+    /// Where the file comes from, for messages: its URL, else its name on pip's index.
+    pub fn shown_source(&self) -> String {
+        match &self.url {
+            Some(u) => u.to_string(),
+            None => format!("{} on pip's configured index", self.filename),
+        }
+    }
+
+    /// The index it was resolved on, for messages.
+    pub fn shown_index(&self) -> String {
+        match &self.index {
+            Some(i) => i.to_string(),
+            None => "pip's configured index".into(),
+        }
     }
 }
 
@@ -86,10 +106,17 @@ impl LockFile {
                     p.line, p.name, p.version
                 )
             };
+            // `index` and `url` come together (a stack's wheel) or not at all (an app's
+            // package, from pip's configured index).
+            match (&p.index, &p.url) {
+                (Some(_), None) => return Err(missing("url")),
+                (None, Some(_)) => return Err(missing("index")),
+                _ => {}
+            }
             Ok(LockEntry {
-                index: p.index.clone().ok_or_else(|| missing("index"))?,
+                index: p.index.clone(),
                 filename: p.filename.clone().ok_or_else(|| missing("file"))?,
-                url: p.url.clone().ok_or_else(|| missing("url"))?,
+                url: p.url.clone(),
                 sha256: p.sha256.clone().ok_or_else(|| missing("sha256"))?,
                 size: p.size,
                 name: p.name,
@@ -146,10 +173,11 @@ impl LockFile {
                         .as_mut()
                         .ok_or_else(|| bad(format!("`{k}` before any `package` line")))?;
                     let v = one("value")?;
+                    let field = |e: String| bad(format!("`{k}`: {e}"));
                     match k {
-                        "index" => p.index = Some(HttpsUrl::parse(v).map_err(bad)?),
-                        "url" => p.url = Some(HttpsUrl::parse(v).map_err(bad)?),
-                        "sha256" => p.sha256 = Some(Sha256::parse(v).map_err(bad)?),
+                        "index" => p.index = Some(HttpsUrl::parse(v).map_err(field)?),
+                        "url" => p.url = Some(HttpsUrl::parse(v).map_err(field)?),
+                        "sha256" => p.sha256 = Some(Sha256::parse(v).map_err(field)?),
                         "size" => {
                             p.size = Some(v.parse().map_err(|_| {
                                 bad(format!("size `{v}` is not a number of bytes"))
@@ -203,10 +231,14 @@ impl LockFile {
             out.push_str(&format!("base {b}\n"));
         }
         for e in &l.entries {
-            out.push_str(&format!(
-                "\npackage {} {}\nindex {}\nfile {}\nurl {}\n",
-                e.name, e.version, e.index, e.filename, e.url
-            ));
+            out.push_str(&format!("\npackage {} {}\n", e.name, e.version));
+            if let Some(i) = &e.index {
+                out.push_str(&format!("index {i}\n"));
+            }
+            out.push_str(&format!("file {}\n", e.filename));
+            if let Some(u) = &e.url {
+                out.push_str(&format!("url {u}\n"));
+            }
             if let Some(s) = e.size {
                 out.push_str(&format!("size {s}\n"));
             }
@@ -237,7 +269,7 @@ impl LockFile {
 /// recipe's own URL when it names one.
 pub fn entry_for<'a>(lock: &'a LockFile, p: &Wheel) -> Option<&'a LockEntry> {
     lock.find(p.name.as_str(), p.version.as_str())
-        .filter(|e| p.url.as_ref().is_none_or(|u| u == &e.url))
+        .filter(|e| p.url.as_ref().is_none_or(|u| Some(u) == e.url.as_ref()))
 }
 
 /// Fills every package the recipe pins by version only with its locked file and hash, and a
@@ -269,7 +301,22 @@ pub fn apply(r: &mut Recipe, lock: &LockFile) -> usize {
             continue;
         }
         if let Some(e) = entry_for(lock, p) {
-            p.url = Some(e.url.clone());
+            if e.url.is_some() {
+                p.url = e.url.clone();
+            }
+            p.sha256 = vec![e.sha256.clone()];
+            n += 1;
+        }
+    }
+    n
+}
+
+/// An app's packages pinned by version only, filled with their locked hashes (pip installs
+/// them from its configured index, so no URL is taken); returns how many it filled.
+pub fn apply_app(packages: &mut [Wheel], lock: &LockFile) -> usize {
+    let mut n = 0;
+    for p in packages.iter_mut().filter(|p| p.sha256.is_empty()) {
+        if let Some(e) = entry_for(lock, p) {
             p.sha256 = vec![e.sha256.clone()];
             n += 1;
         }
@@ -359,10 +406,11 @@ mod tests {
         LockEntry {
             name: PipName::parse(name).unwrap(),
             version: Version::parse(version).unwrap(),
-            index: HttpsUrl::parse("https://h/simple/").unwrap(),
+            index: Some(HttpsUrl::parse("https://h/simple/").unwrap()),
             filename: format!("{name}-{version}-py3-none-any.whl"),
-            url: HttpsUrl::parse(&format!("https://h/f/{name}-{version}-py3-none-any.whl"))
-                .unwrap(),
+            url: Some(
+                HttpsUrl::parse(&format!("https://h/f/{name}-{version}-py3-none-any.whl")).unwrap(),
+            ),
             size: Some(12),
             sha256: Sha256::parse(&sha.to_string().repeat(64)).unwrap(),
         }
@@ -417,6 +465,47 @@ mod tests {
             LockFile::parse("r.lock", "# empty\n").unwrap(),
             LockFile::default()
         );
+    }
+
+    #[test]
+    fn an_apps_entries_name_no_index_and_read_back_as_written() {
+        let mut e = entry("tiny_dep", "1.2.0", 'e');
+        (e.index, e.url, e.size) = (None, None, None);
+        let l = LockFile {
+            base: None,
+            entries: vec![e],
+        };
+        let text = l.render("app");
+        assert!(
+            !text.contains("\nindex ") && !text.contains("\nurl "),
+            "{text}"
+        );
+        assert_eq!(LockFile::parse("app.lock", &text).unwrap(), l);
+        // index without url (or the reverse) is half a stack entry: refused.
+        let half = text.replace("file tiny_dep", "index https://h/simple/\nfile tiny_dep");
+        let e = LockFile::parse("app.lock", &half).unwrap_err();
+        assert!(
+            e.contains("app.lock:6:") && e.contains("has no `url`"),
+            "{e}"
+        );
+        let bad = text.replace("sha256 eeee", "sha256 zzzz");
+        let e = LockFile::parse("app.lock", &bad).unwrap_err();
+        assert!(e.starts_with("app.lock:8: `sha256`:"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_app_lock_is_as_written_and_fills_every_package() {
+        let (_, text) = EMBEDDED_LOCKS
+            .iter()
+            .find(|(n, _)| *n == "comfyui")
+            .unwrap();
+        let lock = LockFile::parse("recipes/comfyui.lock", text).unwrap();
+        assert_eq!(lock.entries.len(), 70);
+        assert_eq!(&lock.render("comfyui"), text, "regenerated byte for byte");
+        assert!(lock
+            .entries
+            .iter()
+            .all(|e| e.url.is_none() && e.index.is_none()));
     }
 
     #[test]

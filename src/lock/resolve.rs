@@ -80,9 +80,9 @@ pub fn resolve_one(
     Ok(LockEntry {
         name: req.name.clone(),
         version: req.version.clone(),
-        index: index.clone(),
+        index: Some(index.clone()),
         filename,
-        url: https(&url)?,
+        url: Some(https(&url)?),
         size,
         sha256: Sha256::parse(&sha).map_err(|e| answer(&url, e))?,
     })
@@ -119,31 +119,52 @@ pub fn on_index(url: &str, index: &str) -> bool {
     }
 }
 
-/// Re-checks a locked file against its index for `target`.
+/// Re-checks a locked file against its index for `target`: a stack's entry on the index it
+/// records, an app's (no index recorded) on `pip_index`, pip's configured one, by file name
+/// and hash.
 pub fn recheck(
     client: &IndexClient,
     e: &LockEntry,
     target: &Target,
     sdist: bool,
+    pip_index: Option<&HttpsUrl>,
 ) -> Result<Recheck, FetchError> {
-    if !on_index(e.url.as_str(), e.index.as_str()) {
-        return Ok(Recheck::Skipped(format!(
-            "{} {}: {} is not on the index {}, so there is nothing to compare it with",
-            e.name, e.version, e.url, e.index
-        )));
-    }
+    let index = match (&e.index, &e.url) {
+        (Some(index), Some(url)) => {
+            if !on_index(url.as_str(), index.as_str()) {
+                return Ok(Recheck::Skipped(format!(
+                    "{} {}: {url} is not on the index {index}, so there is nothing to compare it with",
+                    e.name, e.version
+                )));
+            }
+            index
+        }
+        _ => match pip_index {
+            Some(i) => i,
+            None => {
+                return Ok(Recheck::Skipped(format!(
+                "{} {}: locked for pip's configured index, and none was given to compare it with",
+                e.name, e.version
+            )))
+            }
+        },
+    };
     let req = Requirement {
         name: e.name.clone(),
         version: e.version.clone(),
         sdist,
         url: None,
     };
-    let now = resolve_one(client, &e.index, &req, target)?;
-    Ok(if now.url == e.url && now.sha256 == e.sha256 {
+    let now = resolve_one(client, index, &req, target)?;
+    let same_file = match &e.url {
+        Some(u) => now.url.as_ref() == Some(u),
+        None => now.filename == e.filename,
+    };
+    Ok(if same_file && now.sha256 == e.sha256 {
         Recheck::Same
     } else {
         Recheck::Changed {
-            url: now.url.to_string(),
+            url: now.url.map(|u| u.to_string()).unwrap_or(now.filename),
             sha256: now.sha256.to_string(),
         }
     })

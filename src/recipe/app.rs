@@ -37,8 +37,9 @@ pub struct AppRecipe {
     pub requires: AppRequires,
     pub source: AppSource,
     /// Every Python package the app installs (the whole closure: pip runs with
-    /// `--no-deps`), pinned and hashed for the stack's Python. Never torch, torchvision or
-    /// torchaudio: those are the stack's.
+    /// `--no-deps`), pinned by version; the file and sha256 for the stack's Python are in the
+    /// lock beside the recipe (`<name>.lock`), unless the recipe hashes a package itself.
+    /// Never torch, torchvision or torchaudio: those are the stack's.
     #[serde(default)]
     pub python_packages: Vec<Wheel>,
     /// Wheel files from the recipes folder, installed from there instead of an index (apps
@@ -131,6 +132,8 @@ pub struct LoadedApp {
     pub stack: Loaded,
     /// The files the recipe names (source files, wheels, pip), by path.
     pub inputs: BTreeMap<RelPath, Vec<u8>>,
+    /// The lock file of the app's packages (as shown in messages), once attached.
+    pub lock_file: String,
 }
 
 impl LoadedApp {
@@ -191,12 +194,6 @@ fn validate_app(file: &str, text: &str, a: &AppRecipe) -> Result<(), RecipeError
                     "`{}` is the stack's: an app never installs or replaces torch, torchvision or torchaudio (the stack `{}` provides the tested ones); remove it",
                     p.name, a.stack
                 ),
-            );
-        }
-        if p.sha256.is_empty() {
-            return err(
-                &["python_packages", &i, "sha256"],
-                format!("`{}` has no sha256: every package an app installs is hashed (`pip download` the file and sha256sum it)", p.name),
             );
         }
     }
@@ -336,8 +333,10 @@ impl Catalog {
         }
     }
 
-    /// Finds, parses and validates one app recipe, with its stack and the files it names.
-    pub fn load_app(&self, name: &str) -> Result<LoadedApp, LookupError> {
+    /// Finds, parses and validates one app recipe, with its stack and the files it names, as
+    /// written: its lock not applied (`Catalog::load_app` in `lock::app` applies it; that
+    /// is what render, list, build and push use).
+    pub fn load_app_unlocked(&self, name: &str) -> Result<LoadedApp, LookupError> {
         if !is_plain_name(name) {
             return Err(LookupError::NotAName(name.to_string()));
         }
@@ -400,6 +399,7 @@ impl Catalog {
             text,
             stack,
             inputs,
+            lock_file: String::new(),
         })
     }
 }
