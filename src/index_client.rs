@@ -40,9 +40,48 @@ impl Default for IndexClient {
     }
 }
 
+/// The certificate authorities an index's TLS certificate is checked against. A machine
+/// behind a TLS-inspecting proxy, or with an index of its own, names its bundle in
+/// `SSL_CERT_FILE` (OpenSSL's variable, which curl and pip's `cert` follow too): then that
+/// bundle is the trust store, as for those tools. Without it, the Web PKI roots built in.
+fn tls_config() -> ureq::tls::TlsConfig {
+    let builder = ureq::tls::TlsConfig::builder();
+    let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) else {
+        return builder.build();
+    };
+    match roots_from(std::path::Path::new(&file)) {
+        Ok(certs) => builder
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+            .build(),
+        Err(why) => {
+            tracing::warn!(
+                "SSL_CERT_FILE={}: {why}; checking index certificates against the built-in roots",
+                std::path::Path::new(&file).display()
+            );
+            builder.build()
+        }
+    }
+}
+
+/// The certificates of a PEM bundle; an error when it cannot be read or holds none.
+fn roots_from(file: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err("it holds no PEM certificate".into());
+    }
+    Ok(certs)
+}
+
 impl IndexClient {
     pub fn new() -> Self {
         let config = ureq::Agent::config_builder()
+            .tls_config(tls_config())
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             // A stalled transfer fails; a slow but moving one of a large wheel does not.
@@ -128,5 +167,27 @@ impl IndexClient {
             h.update(&buf[..n]);
         }
         Ok((crate::hex::encode(h.finalize()), size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::roots_from;
+
+    /// A self-signed certificate made for this test (its key was thrown away).
+    const ROOT: &str = "-----BEGIN CERTIFICATE-----\nMIIBmjCCAT+gAwIBAgIURYqrini/gJbipLvL9xHSDWjR+FkwCgYIKoZIzj0EAwIw\nITEfMB0GA1UEAwwWcmRuYTEtaW1hZ2VzIHRlc3Qgcm9vdDAgFw0yNjEyMDYwOTIz\nNDNaGA8yMTI2MTExMjA5MjM0M1owITEfMB0GA1UEAwwWcmRuYTEtaW1hZ2VzIHRl\nc3Qgcm9vdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABI7RsIUoIzVRhng+J5k5\nI0SRYOM8NWjsaHJP4FJlLEb3ZS5a1G/jQ1Fre2ELYG5g3q8RGR+7VSszLslt5Dyp\nkECjUzBRMB0GA1UdDgQWBBS+iIm4tJ+W7FRyDMyPzSzA/YR2fzAfBgNVHSMEGDAW\ngBS+iIm4tJ+W7FRyDMyPzSzA/YR2fzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49\nBAMCA0kAMEYCIQDJ2k+sFTrIHoUHUxiAT1O79TrK2Q1oEPPFTIqsS8Y/tgIhAJdf\n9RzBphDYlDN9zVmA1FgfEbY88w614U54/4XmGavB\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn a_bundle_named_by_ssl_cert_file_gives_its_certificates_or_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        std::fs::write(&bundle, format!("# a comment\n{ROOT}{ROOT}")).unwrap();
+        assert_eq!(roots_from(&bundle).unwrap().len(), 2);
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = roots_from(&empty).unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let e = roots_from(&dir.path().join("missing.pem")).unwrap_err();
+        assert!(e.contains("cannot read it"), "{e}");
     }
 }
