@@ -78,6 +78,13 @@ pub enum LockError {
         index: String,
         packages: Vec<String>,
     },
+    /// pip could not say which index it uses: python3 or pip is missing here (3).
+    #[error("{what}: locking an app needs python3 with pip (pip's configuration names the index)")]
+    Pip {
+        what: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// The index or a file could not be reached (3).
     #[error(transparent)]
     Unreachable(crate::index_client::FetchError),
@@ -99,7 +106,7 @@ impl LockError {
     pub fn exit_code(&self) -> i32 {
         match self {
             LockError::Recipe(_) | LockError::Invalid(_) | LockError::Missing { .. } => 2,
-            LockError::Unreachable(_) => 3,
+            LockError::Unreachable(_) | LockError::Pip { .. } => 3,
             LockError::Changed { .. }
             | LockError::Resolve(_)
             | LockError::Answer(_)

@@ -36,17 +36,19 @@ pub fn pip_index() -> Result<HttpsUrl, LockError> {
     let out = std::process::Command::new("python3")
         .args(["-c", PIP_INDEX_PROGRAM])
         .output()
-        .map_err(|e| {
-            LockError::Recipe(format!(
-                "cannot run python3 to ask pip for its index: {e}; locking an app needs python3 with pip (or set PIP_INDEX_URL and install pip)"
-            ))
+        .map_err(|e| LockError::Pip {
+            what: "cannot run python3 to ask pip for its index".into(),
+            source: Some(e),
         })?;
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || said.is_empty() {
-        return Err(LockError::Recipe(format!(
-            "pip did not say which index it uses ({}): locking an app needs python3 with pip",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(LockError::Pip {
+            what: format!(
+                "pip did not say which index it uses ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            source: None,
+        });
     }
     let with_slash = if said.ends_with('/') {
         said
