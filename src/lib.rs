@@ -12,6 +12,9 @@ pub mod endpoint;
 pub mod engine;
 pub mod error_chain;
 pub mod escape;
+/// The recipe fuzz target's check, for fuzz/ and tests/fuzz_recipe.rs (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzz_check;
 pub mod hex;
 pub mod host;
 pub mod image_archive;

@@ -1,12 +1,9 @@
 //! The `recipe_render` fuzz target (fuzz/) on the stable toolchain: cargo-fuzz needs a
-//! nightly compiler, so this harness runs the same check (`fuzz/fuzz_targets/
-//! recipe_render_check.rs`) over inputs mutated from the shipped and fixture recipes, for
+//! nightly compiler, so this harness runs the same check (`src/fuzz_check.rs`,
+//! feature `testing`) over inputs mutated from the shipped and fixture recipes, for
 //! a bounded time, and prints how many inputs it ran. `cargo test` runs it for
 //! RDNA1_FUZZ_SECONDS (default 5); ci/test.sh runs it for 60 s. RDNA1_FUZZ_SEED replays a
 //! run; a panic prints the seed and the input.
-
-#[path = "../fuzz/fuzz_targets/recipe_render_check.rs"]
-mod recipe_render_check;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -223,12 +220,12 @@ fn recipe_render_target_holds_for_a_bounded_time() {
     let (mut runs, mut parsed, mut rendered) = (0u64, 0u64, 0u64);
     // The seeds themselves first: each renders.
     for s in &seeds {
-        recipe_render_check::check(s);
+        rdna1_images::fuzz_check::check(s);
     }
     while Instant::now() < deadline {
         let mut input = seeds[rng.below(seeds.len())].clone();
         mutate(&mut rng, &seeds, &mut input);
-        let ran = std::panic::catch_unwind(|| recipe_render_check::check(&input));
+        let ran = std::panic::catch_unwind(|| rdna1_images::fuzz_check::check(&input));
         match ran {
             Ok(stage) => {
                 parsed += u64::from(stage >= 1);

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "endpoint",
             "error_chain",
             "escape",
+            "fuzz_check",
             "hex",
             "host",
             "image_archive",

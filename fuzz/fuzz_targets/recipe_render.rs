@@ -1,11 +1,9 @@
-//! Any bytes as a recipe: see `recipe_render_check.rs`, which the stable-toolchain harness
+//! Any bytes as a recipe: see the library's `fuzz_check` (feature `testing`), which the stable-toolchain harness
 //! (`tests/fuzz_recipe.rs`) runs too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-mod recipe_render_check;
-
 fuzz_target!(|data: &[u8]| {
-    recipe_render_check::check(data);
+    rdna1_images::fuzz_check::check(data);
 });

@@ -9,6 +9,7 @@ mod daemon_error;
 pub mod export;
 pub mod guard;
 mod images;
+mod ports;
 mod registry;
 mod resolve;
 pub mod sink;

@@ -1,11 +1,12 @@
-// The check of the `recipe_render` fuzz target, shared with the stable-toolchain harness
-// (`tests/fuzz_recipe.rs`, run by ci/test.sh for a bounded time): any bytes as a recipe,
-// parsing never panics, and whatever parses renders into a Dockerfile whose every line is
-// a comment, blank, an instruction, or a continuation of one, with each exec-form RUN a
-// valid JSON array; its build context (requirements files, tar) is written without a
-// panic too.
+//! The check of the `recipe_render` fuzz target (fuzz/), shared with the stable-toolchain
+//! harness (`tests/fuzz_recipe.rs`, run by ci/test.sh for a bounded time); both reach it
+//! through the library's `testing` feature: any bytes as a recipe,
+//! parsing never panics, and whatever parses renders into a Dockerfile whose every line is
+//! a comment, blank, an instruction, or a continuation of one, with each exec-form RUN a
+//! valid JSON array; its build context (requirements files, tar) is written without a
+//! panic too.
 
-use rdna1_images::{context, recipe, render};
+use crate::{context, recipe, render};
 
 const KEYWORDS: &[&str] = &[
     "FROM", "SHELL", "ARG", "ENV", "RUN", "COPY", "WORKDIR", "LABEL",
