@@ -288,7 +288,7 @@ pub struct BuildArgs {
         conflicts_with = "all"
     )]
     pub recipes: Vec<String>,
-    /// Build every recipe.
+    /// Build every recipe: the stacks, then the apps on them.
     #[arg(long)]
     pub all: bool,
     /// Smoke test level.

@@ -432,6 +432,8 @@ fn an_app_is_locked_from_pips_index_and_refused_without_its_lock() {
     for args in [
         &["render", "fixture-app"][..],
         &["build", "fixture-app", "--smoke", "skip", "--locked"][..],
+        // --all takes the apps too (after the stacks), each checked before any build.
+        &["build", "--all", "--smoke", "skip", "--locked"][..],
     ] {
         let o = sb.cmd_env(args, &env);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));

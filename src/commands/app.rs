@@ -268,7 +268,10 @@ pub(crate) fn check(cli: &Cli, a: &cli::CheckArgs) -> Outcome {
 async fn build(cli: &Cli, a: &cli::BuildArgs, console: &mut Console) -> Outcome {
     let cat = catalog(cli);
     let names = if a.all {
-        cat.names()?
+        // The stacks, then the apps on them (each app after the stack it needs, below).
+        let mut all = cat.names()?;
+        all.extend(cat.app_names()?);
+        all
     } else {
         a.recipes.clone()
     };
