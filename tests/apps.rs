@@ -522,6 +522,19 @@ fn run_dry_run_publishes_on_loopback_and_says_so_when_widened() {
     let text = out(&o);
     assert!(text.contains("-p 0.0.0.0:9000:8188"), "{text}");
     assert!(text.contains("WARNING: --listen 0.0.0.0"), "{text}");
+    // The host's network would put the app on every interface, past --listen; none would
+    // leave it unreachable: both are refused before anything starts.
+    for network in ["host", "none"] {
+        let o = Command::new(BIN)
+            .args(["run", "comfyui", "--cpu", "--dry-run", "--data", d])
+            .args(["--network", network])
+            .output()
+            .unwrap();
+        let text = out(&o);
+        assert_eq!(o.status.code(), Some(2), "{network}: {text}");
+        assert!(text.contains(&format!("--network {network}")), "{text}");
+        assert!(!text.contains("docker run"), "{text}");
+    }
 }
 
 #[test]

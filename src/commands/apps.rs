@@ -145,6 +145,18 @@ async fn run(cat: &Catalog, a: &cli::RunArgs, console: &mut Console) -> Outcome 
             )))
         }
     };
+    if let Some(mode) = a.network.mode() {
+        return Err(Failure::input(anyhow::anyhow!(
+            "--network {mode}: {} publishes its port {} on --listen (default 127.0.0.1) through the engine's bridge; {}: leave --network out",
+            l.app.name,
+            l.app.serve.port,
+            if mode == "host" {
+                "on the host's network the app would listen on every interface of this machine, past --listen"
+            } else {
+                "with no network nothing could reach it"
+            }
+        )));
+    }
     let mut opts = RunOptions::new(data.clone());
     opts.gpu = a.gpu;
     opts.cpu = a.cpu;
