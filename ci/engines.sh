@@ -10,12 +10,13 @@
 #               Docker 29 installs and Docker Desktop use it
 #               socket $DIR/containerd/docker.sock           RDNA1_ENGINE_CONTAINERD
 #
-# Usage: ci/engines.sh start [NAME...] | stop [NAME...] | status | env | hosts
+# Usage: ci/engines.sh start [NAME...] | stop [NAME...] | alive NAME... | status | env | hosts
 #   start   fetch and unpack the packages once (a throwaway sources list for sid on
 #           the machine's own Debian mirror), start each daemon on its own socket,
 #           data root, exec root, pid file and config file, wait for it, then copy
 #           the test images in (docker save | docker load); a no-op for a running one
 #   stop    stop the daemons this script started (by pid file), then their containerd
+#   alive   exit 0 when each named engine's dockerd runs (answering or not), else 1
 #   env     `export` lines for the variables above (eval "$(ci/engines.sh env)")
 #   hosts   one `name DOCKER_HOST` line per running engine, the machine's first
 #
@@ -196,5 +197,6 @@ stop) shift; cmd_stop "$@" ;;
 env) cmd_env ;;
 hosts) cmd_hosts ;;
 status) cmd_status ;;
-*) die "usage: ci/engines.sh start [classic|containerd...] | stop [...] | status | env | hosts" ;;
+alive) shift; for name in "$@"; do live_pid "$name" >/dev/null || exit 1; done ;;
+*) die "usage: ci/engines.sh start [classic|containerd...] | stop [...] | alive NAME... | status | env | hosts" ;;
 esac

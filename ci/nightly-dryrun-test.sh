@@ -40,10 +40,21 @@ id=$$-$RANDOM
 good=nightly-t$id
 bad=nightly-bad-t$id
 app=nightly-app-t$id
+# Every image name this run made: its local tags, and whatever it pulled under its own
+# registry repository (an app's leg pulls its stack by that name).
+names_of_run() {
+    local n
+    docker image ls --format '{{.Repository}}:{{.Tag}}' | while IFS= read -r n; do
+        case $n in
+        "rdna1-images:$good" | "rdna1-images:$good-"* | "rdna1-images:$bad" | "rdna1-images:$bad-"* | \
+            "rdna1-images:$app" | "rdna1-images:$app-"*) printf '%s\n' "$n" ;;
+        *) [[ -n ${RDNA1_IMAGES_REGISTRY:-} && $n == "$RDNA1_IMAGES_REGISTRY:"* ]] && printf '%s\n' "$n" ;;
+        esac
+    done
+}
+remove_images_of_run() { names_of_run | xargs -r docker rmi --no-prune >/dev/null 2>&1 || true; }
 cleanup() {
-    docker image ls --format '{{.Repository}}:{{.Tag}}' rdna1-images |
-        grep -E "^rdna1-images:(${app}|${good}|${bad})(-|$)" |
-        xargs -r docker rmi --no-prune >/dev/null 2>&1 || true
+    remove_images_of_run
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -152,6 +163,9 @@ entry app-again "$app"
 check "app again: exit 0" rc_is app-again 0
 check "app again: status=present" test "$(output app-again status)" = present
 check "app again: same ref as the push" test "$(output app-again ref)" = "$(output app ref)"
+
+remove_images_of_run
+check "nothing of this run is left on the engine" test -z "$(names_of_run)"
 
 show_log_on_failure absent present refresh failing app app-again
 printf 'nightly dry run: %d s\n' "$((SECONDS - start))"

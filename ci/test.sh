@@ -93,8 +93,11 @@ fi
 # An Ubuntu runner's apt has no Debian source: the test base's mirror serves sid too.
 export RDNA1_ENGINES_MIRROR=${RDNA1_ENGINES_MIRROR:-${RDNA1_TEST_MIRROR:-}}
 ENGINES=(classic containerd)
+# Only an engine this run starts is stopped at its end. Whether one was there is read from
+# its process, not from its answer: a busy engine (another run's tests) may answer `docker
+# info` too slowly, and stopping it would fail that run.
 for name in "${ENGINES[@]}"; do
-    if ! bash ci/engines.sh status 2>/dev/null | grep -q "^$name: running" && [[ ${RDNA1_TEST_SETUP_ONLY:-0} != 1 ]]; then
+    if ! bash ci/engines.sh alive "$name" && [[ ${RDNA1_TEST_SETUP_ONLY:-0} != 1 ]]; then
         on_exit+=("bash ci/engines.sh stop $name")
     fi
 done
