@@ -156,6 +156,10 @@ cmd_start() {
     fetch_packages
     local name
     while read -r name; do start_one "$name"; done < <(names_or_all "$@")
+    # A dockerd started with --bridge=none deletes the host's docker0 at its start (moby's
+    # removeDefaultBridgeInterface), which is the machine engine's bridge: every port that
+    # engine publishes fails after it. ensure-docker.sh makes it again (a no-op when there).
+    env -u DOCKER_HOST -u RDNA1_DOCKERD_ARGS bash "$CI_DIR/ensure-docker.sh"
 }
 
 cmd_stop() {

@@ -266,8 +266,8 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
                 return;
             }
             if err.contains("could not find bridge docker0") {
-                // The engine's default bridge is gone (this machine's network set-up removes
-                // docker0 after dockerd made it; ci/ensure-docker.sh makes it again). `run`
+                // The engine's default bridge is gone (a dockerd started with --bridge=none
+                // deletes docker0; ci/ensure-docker.sh makes it again). `run`
                 // failed and left nothing (asserted above), but the port was not proven.
                 assert_ne!(code, Some(0), "run succeeded without its port:\n{err}");
                 let why = "the engine's docker0 bridge is missing, so no port can be published: run `bash ci/ensure-docker.sh` as root";
