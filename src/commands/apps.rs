@@ -162,7 +162,6 @@ async fn run(cat: &Catalog, a: &cli::RunArgs, console: &mut Console) -> Outcome 
     opts.cpu = a.cpu;
     opts.interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     opts.shm_size = Some(a.shm_size.clone());
-    opts.network = a.network.mode().map(String::from);
     let mut plan = run_plan::plan(&r, &host, &opts).map_err(|e| {
         crate::commands::EnvironmentError::Plan(
             e.with_fits(std::slice::from_ref(&l.stack.recipe), &host),
