@@ -125,8 +125,20 @@ fn image_id(reference: &str) -> String {
     docker_out(&["image", "inspect", "--format", "{{.Id}}", reference])
 }
 
-/// One interrupted cold build. `at`: a pause stage, or None for a delay after the start.
-fn interrupt_case(test: &str, at: Option<&str>, delay: Duration) {
+/// When the signal comes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Moment<'a> {
+    /// At a pause stage (RDNA1_IMAGES_PAUSE_AT): the run must end with 130.
+    Pause(&'a str),
+    /// After a delay from the start: 130, or a finished build if the delay outlasted it.
+    Delay(Duration),
+    /// Once stderr says the build is done (its timing summary): the tag has moved, so the run
+    /// ends as a finished build (0), or 130 if the signal beat its last words.
+    AfterSummary,
+}
+
+/// One interrupted cold build.
+fn interrupt_case(test: &str, moment: Moment) {
     let mut sb = Sandbox::new();
     // A long step, so a build interrupted at `build` would still be running after the signal.
     let name = unique_recipe(&mut sb, test, &["sleep 6"]);
@@ -138,31 +150,44 @@ fn interrupt_case(test: &str, at: Option<&str>, delay: Duration) {
     let previous_id = image_id(&previous);
     let before = leftovers(&name);
     let mut env = vec![];
-    if let Some(stage) = at {
+    if let Moment::Pause(stage) = moment {
         env.push(("RDNA1_IMAGES_PAUSE_AT", stage));
     }
     let started = Instant::now();
     let mut run = spawn(&sb, &["build", &name, "--smoke", "cpu", "--no-pull"], &env);
     let pid = run.child.id();
-    match at {
-        Some(stage) => run.wait_for(
+    match moment {
+        Moment::Pause(stage) => run.wait_for(
             &format!("rdna1-images: paused at {stage}"),
             Duration::from_secs(600),
         ),
-        None => std::thread::sleep(delay),
+        Moment::Delay(delay) => std::thread::sleep(delay),
+        Moment::AfterSummary => run.wait_for(" in total", Duration::from_secs(600)),
     }
     let signalled = started.elapsed();
     run.sigint_group();
     let (code, out) = run.finish(Duration::from_secs(60));
     let what = format!(
-        "{test} (signal at {:.1} s, {:?}): exit {code:?}\n{out}",
+        "{test} (signal at {:.1} s, {moment:?}): exit {code:?}\n{out}",
         signalled.as_secs_f64(),
-        at
     );
-    match (at, code) {
-        (Some(_), Some(130)) | (None, Some(130)) => {}
-        // A random moment may come after the end: then it is a finished build.
-        (None, Some(0)) => assert!(out.contains("PASSED") || out.contains("tagged"), "{what}"),
+    match (moment, code) {
+        (_, Some(130)) => {}
+        // A random moment may come after the end: then it is a finished build, and the moving
+        // tag names the new image of this recipe. (The outcome line goes to stdout, which this
+        // run does not keep; the engine is the record.)
+        (Moment::Delay(_) | Moment::AfterSummary, Some(0)) => {
+            let now = image_id(&previous);
+            assert_ne!(now, previous_id, "exit 0, yet the tag did not move: {what}");
+            let recipe = docker_out(&[
+                "image",
+                "inspect",
+                "--format",
+                &format!("{{{{index .Config.Labels \"{LABEL_RECIPE}\"}}}}"),
+                &now,
+            ]);
+            assert_eq!(recipe, name, "the moved tag names another recipe's image: {what}");
+        }
         _ => panic!("expected exit 130: {what}"),
     }
     if code == Some(130) {
@@ -173,7 +198,7 @@ fn interrupt_case(test: &str, at: Option<&str>, delay: Duration) {
             "the previous good tag moved: {what}"
         );
     }
-    if at == Some("build") {
+    if moment == Moment::Pause("build") {
         // Long enough for the `sleep 6` step and an export, had the build gone on.
         std::thread::sleep(Duration::from_secs(9));
     }
@@ -205,7 +230,7 @@ fn sigint_at_each_stage_exits_130_and_leaves_nothing() {
     // `load`: the engine has the whole body of the normalised image's load and loads it
     // whatever we do; the signal does not stop that task, and its guard removes the image.
     for stage in ["build", "normalise", "load", "smoke", "tag"] {
-        interrupt_case(&format!("interrupt-{stage}"), Some(stage), Duration::ZERO);
+        interrupt_case(&format!("interrupt-{stage}"), Moment::Pause(stage));
     }
 }
 
@@ -223,10 +248,11 @@ fn sigint_at_random_moments_exits_130_or_finishes_and_leaves_nothing() {
         let jitter = (seed.wrapping_mul(2654435761).wrapping_add(i as u64 * 7919)) % 1500;
         interrupt_case(
             &format!("interrupt-random-{i}"),
-            None,
-            Duration::from_millis(base + jitter),
+            Moment::Delay(Duration::from_millis(base + jitter)),
         );
     }
+    // The late end, every time rather than when the dice say: a signal as the run finishes.
+    interrupt_case("interrupt-after-summary", Moment::AfterSummary);
 }
 
 /// A gpu request after a cpu pass tests again; a recorded gpu pass answers a cpu request.
