@@ -22,8 +22,15 @@
 #
 # Why these flags: the machine's /etc/docker/daemon.json sets data-root and
 # storage-driver, which conflict with flags, so each daemon gets a config file of
-# its own; docker0 belongs to the machine's engine and iptables is not ours to change, hence
-# --bridge=none --iptables=false. sid's runc needs glibc 2.38, so the machine's own
+# its own; iptables belongs to the machine's engine, hence --iptables=false. The daemons
+# share the host's network namespace, so docker0 (the machine engine's bridge) is not
+# theirs either. Networks differ on purpose, so `run <app>` is proven both ways:
+#   containerd  its own bridge, rdna1-ctd0 ($RDNA1_ENGINES_CONTAINERD_NET, default
+#               10.231.2.1/24), made here before the start and deleted at stop: ports
+#               publish as on a stock install (docker-proxy carries 127.0.0.1:PORT to
+#               the container, no iptables needed), and the host reaches them
+#   classic     --bridge=none: an engine that publishes nothing, where `run` must refuse
+# sid's runc needs glibc 2.38, so the machine's own
 # runc runs the containers (dockerd and containerd 2.1 run on bookworm's glibc).
 # State lives in $RDNA1_ENGINES_DIR (default /tmp/rdna1-engines); the mirror comes
 # from apt's configuration (RDNA1_ENGINES_MIRROR overrides it) and is never written
@@ -82,6 +89,37 @@ fetch_packages() {
     log "unpacked $("$ROOT/usr/sbin/dockerd" --version)"
 }
 
+# The --bridge value for engine $1: its own bridge (made here when missing), or none.
+bridge_of() {
+    case $1 in
+    containerd) printf 'rdna1-ctd0\n' ;;
+    *) printf 'none\n' ;;
+    esac
+}
+
+# Makes bridge $2 for engine $1 with its address (gateway/bits), unless it is there with it.
+make_bridge() {
+    local name=$1 br=$2 net
+    [[ $br == none ]] && return 0
+    net=${RDNA1_ENGINES_CONTAINERD_NET:-10.231.2.1/24}
+    [[ $net =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+/[0-9]+$ ]] ||
+        die "RDNA1_ENGINES_CONTAINERD_NET '$net' is not an IPv4 address with its prefix length (e.g. 10.231.2.1/24)"
+    if ip link show "$br" >/dev/null 2>&1; then
+        ip -o -4 addr show dev "$br" | grep -qF " $net " && return 0
+        die "$name: bridge $br is there without $net (ip addr show $br); delete it or set RDNA1_ENGINES_CONTAINERD_NET to its address"
+    fi
+    [[ $(id -u) -eq 0 ]] && command -v ip >/dev/null ||
+        die "$name: its bridge $br is missing and only root with iproute2 can make it"
+    # Another interface on that subnet would take the engine's traffic: say so, not fail late.
+    if ip -o -4 route show to match "${net%/*}" | grep -v '^default' | grep -q .; then
+        die "$name: $net is already routed here ($(ip -o -4 route show to match "${net%/*}" | grep -v '^default' | head -n 1)); set RDNA1_ENGINES_CONTAINERD_NET to a free subnet"
+    fi
+    ip link add "$br" type bridge
+    ip addr add "$net" dev "$br"
+    ip link set "$br" up
+    log "$name: made its bridge $br ($net)"
+}
+
 write_config() {
     local name=$1 d=$DIR/$1
     mkdir -p "$d/data" "$d/exec" "$d/containerd"
@@ -113,13 +151,14 @@ start_one() {
         return 0
     fi
     write_config "$name"
+    make_bridge "$name" "$(bridge_of "$name")"
     rm -f "$(sock "$name")"
     # Our unpacked containerd and its shim first on PATH, then the machine's runc.
     PATH=$ROOT/usr/bin:$ROOT/usr/sbin:$PATH nohup "$ROOT/usr/sbin/dockerd" \
         --config-file "$d/daemon.json" \
         --host "$(host_of "$name")" \
         --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
-        --iptables=false --ip6tables=false --bridge=none \
+        --iptables=false --ip6tables=false --bridge="$(bridge_of "$name")" \
         >>"$d/dockerd.log" 2>&1 </dev/null &
     pid=$!
     disown "$pid" 2>/dev/null || true
@@ -145,6 +184,9 @@ stop_one() {
     # dockerd stops the containerd it started; make sure none of ours lingers.
     pkill -f "containerd --config $DIR/$name/" 2>/dev/null || true
     pkill -f "$DIR/$name/exec/containerd" 2>/dev/null || true
+    local br
+    br=$(bridge_of "$name")
+    [[ $br == none ]] || ! ip link show "$br" >/dev/null 2>&1 || ip link del "$br" || true
     log "$name stopped"
 }
 

@@ -18,7 +18,7 @@ die() { printf 'ensure-docker: error: %s\n' "$*" >&2; exit 1; }
 engine_answers() { command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; }
 
 # The default bridge network names a Linux bridge (docker0) that dockerd made at its start.
-# Another dockerd started with --bridge=none (ci/engines.sh's 28.5 engines) deletes docker0
+# Another dockerd started with --bridge=none (ci/engines.sh's classic 28.5 engine) deletes docker0
 # at its own start (moby's removeDefaultBridgeInterface); after that every published port of
 # this engine fails ("could not find bridge docker0"), and `rdna1-images run` of an app
 # cannot publish its port. ci/engines.sh start calls this script again for that reason. Made again as dockerd makes it: the name, the subnet's first address, the MTU.

@@ -161,10 +161,9 @@ took
 # What a user's engine must do: build, smoke, tag, skip (tests/engine.rs), push and pull
 # (tests/registry.rs), reproducibility (tests/reproducible.rs), Ctrl-C at every stage leaving
 # nothing behind (tests/interrupt.rs), an app on its stack through build, the channels and
-# `run` (tests/apps.rs: these engines have no bridge network and publish no port, so `run`
-# must refuse with exit 3 and leave nothing; 20.10 in step 10 reaches the port), the smoke
-# program in a
-# container (the lib's smoke::program_tests::docker_*). The tests and their docker CLI
+# `run` (tests/apps.rs: containerd has a bridge of its own and the test reaches the published
+# port from the host, as on 20.10 in step 10; classic has none and publishes no port, so `run`
+# must refuse with exit 3 and leave nothing), the smoke program in a container (the lib's smoke::program_tests::docker_*). The tests and their docker CLI
 # helpers follow DOCKER_HOST, as the tool does.
 step "engine tests on Docker 28.5: ${ENGINES[*]}"
 engine_times=()

@@ -252,8 +252,8 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
             assert!(left.is_empty(), "containers left: {left}");
             let _ = docker(&["volume", "rm", &format!("rdna1-images-miopen-{app}")]);
             if err.contains("published no port") {
-                // An engine with no bridge network (ci/engines.sh starts the 28.5 engines
-                // with --bridge=none) starts the container and publishes nothing: `run`
+                // An engine with no bridge network (ci/engines.sh starts the classic 28.5
+                // engine with --bridge=none) starts the container and publishes nothing: `run`
                 // must say so and stop (exit 3), not print an address nothing answers at.
                 let bridges = docker_out(&["network", "ls", "-q", "--filter", "driver=bridge"]);
                 assert!(
@@ -289,6 +289,7 @@ fn an_app_builds_on_its_passed_stack_tests_itself_and_runs() {
         std::thread::sleep(Duration::from_millis(300));
     };
     assert!(answer.contains("\"type\": \"cpu\""), "{answer}");
+    eprintln!("apps: the app answered at 127.0.0.1:{port} from the host");
     let body = "{\"prompt\": {\"size\": 4}}";
     let answer = http(
         port,
