@@ -108,8 +108,9 @@ make_bridge() {
         ip -o -4 addr show dev "$br" | grep -qF " $net " && return 0
         die "$name: bridge $br is there without $net (ip addr show $br); delete it or set RDNA1_ENGINES_CONTAINERD_NET to its address"
     fi
-    [[ $(id -u) -eq 0 ]] && command -v ip >/dev/null ||
+    if [[ $(id -u) -ne 0 ]] || ! command -v ip >/dev/null; then
         die "$name: its bridge $br is missing and only root with iproute2 can make it"
+    fi
     # Another interface on that subnet would take the engine's traffic: say so, not fail late.
     if ip -o -4 route show to match "${net%/*}" | grep -v '^default' | grep -q .; then
         die "$name: $net is already routed here ($(ip -o -4 route show to match "${net%/*}" | grep -v '^default' | head -n 1)); set RDNA1_ENGINES_CONTAINERD_NET to a free subnet"
