@@ -186,7 +186,10 @@ fn interrupt_case(test: &str, moment: Moment) {
                 &format!("{{{{index .Config.Labels \"{LABEL_RECIPE}\"}}}}"),
                 &now,
             ]);
-            assert_eq!(recipe, name, "the moved tag names another recipe's image: {what}");
+            assert_eq!(
+                recipe, name,
+                "the moved tag names another recipe's image: {what}"
+            );
         }
         _ => panic!("expected exit 130: {what}"),
     }
