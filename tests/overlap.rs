@@ -426,19 +426,44 @@ fn a_forced_rebuild_that_drifts_reports_it_file_by_file() {
         "--no-pull",
         "--force",
         "--no-cache",
+        "--json",
     ]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     let after = image_id(&pinned);
     assert_ne!(before, after, "{out}");
+    // --json says the same: what the tag named before, and the file that differs.
+    let drift = &json_result(&o)[0]["drift"];
+    assert_eq!(drift["replaced_image"], before.as_str(), "{out}");
+    let files: Vec<&str> = drift["comparison"]["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no comparison in --json's drift: {drift}\n{out}"))
+        .iter()
+        .flat_map(|l| l["files"].as_array().into_iter().flatten())
+        .filter_map(|f| f["path"].as_str())
+        .collect();
     assert!(
-        out.contains("drift") && out.contains("etc/rdna1-fixture/build-date"),
+        files
+            .iter()
+            .any(|p| p.ends_with("etc/rdna1-fixture/build-date")),
+        "--json's drift names {files:?}, not the build date file:\n{out}"
+    );
+    assert!(
+        !files
+            .iter()
+            .any(|p| p.ends_with("etc/rdna1-fixture/stable.conf")),
+        "--json's drift names the file that did not change: {files:?}"
+    );
+    // The person's view (stderr) names it, not only the JSON on stdout.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("drift") && err.contains("etc/rdna1-fixture/build-date"),
         "the rebuild moved {pinned} from {} to {} without naming what differs:\n{out}",
         short(&before),
         short(&after)
     );
     // The RUN line names both files; no file line names the one that did not change.
-    assert!(!out.contains("etc/rdna1-fixture/stable.conf:"), "{out}");
+    assert!(!err.contains("etc/rdna1-fixture/stable.conf:"), "{out}");
     assert!(
         !dangling_of(&name).contains(&before),
         "the replaced image {before} is left dangling:\n{out}"

@@ -241,7 +241,8 @@ async fn judge_and_tag(
         .map(|i| i.id)
         .filter(|old| *old != image_id);
     if let Some(old) = &replaced {
-        drift_note(engine, r, &pinned_ref, old, &image_id, normalised, progress).await;
+        outcome.drift =
+            Some(drift_note(engine, r, &pinned_ref, old, &image_id, normalised, progress).await);
     }
     // The immutable tag first: if the moving tag fails after it, a rerun skips the build.
     for t in [&pinned, &moving] {
@@ -266,6 +267,7 @@ async fn judge_and_tag(
 /// they differ: the old image is analysed as the new one was (its layers are already
 /// normalised, so nothing new is loaded) and the two compared with
 /// [`crate::reproduce::compare`]. A comparison that cannot be made is said, not fatal.
+/// Returns the same for `--json`.
 async fn drift_note(
     engine: &Engine,
     r: &Recipe,
@@ -274,25 +276,36 @@ async fn drift_note(
     new: &str,
     normalised: Option<&crate::reproduce::Normalised>,
     progress: &mut dyn Progress,
-) {
+) -> Drift {
     progress.note(&format!(
         "drift: the same inputs gave another image; {pinned_ref} moves from {} to {} (a floating input changed: a system package, or anything the recipe leaves unpinned)",
         short_id(old),
         short_id(new)
     ));
+    let mut drift = Drift {
+        replaced_image: old.to_string(),
+        comparison: None,
+        not_compared: None,
+    };
     let Some(new_n) = normalised else {
-        return;
+        drift.not_compared = Some("the new image was not analysed (it was not normalised)".into());
+        return drift;
     };
     match normalise::read_normalised(engine, r, old, progress).await {
         Ok(old_n) => {
             let c = crate::reproduce::compare(&old_n, new_n);
             progress.note(&format!("drift of {pinned_ref}, old build first:\n{c}"));
+            drift.comparison = Some(c);
         }
-        Err(e) => progress.note(&format!(
-            "drift: could not compare {} with {}: {}",
-            short_id(old),
-            short_id(new),
-            crate::error_chain::Chain(&e)
-        )),
+        Err(e) => {
+            let why = crate::error_chain::Chain(&e).to_string();
+            progress.note(&format!(
+                "drift: could not compare {} with {}: {why}",
+                short_id(old),
+                short_id(new),
+            ));
+            drift.not_compared = Some(why);
+        }
     }
+    drift
 }

@@ -126,6 +126,23 @@ pub struct BuildOutcome {
     /// With `--push`: the references pushed and their manifest digests (empty: not pushed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pushed: Option<Vec<PushedTag>>,
+    /// A forced rebuild of these inputs gave another image than the one the pinned tag
+    /// named: the tag moved, and this says from what and how they differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+}
+
+/// The same inputs gave another image (a floating input moved): what the pinned tag named
+/// before, and the comparison of the two (the replaced build first), when it could be made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    #[serde(serialize_with = "crate::digest_json::sha256")]
+    pub replaced_image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<crate::reproduce::Comparison>,
+    /// Why there is no comparison (the replaced image could not be read again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_compared: Option<String>,
 }
 
 impl BuildOutcome {
@@ -144,6 +161,7 @@ impl BuildOutcome {
             layers: vec![],
             reproducible: None,
             pushed: None,
+            drift: None,
         }
     }
 }
