@@ -241,8 +241,9 @@ fn sdist_name(filename: &str) -> Option<(&str, &str)> {
 }
 
 /// Versions compare as PEP 440 says (`pep440_rs`): `2.12.0+ROCm10.1.0` is `2.12.0+rocm10.1.0`,
-/// `1.0` is `1.0.0`. A string that is not PEP 440 compares as itself.
-fn same_version(a: &str, b: &str) -> bool {
+/// `1.0` is `1.0.0`. A string that is not PEP 440 compares as itself, ignoring ASCII case
+/// (as PEP 440 does for the versions it knows). The one rule for the index and the lock.
+pub fn same_version(a: &str, b: &str) -> bool {
     use std::str::FromStr;
     match (
         pep440_rs::Version::from_str(a),

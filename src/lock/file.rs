@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256 as Sha};
 
 use crate::recipe::{Origin, PyTorch, Recipe, Wheel};
-use crate::simple_index::{canonical_name, same_name};
+use crate::simple_index::{canonical_name, same_name, same_version};
 use crate::values::{HttpsUrl, PipName, Sha256, Version};
 
 /// The lock files shipped with the embedded recipes (include_str, like the recipes): the
@@ -61,17 +61,6 @@ impl LockEntry {
             Some(i) => i.to_string(),
             None => "pip's configured index".into(),
         }
-    }
-}
-
-fn same_version(a: &str, b: &str) -> bool {
-    use std::str::FromStr;
-    match (
-        pep440_rs::Version::from_str(a),
-        pep440_rs::Version::from_str(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
     }
 }
 
