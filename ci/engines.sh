@@ -30,8 +30,8 @@
 #               publish as on a stock install (docker-proxy carries 127.0.0.1:PORT to
 #               the container, no iptables needed), and the host reaches them
 #   classic     --bridge=none: an engine that publishes nothing, where `run` must refuse
-# sid's runc needs glibc 2.38, so the machine's own
-# runc runs the containers (dockerd and containerd 2.1 run on bookworm's glibc).
+# sid's runc needs glibc 2.38, so the machine's own runc runs the containers (dockerd and
+# containerd 2.1 run on bookworm's glibc).
 # State lives in $RDNA1_ENGINES_DIR (default /tmp/rdna1-engines); the mirror comes
 # from apt's configuration (RDNA1_ENGINES_MIRROR overrides it) and is never written
 # into the repository.

@@ -163,8 +163,9 @@ took
 # nothing behind (tests/interrupt.rs), an app on its stack through build, the channels and
 # `run` (tests/apps.rs: containerd has a bridge of its own and the test reaches the published
 # port from the host, as on 20.10 in step 10; classic has none and publishes no port, so `run`
-# must refuse with exit 3 and leave nothing), the smoke program in a container (the lib's smoke::program_tests::docker_*). The tests and their docker CLI
-# helpers follow DOCKER_HOST, as the tool does.
+# must refuse with exit 3 and leave nothing), the smoke program in a container (the lib's
+# smoke::program_tests::docker_*). The tests and their docker CLI helpers follow DOCKER_HOST,
+# as the tool does.
 step "engine tests on Docker 28.5: ${ENGINES[*]}"
 engine_times=()
 engines_failed=()
