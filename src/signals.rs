@@ -5,25 +5,98 @@
 //! exit path. Interactive `run` borrows the first signal with [`forward`], to pass it to the
 //! container as `docker run` does; the next one cancels.
 //!
-//! The test hook `RDNA1_IMAGES_PAUSE_AT=<stage>` (build, normalise, load, smoke, tag, push)
-//! prints `rdna1-images: paused at <stage>` on stderr and waits there until a signal
-//! arrives, so a test can interrupt at a known moment. A stage the signal cancels never
-//! goes on past its pause; `load` runs under [`crate::engine::guard::finish_anyway`], which
-//! the signal does not stop, and goes on.
+//! A commit (the tags that move together when a build passes or a pull lands) runs under
+//! [`uninterrupted`]: a signal that comes meanwhile waits for it to end, so the tags never
+//! stop half moved, and the run's message then names what it had finished ([`finished`]).
+//!
+//! The test hook `RDNA1_IMAGES_PAUSE_AT=<stage>` (build, normalise, load, smoke, tag,
+//! commit, push) prints `rdna1-images: paused at <stage>` on stderr and waits there until a
+//! signal arrives, so a test can interrupt at a known moment. A stage the signal cancels
+//! never goes on past its pause; `load` runs under [`crate::engine::guard::finish_anyway`],
+//! which the signal does not stop, and `commit` under [`uninterrupted`]: both go on.
 
 use std::sync::{Mutex, OnceLock};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The environment variable of the pause hook.
 pub const PAUSE_ENV: &str = "RDNA1_IMAGES_PAUSE_AT";
 
 /// The stages the pause hook knows.
-pub const STAGES: [&str; 6] = ["build", "normalise", "load", "smoke", "tag", "push"];
+pub const STAGES: [&str; 7] = [
+    "build",
+    "normalise",
+    "load",
+    "smoke",
+    "tag",
+    "commit",
+    "push",
+];
 
 /// The stages whose pause is inside work a signal does not stop.
-const FINISHED_ANYWAY: [&str; 1] = ["load"];
+const FINISHED_ANYWAY: [&str; 2] = ["load", "commit"];
+
+/// How many [`uninterrupted`] sections are under way.
+fn sections() -> &'static watch::Sender<usize> {
+    static SECTIONS: OnceLock<watch::Sender<usize>> = OnceLock::new();
+    SECTIONS.get_or_init(|| watch::channel(0).0)
+}
+
+/// What the run finished in its commits, in order (see [`finished`]).
+fn finished_list() -> &'static Mutex<Vec<String>> {
+    static FINISHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    &FINISHED
+}
+
+/// One section under way, counted until dropped.
+struct Section;
+
+impl Section {
+    fn enter() -> Section {
+        sections().send_modify(|n| *n += 1);
+        Section
+    }
+}
+
+impl Drop for Section {
+    fn drop(&mut self) {
+        sections().send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Runs `work`, a commit, to its end even when a signal comes meanwhile: `app::run` keeps
+/// driving the command until no section is under way, and only then ends it. `work` must
+/// not watch the token itself (engine tag, import and remove requests do not).
+pub async fn uninterrupted<T>(work: impl std::future::Future<Output = T>) -> T {
+    let _section = Section::enter();
+    work.await
+}
+
+/// Resolves once a signal has cancelled the run and no [`uninterrupted`] section is under
+/// way: the moment `app::run` ends the command.
+pub async fn interrupted() {
+    global().cancelled().await;
+    let mut rx = sections().subscribe();
+    let _ = rx.wait_for(|n| *n == 0).await;
+}
+
+/// Records what a commit finished (`tagged rdna1-images:x ...`), for the message of a run
+/// a signal ends after it.
+pub fn finished(what: String) {
+    finished_list()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(what);
+}
+
+/// What the run's commits finished so far.
+pub fn finished_so_far() -> Vec<String> {
+    finished_list()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
 
 fn global() -> &'static CancellationToken {
     static TOKEN: OnceLock<CancellationToken> = OnceLock::new();

@@ -171,30 +171,54 @@ fn interrupt_case(test: &str, moment: Moment) {
         "{test} (signal at {:.1} s, {moment:?}): exit {code:?}\n{out}",
         signalled.as_secs_f64(),
     );
+    // A run the signal ended after its commit says so, and its tags moved whole.
+    let committed = out.contains("which stays: tagged");
     match (moment, code) {
-        (_, Some(130)) => {}
-        // A random moment may come after the end: then it is a finished build, and the moving
-        // tag names the new image of this recipe. (The outcome line goes to stdout, which this
-        // run does not keep; the engine is the record.)
-        (Moment::Delay(_) | Moment::AfterSummary, Some(0)) => {
-            let now = image_id(&previous);
-            assert_ne!(now, previous_id, "exit 0, yet the tag did not move: {what}");
-            let recipe = docker_out(&[
-                "image",
-                "inspect",
-                "--format",
-                &format!("{{{{index .Config.Labels \"{LABEL_RECIPE}\"}}}}"),
-                &now,
-            ]);
-            assert_eq!(
-                recipe, name,
-                "the moved tag names another recipe's image: {what}"
-            );
+        // The signal during the commit: the commit ends first, and the message names it.
+        (Moment::Pause("commit"), Some(130)) => {
+            assert!(committed, "no word of the finished commit: {what}")
         }
+        (_, Some(130)) => {}
+        // A random moment may come after the end: then it is a finished build.
+        (Moment::Delay(_) | Moment::AfterSummary, Some(0)) => {}
         _ => panic!("expected exit 130: {what}"),
     }
     if code == Some(130) {
         assert!(out.contains("interrupted"), "{what}");
+    }
+    if code == Some(0) || committed {
+        // Finished: the moving tag and the pinned one name the new image of this recipe,
+        // which has its pass recorded. (The outcome line goes to stdout, which this run
+        // does not keep; the engine is the record.)
+        let now = image_id(&previous);
+        assert_ne!(
+            now, previous_id,
+            "finished, yet the tag did not move: {what}"
+        );
+        let labels = |key: &str| {
+            docker_out(&[
+                "image",
+                "inspect",
+                "--format",
+                &format!("{{{{index .Config.Labels \"{key}\"}}}}"),
+                &now,
+            ])
+        };
+        assert_eq!(labels(LABEL_RECIPE), name, "another recipe's image: {what}");
+        let digest = labels("io.github.rdna1-images.input-digest");
+        let digest = digest.trim_start_matches("sha256:");
+        assert!(digest.len() >= 12, "no input digest label: {what}");
+        let pinned = format!("rdna1-images:{name}-{}", &digest[..12]);
+        assert_eq!(
+            image_id(&pinned),
+            now,
+            "{pinned} is not the moved image: {what}"
+        );
+        assert!(
+            !image_id(&format!("{pinned}-smoke-cpu")).is_empty(),
+            "no pass report beside {pinned}: {what}"
+        );
+    } else {
         assert_eq!(
             image_id(&previous),
             previous_id,
@@ -232,7 +256,7 @@ fn sigint_at_each_stage_exits_130_and_leaves_nothing() {
     }
     // `load`: the engine has the whole body of the normalised image's load and loads it
     // whatever we do; the signal does not stop that task, and its guard removes the image.
-    for stage in ["build", "normalise", "load", "smoke", "tag"] {
+    for stage in ["build", "normalise", "load", "smoke", "tag", "commit"] {
         interrupt_case(&format!("interrupt-{stage}"), Moment::Pause(stage));
     }
 }

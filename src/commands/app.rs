@@ -28,15 +28,23 @@ pub async fn run(cli: Cli) -> Outcome {
     if let Err(e) = crate::signals::install() {
         return Err(crate::commands::EnvironmentError::Signals(e).into());
     }
-    let token = crate::signals::token();
     let what = cli.command.name();
     let outcome = tokio::select! {
         biased;
-        _ = token.cancelled() => Err(EngineError::Interrupted { what: what.to_string() }.into()),
+        // After the signal, a commit under way ends first (signals::uninterrupted).
+        _ = crate::signals::interrupted() => Err(EngineError::Interrupted {
+            what: what.to_string(),
+            finished: crate::signals::finished_so_far(),
+        }
+        .into()),
         r = dispatch(&cli) => match r {
             // A stage that saw the signal itself said so; any other error after it is one.
             Err(f) if crate::signals::cancelled() && f.code != 130 => {
-                Err(EngineError::Interrupted { what: format!("{what} ({})", f.message()) }.into())
+                Err(EngineError::Interrupted {
+                    what: format!("{what} ({})", f.message()),
+                    finished: crate::signals::finished_so_far(),
+                }
+                .into())
             }
             r => r,
         },

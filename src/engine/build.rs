@@ -233,7 +233,10 @@ impl Engine {
             let item = tokio::select! {
                 item = stream.next() => item,
                 _ = cancel.cancelled() => {
-                    return Err(EngineError::Interrupted { what: format!("build of {}", req.what) });
+                    return Err(EngineError::Interrupted {
+                        what: format!("build of {}", req.what),
+                        finished: crate::signals::finished_so_far(),
+                    });
                 }
             };
             let Some(item) = item else { break };

@@ -373,7 +373,10 @@ impl Engine {
                     if let Err(e) = self.kill(id).await {
                         tracing::warn!("{}", crate::error_chain::Chain(&e));
                     }
-                    return Err(EngineError::Interrupted { what: what() });
+                    return Err(EngineError::Interrupted {
+                        what: what(),
+                        finished: crate::signals::finished_so_far(),
+                    });
                 }
             }
         }
@@ -628,7 +631,10 @@ impl Engine {
                             tracing::warn!("{}", crate::error_chain::Chain(&e));
                         }
                         stdin_task.abort();
-                        return Err(EngineError::Interrupted { what: what() });
+                        return Err(EngineError::Interrupted {
+                        what: what(),
+                        finished: crate::signals::finished_so_far(),
+                    });
                     }
                 }
             }

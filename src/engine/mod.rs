@@ -93,8 +93,10 @@ pub enum EngineError {
         port: u16,
         address: String,
     },
-    #[error("{what} was interrupted")]
-    Interrupted { what: String },
+    /// `finished`: what the run's commits had done before the signal ended it (tags that
+    /// moved stay moved; see [`crate::signals::uninterrupted`]).
+    #[error("{what} was interrupted{}", finished_before(finished))]
+    Interrupted { what: String, finished: Vec<String> },
     /// Bad input found on the way (a recipe's file or patch missing): exit 2, not 1.
     #[error(transparent)]
     Input(#[from] crate::recipe::RecipeError),
@@ -295,4 +297,15 @@ impl Engine {
             security_options: i.security_options.unwrap_or_default(),
         })
     }
+}
+
+/// The tail of an interruption's message: what the run had finished before the signal.
+fn finished_before(finished: &[String]) -> String {
+    if finished.is_empty() {
+        return String::new();
+    }
+    format!(
+        " after it had finished this, which stays: {}",
+        finished.join("; ")
+    )
 }

@@ -525,16 +525,27 @@ pub async fn pull(
         None => None,
     };
     let mut tags = vec![];
-    engine.tag(&image.id, REPOSITORY, &r.name).await?;
-    tags.push(format!("{REPOSITORY}:{}", r.name));
-    if let (Some(d), Some(_)) = (&pulled_digest, &tested) {
-        let t = format!("{}-{}", r.name, d.short());
-        engine.tag(&image.id, REPOSITORY, &t).await?;
-        tags.push(format!("{REPOSITORY}:{t}"));
-    }
-    let manifest_digest = engine.repo_digest(&reference, &remote.repo.name()).await?;
-    // Pulled and tagged: the registry's name stays, as after `docker pull`.
-    pulled.keep();
+    // The commit: the local tags and the registry's name kept, whole (see pipeline's).
+    let manifest_digest = crate::signals::uninterrupted(async {
+        crate::signals::pause_at("commit").await;
+        engine.tag(&image.id, REPOSITORY, &r.name).await?;
+        tags.push(format!("{REPOSITORY}:{}", r.name));
+        if let (Some(d), Some(_)) = (&pulled_digest, &tested) {
+            let t = format!("{}-{}", r.name, d.short());
+            engine.tag(&image.id, REPOSITORY, &t).await?;
+            tags.push(format!("{REPOSITORY}:{t}"));
+        }
+        // Pulled and tagged: the registry's name stays, as after `docker pull`.
+        pulled.keep();
+        crate::signals::finished(format!(
+            "pulled {reference} and tagged {} (image {})",
+            tags.join(" and "),
+            pipeline::short_id(&image.id)
+        ));
+        engine.repo_digest(&reference, &remote.repo.name()).await
+    })
+    .await?;
+    crate::pipeline::after_commit(&format!("pull of {}", r.name))?;
     Ok(PullOutcome {
         recipe: r.name.to_string(),
         reference,
@@ -662,12 +673,23 @@ pub async fn pull_for_build(
             ));
             let (moving, pinned) = pipeline::tags(&r.name, digest);
             let mut tags = vec![];
-            for t in [&pinned, &moving] {
-                engine.tag(&image.id, REPOSITORY, t).await?;
-                tags.push(format!("{REPOSITORY}:{t}"));
-            }
-            // build's images live in the local repository only, as if built here.
-            pulled.release().await?;
+            // The commit, whole (see pipeline's).
+            crate::signals::uninterrupted(async {
+                crate::signals::pause_at("commit").await;
+                for t in [&pinned, &moving] {
+                    engine.tag(&image.id, REPOSITORY, t).await?;
+                    tags.push(format!("{REPOSITORY}:{t}"));
+                }
+                crate::signals::finished(format!(
+                    "pulled and tagged {} (image {})",
+                    tags.join(" and "),
+                    pipeline::short_id(&image.id)
+                ));
+                // build's images live in the local repository only, as if built here.
+                pulled.release().await
+            })
+            .await?;
+            crate::pipeline::after_commit(&format!("pull of {}", r.name))?;
             Ok(PullForBuild::Done(Box::new(BuildOutcome {
                 status: BuildStatus::Pulled,
                 image_id: Some(image.id),

@@ -244,23 +244,55 @@ async fn judge_and_tag(
         outcome.drift =
             Some(drift_note(engine, r, &pinned_ref, old, &image_id, normalised, progress).await);
     }
-    // The immutable tag first: if the moving tag fails after it, a rerun skips the build.
-    for t in [&pinned, &moving] {
-        engine.tag(&image_id, REPOSITORY, t).await?;
-        outcome.tags.push(format!("{REPOSITORY}:{t}"));
-    }
-    // Tagged: it stays.
-    let _ = candidate.keep();
-    if let Some(passed) = &outcome.smoke {
-        // The level it passed, beside it, for `push` and for pullers.
-        distribute::record_pass(engine, &r.name, &prepared.digest, &image_id, passed).await?;
-    }
-    if let Some(old) = replaced {
-        // No tag of ours names it now: it goes, unless a container or another name holds it.
-        engine.remove_untagged(&old).await?;
-    }
+    // The commit: both tags, the pass report and the replaced image's removal, whole. A
+    // signal from here on waits for its end, so no run stops with one tag moved and not
+    // the other, or with a tagged image and no record of its pass.
+    crate::signals::uninterrupted(async {
+        crate::signals::pause_at("commit").await;
+        // The immutable tag first: if the moving tag fails after it, a rerun skips the build.
+        for t in [&pinned, &moving] {
+            engine.tag(&image_id, REPOSITORY, t).await?;
+            outcome.tags.push(format!("{REPOSITORY}:{t}"));
+        }
+        // Tagged: it stays.
+        let _ = candidate.keep();
+        if let Some(passed) = &outcome.smoke {
+            // The level it passed, beside it, for `push` and for pullers.
+            distribute::record_pass(engine, &r.name, &prepared.digest, &image_id, passed).await?;
+        }
+        crate::signals::finished(format!(
+            "tagged {} (image {}, passed the {} smoke test)",
+            outcome.tags.join(" and "),
+            short_id(&image_id),
+            outcome
+                .smoke
+                .as_ref()
+                .map(|s| s.level.to_string())
+                .unwrap_or_default()
+        ));
+        if let Some(old) = replaced {
+            // No tag of ours names it now: it goes, unless a container or another name holds it.
+            engine.remove_untagged(&old).await?;
+        }
+        Ok::<_, EngineError>(())
+    })
+    .await?;
+    after_commit(&format!("build of {}", r.name))?;
     outcome.status = BuildStatus::Passed;
     Ok(outcome)
+}
+
+/// After a commit ([`crate::signals::uninterrupted`]): a signal that came during it ends
+/// the run here, with exit 130 and the message naming what stays, rather than wherever the
+/// command next waits (or not at all when nothing is left to wait for).
+pub(crate) fn after_commit(what: &str) -> Result<(), EngineError> {
+    if crate::signals::cancelled() {
+        return Err(EngineError::Interrupted {
+            what: what.to_string(),
+            finished: crate::signals::finished_so_far(),
+        });
+    }
+    Ok(())
 }
 
 /// Says that the same inputs gave another image than the one `pinned_ref` names, and how
