@@ -73,12 +73,24 @@ pub async fn uninterrupted<T>(work: impl std::future::Future<Output = T>) -> T {
     work.await
 }
 
+/// How long a signal waits for the commits under way: a few engine requests, unless the
+/// engine hangs, and a hung engine must not hold a Ctrl-C for ever.
+const SECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Resolves once a signal has cancelled the run and no [`uninterrupted`] section is under
-/// way: the moment `app::run` ends the command.
+/// way (or [`SECTION_WAIT`] has passed): the moment `app::run` ends the command.
 pub async fn interrupted() {
     global().cancelled().await;
     let mut rx = sections().subscribe();
-    let _ = rx.wait_for(|n| *n == 0).await;
+    if tokio::time::timeout(SECTION_WAIT, rx.wait_for(|n| *n == 0))
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "rdna1-images: the engine did not finish the commit under way within {} s of the signal; ending anyway (rerun the command to finish what it left)",
+            SECTION_WAIT.as_secs()
+        );
+    }
 }
 
 /// Records what a commit finished (`tagged rdna1-images:x ...`), for the message of a run
