@@ -68,8 +68,10 @@ impl Drop for Section {
 /// Runs `work`, a commit, to its end even when a signal comes meanwhile: `app::run` keeps
 /// driving the command until no section is under way, and only then ends it. `work` must
 /// not watch the token itself (engine tag, import and remove requests do not).
+/// Its start is the pause hook's `commit` stage.
 pub async fn uninterrupted<T>(work: impl std::future::Future<Output = T>) -> T {
     let _section = Section::enter();
+    pause_at("commit").await;
     work.await
 }
 

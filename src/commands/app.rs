@@ -32,18 +32,12 @@ pub async fn run(cli: Cli) -> Outcome {
     let outcome = tokio::select! {
         biased;
         // After the signal, a commit under way ends first (signals::uninterrupted).
-        _ = crate::signals::interrupted() => Err(EngineError::Interrupted {
-            what: what.to_string(),
-            finished: crate::signals::finished_so_far(),
-        }
+        _ = crate::signals::interrupted() => Err(EngineError::interrupted(what.to_string())
         .into()),
         r = dispatch(&cli) => match r {
             // A stage that saw the signal itself said so; any other error after it is one.
             Err(f) if crate::signals::cancelled() && f.code != 130 => {
-                Err(EngineError::Interrupted {
-                    what: format!("{what} ({})", f.message()),
-                    finished: crate::signals::finished_so_far(),
-                }
+                Err(EngineError::interrupted(format!("{what} ({})", f.message()))
                 .into())
             }
             r => r,

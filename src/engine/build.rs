@@ -233,10 +233,7 @@ impl Engine {
             let item = tokio::select! {
                 item = stream.next() => item,
                 _ = cancel.cancelled() => {
-                    return Err(EngineError::Interrupted {
-                        what: format!("build of {}", req.what),
-                        finished: crate::signals::finished_so_far(),
-                    });
+                    return Err(EngineError::interrupted(format!("build of {}", req.what)));
                 }
             };
             let Some(item) = item else { break };

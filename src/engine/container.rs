@@ -373,10 +373,7 @@ impl Engine {
                     if let Err(e) = self.kill(id).await {
                         tracing::warn!("{}", crate::error_chain::Chain(&e));
                     }
-                    return Err(EngineError::Interrupted {
-                        what: what(),
-                        finished: crate::signals::finished_so_far(),
-                    });
+                    return Err(EngineError::interrupted(what()));
                 }
             }
         }
@@ -631,10 +628,7 @@ impl Engine {
                             tracing::warn!("{}", crate::error_chain::Chain(&e));
                         }
                         stdin_task.abort();
-                        return Err(EngineError::Interrupted {
-                        what: what(),
-                        finished: crate::signals::finished_so_far(),
-                    });
+                        return Err(EngineError::interrupted(what()));
                     }
                 }
             }

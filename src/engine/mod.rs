@@ -112,6 +112,14 @@ pub enum Unanswered {
 }
 
 impl EngineError {
+    /// `what` was interrupted, naming what the run's commits had finished before the signal.
+    pub fn interrupted(what: impl Into<String>) -> Self {
+        EngineError::Interrupted {
+            what: what.into(),
+            finished: crate::signals::finished_so_far(),
+        }
+    }
+
     /// The CLI contract's exit code: 3 for the environment, 130 interrupted, 1 the job.
     pub fn exit_code(&self) -> i32 {
         match self {

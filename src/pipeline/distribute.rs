@@ -486,8 +486,7 @@ pub async fn pull(
     };
     let mut tags = vec![];
     // The commit: the local tags and the registry's name kept, whole (see pipeline's).
-    let manifest_digest = crate::signals::uninterrupted(async {
-        crate::signals::pause_at("commit").await;
+    let manifest_digest = crate::pipeline::commit(&format!("pull of {}", r.name), async {
         engine.tag(&image.id, REPOSITORY, &r.name).await?;
         tags.push(format!("{REPOSITORY}:{}", r.name));
         if let (Some(d), Some(_)) = (&pulled_digest, &tested) {
@@ -505,7 +504,6 @@ pub async fn pull(
         engine.repo_digest(&reference, &remote.repo.name()).await
     })
     .await?;
-    crate::pipeline::after_commit(&format!("pull of {}", r.name))?;
     Ok(PullOutcome {
         recipe: r.name.to_string(),
         reference,
@@ -634,8 +632,7 @@ pub async fn pull_for_build(
             let (moving, pinned) = pipeline::tags(&r.name, digest);
             let mut tags = vec![];
             // The commit, whole (see pipeline's).
-            crate::signals::uninterrupted(async {
-                crate::signals::pause_at("commit").await;
+            crate::pipeline::commit(&format!("pull of {}", r.name), async {
                 for t in [&pinned, &moving] {
                     engine.tag(&image.id, REPOSITORY, t).await?;
                     tags.push(format!("{REPOSITORY}:{t}"));
@@ -649,7 +646,6 @@ pub async fn pull_for_build(
                 pulled.release().await
             })
             .await?;
-            crate::pipeline::after_commit(&format!("pull of {}", r.name))?;
             Ok(PullForBuild::Done(Box::new(BuildOutcome {
                 status: BuildStatus::Pulled,
                 image_id: Some(image.id),

@@ -247,8 +247,7 @@ async fn judge_and_tag(
     // The commit: both tags, the pass report and the replaced image's removal, whole. A
     // signal from here on waits for its end, so no run stops with one tag moved and not
     // the other, or with a tagged image and no record of its pass.
-    crate::signals::uninterrupted(async {
-        crate::signals::pause_at("commit").await;
+    commit(&format!("build of {}", r.name), async {
         // The immutable tag first: if the moving tag fails after it, a rerun skips the build.
         for t in [&pinned, &moving] {
             engine.tag(&image_id, REPOSITORY, t).await?;
@@ -274,25 +273,26 @@ async fn judge_and_tag(
             // No tag of ours names it now: it goes, unless a container or another name holds it.
             engine.remove_untagged(&old).await?;
         }
-        Ok::<_, EngineError>(())
+        Ok(())
     })
     .await?;
-    after_commit(&format!("build of {}", r.name))?;
     outcome.status = BuildStatus::Passed;
     Ok(outcome)
 }
 
-/// After a commit ([`crate::signals::uninterrupted`]): a signal that came during it ends
-/// the run here, with exit 130 and the message naming what stays, rather than wherever the
-/// command next waits (or not at all when nothing is left to wait for).
-pub(crate) fn after_commit(what: &str) -> Result<(), EngineError> {
+/// A commit of `what`: `work` (tags that move together) under
+/// [`crate::signals::uninterrupted`]. A signal that came during it ends the run right after,
+/// with exit 130 and the message naming what stays, rather than wherever the command next
+/// waits (or not at all when nothing is left to wait for).
+pub(crate) async fn commit<T>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    let out = crate::signals::uninterrupted(work).await?;
     if crate::signals::cancelled() {
-        return Err(EngineError::Interrupted {
-            what: what.to_string(),
-            finished: crate::signals::finished_so_far(),
-        });
+        return Err(EngineError::interrupted(what));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Says that the same inputs gave another image than the one `pinned_ref` names, and how
