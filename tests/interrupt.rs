@@ -96,18 +96,20 @@ fn our_new_dangling(before: &Leftovers, after: &Leftovers, recipe: &str) -> Vec<
         .dangling
         .iter()
         .filter(|id| !before.dangling.contains(id))
-        .filter(|id| {
-            let l = docker_out(&[
-                "image",
-                "inspect",
-                "--format",
-                &format!("{{{{index .Config.Labels \"{LABEL_RECIPE}\"}}}}"),
-                id,
-            ]);
-            l == recipe
-        })
+        .filter(|id| label_of(id, LABEL_RECIPE) == recipe)
         .cloned()
         .collect()
+}
+
+/// The value of label `key` on `image` (empty when it has none).
+fn label_of(image: &str, key: &str) -> String {
+    docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        &format!("{{{{index .Config.Labels \"{key}\"}}}}"),
+        image,
+    ])
 }
 
 /// The tool with no build network and a registry that never answers, unless `env` says
@@ -195,17 +197,12 @@ fn interrupt_case(test: &str, moment: Moment) {
             now, previous_id,
             "finished, yet the tag did not move: {what}"
         );
-        let labels = |key: &str| {
-            docker_out(&[
-                "image",
-                "inspect",
-                "--format",
-                &format!("{{{{index .Config.Labels \"{key}\"}}}}"),
-                &now,
-            ])
-        };
-        assert_eq!(labels(LABEL_RECIPE), name, "another recipe's image: {what}");
-        let digest = labels("io.github.rdna1-images.input-digest");
+        assert_eq!(
+            label_of(&now, LABEL_RECIPE),
+            name,
+            "another recipe's image: {what}"
+        );
+        let digest = label_of(&now, "io.github.rdna1-images.input-digest");
         let digest = digest.trim_start_matches("sha256:");
         assert!(digest.len() >= 12, "no input digest label: {what}");
         let pinned = format!("rdna1-images:{name}-{}", &digest[..12]);
